@@ -1,0 +1,419 @@
+//! The nemesis: applies the scenario's fault schedule and records every window as it
+//! actually happened. Network faults go through Toxiproxy; relay crashes go to the
+//! relay; SDK errors and fail points go to the store; process faults signal the
+//! local stack's servers by pid. Whatever happens, [`restore`] puts every proxy back.
+
+pub mod toxiproxy;
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+use crate::relay::Relay;
+use crate::scenario::{FaultKind, FaultSpec, Side};
+use crate::store::Store;
+use toxiproxy::{TOXIC_PREFIX, Toxic, Toxiproxy};
+
+/// One fault window as applied (times in seconds since the load started).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultWindow {
+    /// Index of the `[[faults]]` entry, and of the repetition within it.
+    pub fault: usize,
+    pub window: usize,
+    pub kind: String,
+    pub side: Side,
+    pub direction: String,
+    pub toxicity: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    pub planned_start_s: f64,
+    pub planned_end_s: f64,
+    /// When it was really applied / removed; `None` if it never was.
+    pub start_s: Option<f64>,
+    pub end_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FaultWindow {
+    /// Whether a moment (ms since load start) falls inside the applied window.
+    pub fn contains_ms(&self, ms: u64) -> bool {
+        let t = ms as f64 / 1000.0;
+        match (self.start_s, self.end_s) {
+            (Some(s), Some(e)) => t >= s && t < e,
+            (Some(s), None) => t >= s,
+            _ => false,
+        }
+    }
+
+    /// Whether the applied window overlaps `[from_ms, to_ms]`.
+    pub fn overlaps_ms(&self, from_ms: u64, to_ms: u64) -> bool {
+        let (from, to) = (from_ms as f64 / 1000.0, to_ms as f64 / 1000.0);
+        match (self.start_s, self.end_s) {
+            (Some(s), Some(e)) => from < e && to >= s,
+            (Some(s), None) => to >= s,
+            _ => false,
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!(
+            "#{}.{} {}@{}",
+            self.fault, self.window, self.kind, self.side
+        )
+    }
+}
+
+/// What faults act on besides Toxiproxy.
+pub struct FaultTargets {
+    pub store: Arc<dyn Store>,
+    pub relay: Option<Arc<tokio::sync::Mutex<Relay>>>,
+    /// The local stack's state directory (pids of managed servers).
+    pub stack_state: PathBuf,
+    pub stack_script: PathBuf,
+}
+
+pub struct Nemesis {
+    toxiproxy: Toxiproxy,
+    run_id: String,
+    proxies: BTreeMap<Side, String>,
+    specs: Vec<FaultSpec>,
+    load: Duration,
+}
+
+struct Event {
+    at: Duration,
+    apply: bool,
+    window: usize,
+}
+
+impl Nemesis {
+    pub fn new(
+        toxiproxy: Toxiproxy,
+        run_id: &str,
+        proxies: BTreeMap<Side, String>,
+        specs: Vec<FaultSpec>,
+        load: Duration,
+    ) -> Self {
+        Self {
+            toxiproxy,
+            run_id: run_id.to_string(),
+            proxies,
+            specs,
+            load,
+        }
+    }
+
+    /// Every planned window, in schedule order.
+    pub fn plan(&self) -> Vec<FaultWindow> {
+        let mut out = Vec::new();
+        for spec in &self.specs {
+            for (w, (start, end)) in spec.windows(self.load).into_iter().enumerate() {
+                out.push(FaultWindow {
+                    fault: spec.index,
+                    window: w,
+                    kind: spec.kind.name().to_string(),
+                    side: spec.side,
+                    direction: if spec.kind.is_network() {
+                        spec.direction.name().to_string()
+                    } else {
+                        "-".into()
+                    },
+                    toxicity: spec.toxicity,
+                    proxy: spec
+                        .kind
+                        .is_network()
+                        .then(|| self.proxies.get(&spec.side).cloned())
+                        .flatten(),
+                    planned_start_s: start.as_secs_f64(),
+                    planned_end_s: end.as_secs_f64(),
+                    start_s: None,
+                    end_s: None,
+                    error: None,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.planned_start_s.total_cmp(&b.planned_start_s));
+        out
+    }
+
+    /// Runs the schedule from `t0` until it is done or `stop` fires; every applied
+    /// fault is removed before returning. `active` lists the faults now in force.
+    pub async fn run(
+        &self,
+        t0: Instant,
+        mut stop: watch::Receiver<bool>,
+        targets: &FaultTargets,
+        active: Arc<Mutex<Vec<String>>>,
+    ) -> Vec<FaultWindow> {
+        let mut windows = self.plan();
+        let specs: HashMap<(usize, usize), FaultSpec> = windows
+            .iter()
+            .map(|w| {
+                (
+                    (w.fault, w.window),
+                    self.specs
+                        .iter()
+                        .find(|s| s.index == w.fault)
+                        .unwrap()
+                        .clone(),
+                )
+            })
+            .collect();
+        let mut events: Vec<Event> = Vec::new();
+        for (i, w) in windows.iter().enumerate() {
+            events.push(Event {
+                at: Duration::from_secs_f64(w.planned_start_s),
+                apply: true,
+                window: i,
+            });
+            events.push(Event {
+                at: Duration::from_secs_f64(w.planned_end_s),
+                apply: false,
+                window: i,
+            });
+        }
+        // Removals first at equal times, so back-to-back windows do not overlap.
+        events.sort_by(|a, b| a.at.cmp(&b.at).then(a.apply.cmp(&b.apply)));
+        let mut down_count: HashMap<String, u32> = HashMap::new();
+        for ev in events {
+            let stopped = tokio::select! {
+                _ = tokio::time::sleep_until((t0 + ev.at).into()) => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            if stopped {
+                break;
+            }
+            let w = &mut windows[ev.window];
+            let spec = &specs[&(w.fault, w.window)];
+            if !ev.apply && w.start_s.is_none() {
+                continue; // never applied (an error was recorded)
+            }
+            let result = self.act(spec, w, ev.apply, targets, &mut down_count).await;
+            let now = t0.elapsed().as_secs_f64();
+            match result {
+                Ok(()) if ev.apply => {
+                    w.start_s = Some(now);
+                    active.lock().unwrap().push(w.label());
+                }
+                Ok(()) => {
+                    w.end_s = Some(now);
+                    active.lock().unwrap().retain(|l| *l != w.label());
+                }
+                Err(e) => {
+                    eprintln!(
+                        "warning: fault {} could not be {}: {e:#}",
+                        w.label(),
+                        if ev.apply { "applied" } else { "removed" }
+                    );
+                    w.error = Some(format!("{e:#}"));
+                    if !ev.apply {
+                        w.end_s = Some(now);
+                    }
+                }
+            }
+        }
+        // Stopped early, or windows that outlast the load: remove what is in force.
+        for i in 0..windows.len() {
+            if windows[i].start_s.is_some() && windows[i].end_s.is_none() {
+                let spec = specs[&(windows[i].fault, windows[i].window)].clone();
+                let w = &mut windows[i];
+                if let Err(e) = self.act(&spec, w, false, targets, &mut down_count).await {
+                    w.error = Some(format!("{e:#}"));
+                }
+                w.end_s = Some(t0.elapsed().as_secs_f64());
+            }
+        }
+        active.lock().unwrap().clear();
+        windows
+    }
+
+    fn toxic_name(&self, w: &FaultWindow) -> String {
+        format!("{TOXIC_PREFIX}{}-f{}-w{}", self.run_id, w.fault, w.window)
+    }
+
+    async fn act(
+        &self,
+        spec: &FaultSpec,
+        w: &FaultWindow,
+        apply: bool,
+        targets: &FaultTargets,
+        down_count: &mut HashMap<String, u32>,
+    ) -> anyhow::Result<()> {
+        match &spec.kind {
+            FaultKind::Down => {
+                let proxy = self.proxy_of(spec)?;
+                let n = down_count.entry(proxy.clone()).or_default();
+                if apply {
+                    *n += 1;
+                    if *n == 1 {
+                        self.toxiproxy.set_enabled(&proxy, false).await?;
+                    }
+                } else {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.toxiproxy.set_enabled(&proxy, true).await?;
+                    }
+                }
+                Ok(())
+            }
+            kind if kind.is_network() => {
+                let proxy = self.proxy_of(spec)?;
+                let name = self.toxic_name(w);
+                if apply {
+                    let toxic =
+                        toxic_for(spec, name).expect("network kinds other than down are toxics");
+                    self.toxiproxy.add_toxic(&proxy, &toxic).await
+                } else {
+                    self.toxiproxy.remove_toxic(&proxy, &name).await
+                }
+            }
+            FaultKind::RelayCrash => {
+                let relay = targets
+                    .relay
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("this pattern has no relay"))?;
+                let mut relay = relay.lock().await;
+                if apply {
+                    relay.crash()
+                } else {
+                    relay.restart()
+                }
+                Ok(())
+            }
+            FaultKind::SdkError { .. } | FaultKind::FailCommand { .. } => {
+                targets.store.set_fault(spec, apply).await
+            }
+            FaultKind::ProcessKill { server } => {
+                if apply {
+                    signal_server(&targets.stack_state, server, libc::SIGKILL)
+                } else {
+                    restart_server(&targets.stack_script, server).await
+                }
+            }
+            FaultKind::ProcessPause { server } => signal_server(
+                &targets.stack_state,
+                server,
+                if apply { libc::SIGSTOP } else { libc::SIGCONT },
+            ),
+            _ => unreachable!("all kinds handled"),
+        }
+    }
+
+    fn proxy_of(&self, spec: &FaultSpec) -> anyhow::Result<String> {
+        self.proxies
+            .get(&spec.side)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the {} side has no proxy", spec.side))
+    }
+}
+
+/// The Toxiproxy toxic for a network fault (`None` for `down` and non-network kinds).
+pub fn toxic_for(spec: &FaultSpec, name: String) -> Option<Toxic> {
+    let attrs: &[(&str, u64)] = &match &spec.kind {
+        FaultKind::Latency {
+            latency_ms,
+            jitter_ms,
+        } => vec![("latency", *latency_ms), ("jitter", *jitter_ms)],
+        FaultKind::Bandwidth { rate_kbps } => vec![("rate", *rate_kbps)],
+        FaultKind::SlowClose { delay_ms } => vec![("delay", *delay_ms)],
+        FaultKind::Timeout { timeout_ms } => vec![("timeout", *timeout_ms)],
+        FaultKind::ResetPeer { timeout_ms } => vec![("timeout", *timeout_ms)],
+        FaultKind::Slicer {
+            average_size,
+            size_variation,
+            delay_us,
+        } => {
+            vec![
+                ("average_size", *average_size),
+                ("size_variation", *size_variation),
+                ("delay", *delay_us),
+            ]
+        }
+        FaultKind::LimitData { bytes } => vec![("bytes", *bytes)],
+        _ => return None,
+    };
+    Some(Toxic {
+        name,
+        kind: spec.kind.name().to_string(),
+        stream: spec.direction.name().to_string(),
+        toxicity: spec.toxicity,
+        attributes: attrs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    })
+}
+
+/// Removes every dualwrite toxic from these proxies and enables them. Returns one
+/// line per thing it had to fix (empty when the proxies were clean).
+pub async fn restore(toxiproxy: &Toxiproxy, proxies: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut fixed = Vec::new();
+    for name in proxies {
+        let info = toxiproxy.proxy(name).await?;
+        for t in info
+            .toxics
+            .iter()
+            .filter(|t| t.name.starts_with(TOXIC_PREFIX))
+        {
+            toxiproxy.remove_toxic(name, &t.name).await?;
+            fixed.push(format!(
+                "removed leftover toxic `{}` from proxy `{name}`",
+                t.name
+            ));
+        }
+        if !info.enabled {
+            toxiproxy.set_enabled(name, true).await?;
+            fixed.push(format!("re-enabled proxy `{name}`"));
+        }
+    }
+    Ok(fixed)
+}
+
+/// Removes dualwrite toxics from every proxy (the `reset` command).
+pub async fn restore_all(toxiproxy: &Toxiproxy) -> anyhow::Result<Vec<String>> {
+    let names: Vec<String> = toxiproxy.proxies().await?.into_keys().collect();
+    restore(toxiproxy, &names).await
+}
+
+fn server_pid(state: &std::path::Path, server: &str) -> anyhow::Result<i32> {
+    let file = state.join("pids").join(format!("{server}.pid"));
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| anyhow::anyhow!("no pid for `{server}` at {} ({e}); process faults need the local stack (scripts/stack up)", file.display()))?;
+    text.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{} does not hold a pid", file.display()))
+}
+
+fn signal_server(state: &std::path::Path, server: &str, signal: i32) -> anyhow::Result<()> {
+    let pid = server_pid(state, server)?;
+    // SAFETY: kill(2) with a pid read from the stack's own pid file.
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc != 0 {
+        anyhow::bail!(
+            "signal {signal} to {server} (pid {pid}) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+async fn restart_server(script: &std::path::Path, server: &str) -> anyhow::Result<()> {
+    let only = if server == "moto" { "dynamodb" } else { server };
+    let out = tokio::time::timeout(
+        Duration::from_secs(240),
+        tokio::process::Command::new(script)
+            .args(["up", "--only", only])
+            .output(),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("restarting {server} took over 240s"))??;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`{} up --only {only}` failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}

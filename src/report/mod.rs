@@ -1,0 +1,3 @@
+//! Reports: pure functions of result files. One file per format.
+
+pub mod table;

@@ -1,0 +1,97 @@
+//! The terminal summary of one run (comfy-table).
+
+use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+
+use crate::result::RunResult;
+
+pub fn summary(r: &RunResult) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    t.set_header(vec!["", ""]);
+    let w = &r.workload;
+    let rows: Vec<(&str, String)> = vec![
+        ("scenario", r.scenario.name.clone()),
+        (
+            "store / pattern",
+            format!("{} ({}) / {}", r.target, r.server.product, r.pattern),
+        ),
+        (
+            "faults",
+            if r.scenario.faults.is_empty() {
+                "none".into()
+            } else {
+                r.scenario.faults.join("; ")
+            },
+        ),
+        (
+            "rate",
+            format!(
+                "{:.1}/s achieved of {}/s target",
+                w.achieved_tps, w.target_tps
+            ),
+        ),
+        (
+            "ops",
+            format!(
+                "{} total: {} ok, {} fail, {} unknown ({} retries)",
+                w.ops.total, w.ops.ok, w.ops.fail, w.ops.unknown, w.retries
+            ),
+        ),
+        (
+            "latency ms",
+            format!(
+                "p50 {} | p99 {} | p999 {} | max {}",
+                r.latency_ms.p50, r.latency_ms.p99, r.latency_ms.p999, r.latency_ms.max
+            ),
+        ),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![Cell::new(k), Cell::new(v)]);
+    }
+    if let Some(relay) = &r.relay {
+        let ttc = &relay.time_to_consistency_ms;
+        t.add_row(vec![
+            Cell::new("time to consistency ms"),
+            Cell::new(format!(
+                "p50 {} | p99 {} | max {} (relay crashes: {} self, {} fault)",
+                ttc.p50, ttc.p99, ttc.max, relay.stats.self_crashes, relay.stats.fault_crashes
+            )),
+        ]);
+    }
+    if r.checked {
+        let c = &r.checker;
+        for (name, n) in [
+            ("orphans", c.orphans),
+            ("ghosts", c.ghosts),
+            ("duplicates", c.duplicates),
+            ("mismatches", c.mismatches),
+            ("lost acks", c.lost_acks),
+            ("strays", c.strays),
+        ] {
+            let key = name.replace(' ', "_");
+            let samples = c
+                .samples
+                .get(&key)
+                .map(|s| s.iter().take(3).cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            let text = if n > 0 && !samples.is_empty() {
+                format!("{n}  (e.g. {samples})")
+            } else {
+                n.to_string()
+            };
+            t.add_row(vec![Cell::new(name), Cell::new(text)]);
+        }
+    } else {
+        t.add_row(vec![Cell::new("checker"), Cell::new("not run")]);
+    }
+    t.add_row(vec![
+        Cell::new("verdict"),
+        Cell::new(r.verdict.name().to_uppercase()),
+    ]);
+    let mut out = t.to_string();
+    for reason in &r.verdict_reasons {
+        out.push_str(&format!("\n  {reason}"));
+    }
+    out
+}

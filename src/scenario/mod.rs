@@ -1,0 +1,544 @@
+//! Scenario files: parse (raw serde mirror, unknown keys rejected), then validate into
+//! the typed [`Scenario`] that the rest of the tool uses. Only validated types leave
+//! this module; every error names file, line, column, field and the fix.
+
+mod error;
+mod raw;
+mod validate;
+
+pub use error::ScenarioError;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::pattern::Pattern;
+
+/// A validated scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    pub file: PathBuf,
+    #[serde(skip)]
+    pub source: String,
+    pub sha256: String,
+    pub target: Target,
+    pub namespace: NamespaceSpec,
+    pub pattern: Pattern,
+    pub workload: Workload,
+    pub faults: Vec<FaultSpec>,
+    pub check: Check,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    MongoDb,
+    DynamoDb,
+    Cassandra,
+}
+
+impl StoreKind {
+    pub const ALL: [StoreKind; 3] = [
+        StoreKind::MongoDb,
+        StoreKind::DynamoDb,
+        StoreKind::Cassandra,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::MongoDb => "mongodb",
+            StoreKind::DynamoDb => "dynamodb",
+            StoreKind::Cassandra => "cassandra",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Primary,
+    Secondary,
+    Relay,
+}
+
+impl Side {
+    pub const ALL: [Side; 3] = [Side::Primary, Side::Secondary, Side::Relay];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Primary => "primary",
+            Side::Secondary => "secondary",
+            Side::Relay => "relay",
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How one side reaches the store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SideEndpoint {
+    /// Through a Toxiproxy proxy of this name; its listen address is asked at run time.
+    Proxy(String),
+    /// Directly (`host:port` or a URL); network faults cannot target this side.
+    Direct(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub store: StoreKind,
+    /// The server product behind the endpoint (mongodb: `ferretdb`, `mongoeco`, `mongodb`).
+    pub server: String,
+    pub toxiproxy: String,
+    pub primary: SideEndpoint,
+    pub secondary: SideEndpoint,
+    pub relay: SideEndpoint,
+}
+
+impl Target {
+    pub fn endpoint(&self, side: Side) -> &SideEndpoint {
+        match side {
+            Side::Primary => &self.primary,
+            Side::Secondary => &self.secondary,
+            Side::Relay => &self.relay,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceSpec {
+    pub prefix: String,
+    /// Keep the run's tables/collections after the check (default: drop them).
+    pub keep: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Limit {
+    #[serde(with = "duration_ms")]
+    Duration(Duration),
+    Ops(u64),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Workload {
+    /// Target rate in logical operations per second.
+    pub rate: f64,
+    pub limit: Limit,
+    pub concurrency: usize,
+    pub customers: u64,
+    pub payload_bytes: usize,
+    #[serde(with = "duration_ms")]
+    pub op_timeout: Duration,
+}
+
+impl Workload {
+    /// Planned operation count.
+    pub fn planned_ops(&self) -> u64 {
+        match self.limit {
+            Limit::Ops(n) => n,
+            Limit::Duration(d) => (d.as_secs_f64() * self.rate).floor() as u64,
+        }
+    }
+
+    /// Planned load duration.
+    pub fn planned_duration(&self) -> Duration {
+        match self.limit {
+            Limit::Duration(d) => d,
+            Limit::Ops(n) => Duration::from_secs_f64(n as f64 / self.rate),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Upstream,
+    Downstream,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Upstream => "upstream",
+            Direction::Downstream => "downstream",
+        }
+    }
+}
+
+/// Whether an SDK-injected error is raised before the request is sent or after the
+/// server applied it (an ambiguous write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InjectWhen {
+    Before,
+    After,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FaultKind {
+    Latency {
+        latency_ms: u64,
+        jitter_ms: u64,
+    },
+    Bandwidth {
+        rate_kbps: u64,
+    },
+    SlowClose {
+        delay_ms: u64,
+    },
+    Timeout {
+        timeout_ms: u64,
+    },
+    ResetPeer {
+        timeout_ms: u64,
+    },
+    Slicer {
+        average_size: u64,
+        size_variation: u64,
+        delay_us: u64,
+    },
+    LimitData {
+        bytes: u64,
+    },
+    /// The proxy is disabled: connections refused, open ones closed.
+    Down,
+    /// The relay task is killed and restarted after `duration`.
+    RelayCrash,
+    /// Errors injected in the DynamoDB SDK for one side.
+    SdkError {
+        error: String,
+        rate: f64,
+        when: InjectWhen,
+    },
+    /// MongoDB `configureFailPoint failCommand`.
+    FailCommand {
+        commands: Vec<String>,
+        error_code: i32,
+        error_labels: Vec<String>,
+        close_connection: bool,
+        times: Option<u32>,
+    },
+    /// SIGKILL of a locally managed server, restarted after `duration`.
+    ProcessKill {
+        server: String,
+    },
+    /// SIGSTOP of a locally managed server, SIGCONT after `duration`.
+    ProcessPause {
+        server: String,
+    },
+}
+
+impl FaultKind {
+    pub const NAMES: [&'static str; 13] = [
+        "latency",
+        "bandwidth",
+        "slow_close",
+        "timeout",
+        "reset_peer",
+        "slicer",
+        "limit_data",
+        "down",
+        "relay-crash",
+        "sdk-error",
+        "fail-command",
+        "process-kill",
+        "process-pause",
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::Bandwidth { .. } => "bandwidth",
+            FaultKind::SlowClose { .. } => "slow_close",
+            FaultKind::Timeout { .. } => "timeout",
+            FaultKind::ResetPeer { .. } => "reset_peer",
+            FaultKind::Slicer { .. } => "slicer",
+            FaultKind::LimitData { .. } => "limit_data",
+            FaultKind::Down => "down",
+            FaultKind::RelayCrash => "relay-crash",
+            FaultKind::SdkError { .. } => "sdk-error",
+            FaultKind::FailCommand { .. } => "fail-command",
+            FaultKind::ProcessKill { .. } => "process-kill",
+            FaultKind::ProcessPause { .. } => "process-pause",
+        }
+    }
+
+    /// Toxiproxy toxics (and `down`) act on a proxy; the others have their own source.
+    pub fn is_network(&self) -> bool {
+        !matches!(
+            self,
+            FaultKind::RelayCrash
+                | FaultKind::SdkError { .. }
+                | FaultKind::FailCommand { .. }
+                | FaultKind::ProcessKill { .. }
+                | FaultKind::ProcessPause { .. }
+        )
+    }
+}
+
+/// One entry of the fault schedule (possibly repeating).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultSpec {
+    /// Position in the file's `[[faults]]` list.
+    pub index: usize,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    pub side: Side,
+    pub direction: Direction,
+    pub toxicity: f32,
+    #[serde(with = "duration_ms")]
+    pub start: Duration,
+    #[serde(with = "duration_ms")]
+    pub duration: Duration,
+    #[serde(with = "opt_duration_ms")]
+    pub every: Option<Duration>,
+}
+
+impl FaultSpec {
+    /// The planned windows `[start, end)` within a load of `run` length.
+    pub fn windows(&self, run: Duration) -> Vec<(Duration, Duration)> {
+        let mut windows = Vec::new();
+        let mut start = self.start;
+        while start < run {
+            windows.push((start, start + self.duration));
+            match self.every {
+                Some(every) if !every.is_zero() => start += every,
+                _ => break,
+            }
+        }
+        windows
+    }
+
+    /// Short form for tables: `timeout@secondary/up 5s+3s`.
+    pub fn short(&self) -> String {
+        let dir = if self.kind.is_network() {
+            match self.direction {
+                Direction::Upstream => "/up",
+                Direction::Downstream => "/down",
+            }
+        } else {
+            ""
+        };
+        let every = self
+            .every
+            .map(|e| format!(" every {}", fmt_duration(e)))
+            .unwrap_or_default();
+        format!(
+            "{}@{}{} {}+{}{}",
+            self.kind.name(),
+            self.side,
+            dir,
+            fmt_duration(self.start),
+            fmt_duration(self.duration),
+            every
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Field {
+    CustomerId,
+    AmountCents,
+}
+
+impl Field {
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::CustomerId => "customer_id",
+            Field::AmountCents => "amount_cents",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    #[serde(with = "duration_ms")]
+    pub settle: Duration,
+    pub fields: Vec<Field>,
+}
+
+/// Maximum allowed count per checker category; `None` = any number allowed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Expect {
+    pub orphans: Option<u64>,
+    pub ghosts: Option<u64>,
+    pub duplicates: Option<u64>,
+    pub mismatches: Option<u64>,
+    pub lost_acks: Option<u64>,
+    pub strays: Option<u64>,
+    pub divergence: Option<u64>,
+}
+
+impl Expect {
+    /// Zero allowed everywhere: the default without an `[expect]` table.
+    pub fn zero() -> Self {
+        Self {
+            orphans: Some(0),
+            ghosts: Some(0),
+            duplicates: Some(0),
+            mismatches: Some(0),
+            lost_acks: Some(0),
+            strays: Some(0),
+            divergence: Some(0),
+        }
+    }
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: "-".into(),
+        problem: format!("cannot read the file: {e}"),
+        fix: "check the path; scenarios live in scenarios/*.toml".into(),
+    })?;
+    parse(path, &source)
+}
+
+/// Parses and validates scenario text (`path` is used in messages only).
+pub fn parse(path: &Path, source: &str) -> Result<Scenario, ScenarioError> {
+    let locator = error::Locator::new(path, source);
+    let raw: raw::RawScenario = toml::from_str(source).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        let message = e.message().trim().to_string();
+        let field = if message.contains("unknown field") || message.contains("missing field") {
+            field_from_message(&message)
+        } else {
+            key_at(source, offset)
+        }
+        .unwrap_or_else(|| "-".to_string());
+        let fix = if message.starts_with("unknown field") {
+            "remove or rename the key; `dualwrite validate` lists the accepted keys in the message above"
+        } else if message.contains("missing field") {
+            "add the field; see the scenario reference in README.md"
+        } else if message.contains("invalid type") {
+            "use the type the message names (strings in quotes, numbers bare, durations as \"5s\")"
+        } else {
+            "fix the TOML syntax at this position"
+        };
+        locator.error_at(offset, &field, &message, fix)
+    })?;
+    let mut scenario = validate::validate(raw, &locator)?;
+    scenario.file = path.to_path_buf();
+    scenario.source = source.to_string();
+    scenario.sha256 = sha256_hex(source.as_bytes());
+    Ok(scenario)
+}
+
+fn field_from_message(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let end = start + message[start..].find('`')?;
+    Some(message[start..end].to_string())
+}
+
+/// The dotted key written on the line at `offset` (`workload.rate`), for errors the
+/// TOML parser reports by position only.
+fn key_at(source: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(source.len());
+    let line_start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = source[line_start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = source[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h`, `1.5s`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    if !value.is_finite() || value < 0.0 {
+        return None;
+    }
+    let seconds = match unit {
+        "us" => value / 1e6,
+        "ms" => value / 1e3,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return None,
+    };
+    if seconds > 1e9 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(seconds))
+}
+
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// Serialises durations as integer milliseconds in results.
+pub mod duration_ms {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+pub mod opt_duration_ms {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

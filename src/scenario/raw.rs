@@ -1,0 +1,145 @@
+//! The raw mirror of a scenario file: exactly what the TOML says, unknown keys rejected.
+//! Only `scenario::validate` reads these types; everything else uses the validated ones.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScenario {
+    pub name: String,
+    pub description: Option<String>,
+    pub seed: Option<u64>,
+    pub target: RawTarget,
+    pub namespace: Option<RawNamespace>,
+    pub pattern: RawPattern,
+    pub workload: RawWorkload,
+    #[serde(default)]
+    pub faults: Vec<RawFault>,
+    pub check: Option<RawCheck>,
+    pub expect: Option<RawExpect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTarget {
+    pub store: String,
+    pub server: Option<String>,
+    pub toxiproxy: Option<String>,
+    pub primary: Option<RawSide>,
+    pub secondary: Option<RawSide>,
+    pub relay: Option<RawSide>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSide {
+    pub proxy: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNamespace {
+    pub prefix: Option<String>,
+    pub keep: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPattern {
+    pub name: String,
+    pub on_secondary_failure: Option<String>,
+    pub retries: Option<i64>,
+    pub backoff: Option<String>,
+    pub idempotency_token: Option<String>,
+    pub secondary_key: Option<String>,
+    pub on_conflict: Option<String>,
+    pub partitioning: Option<String>,
+    pub consistency: Option<String>,
+    pub lwt_insert: Option<bool>,
+    pub relay: Option<RawRelay>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRelay {
+    pub idempotent: Option<bool>,
+    pub workers: Option<i64>,
+    pub poll_interval: Option<String>,
+    pub mode: Option<String>,
+    pub crash_every: Option<i64>,
+    pub crash_probability: Option<f64>,
+    pub claim_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkload {
+    pub rate: f64,
+    pub duration: Option<String>,
+    pub ops: Option<i64>,
+    pub concurrency: Option<i64>,
+    pub customers: Option<i64>,
+    pub payload_bytes: Option<i64>,
+    pub op_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFault {
+    pub kind: String,
+    pub side: Option<String>,
+    pub direction: Option<String>,
+    pub toxicity: Option<f64>,
+    pub start: String,
+    pub duration: Option<String>,
+    pub every: Option<String>,
+    // Toxic attributes.
+    pub latency: Option<String>,
+    pub jitter: Option<String>,
+    pub rate_kbps: Option<i64>,
+    pub delay: Option<String>,
+    pub timeout: Option<String>,
+    pub bytes: Option<i64>,
+    pub average_size: Option<i64>,
+    pub size_variation: Option<i64>,
+    // SDK-side errors (DynamoDB).
+    pub error: Option<String>,
+    pub rate: Option<f64>,
+    pub when: Option<String>,
+    // MongoDB failCommand fail point.
+    pub commands: Option<Vec<String>>,
+    pub error_code: Option<i64>,
+    pub error_labels: Option<Vec<String>>,
+    pub close_connection: Option<bool>,
+    pub times: Option<i64>,
+    // Local server process faults.
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheck {
+    pub settle: Option<String>,
+    pub fields: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExpect {
+    pub orphans: Option<RawLimit>,
+    pub ghosts: Option<RawLimit>,
+    pub duplicates: Option<RawLimit>,
+    pub mismatches: Option<RawLimit>,
+    pub lost_acks: Option<RawLimit>,
+    pub strays: Option<RawLimit>,
+    pub divergence: Option<RawLimit>,
+}
+
+/// A threshold: a maximum count, or the word `"any"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawLimit {
+    Count(i64),
+    Word(String),
+}

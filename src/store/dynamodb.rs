@@ -1,0 +1,652 @@
+//! DynamoDB (moto locally, or any DynamoDB API endpoint) through Toxiproxy.
+//!
+//! Tables per run: `<ns>_orders` (key `order_id`) and `<ns>_events` (key `event_id`,
+//! with `order_id` as an attribute, so a non-idempotent writer can duplicate).
+//! Each side has its own SDK client bound to its own proxy address, with the SDK's
+//! own retries off: retrying is the pattern's (the application's) decision.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TransactWriteItem,
+};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{PatternClient, Record, ScanSink, ServerInfo, Store, StoreContext};
+use crate::history::{OpReport, Outcome, SideOutcome};
+use crate::order::{Order, order_key, parse_order_key};
+use crate::pattern::{KeyPolicy, OnConflict, OnSecondaryFailure, Pattern, PatternKind};
+use crate::relay::RelayWorker;
+use crate::scenario::Side;
+
+pub struct DynamoStore {
+    ctx: StoreContext,
+    clients: BTreeMap<Side, Client>,
+    info: ServerInfo,
+}
+
+/// Table names of one run.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub orders: String,
+    pub events: String,
+}
+
+impl DynamoStore {
+    pub async fn connect(ctx: StoreContext) -> anyhow::Result<Self> {
+        let op_timeout = ctx.scenario.workload.op_timeout;
+        let clients = Side::ALL
+            .into_iter()
+            .map(|side| (side, sdk_client(ctx.endpoint(side), op_timeout)))
+            .collect();
+        Ok(Self {
+            ctx,
+            clients,
+            info: ServerInfo::default(),
+        })
+    }
+
+    pub fn tables(&self) -> Tables {
+        tables(&self.ctx.namespace)
+    }
+
+    pub fn client_for(&self, side: Side) -> &Client {
+        &self.clients[&side]
+    }
+}
+
+pub fn tables(namespace: &str) -> Tables {
+    Tables {
+        orders: format!("{namespace}_orders"),
+        events: format!("{namespace}_events"),
+    }
+}
+
+/// An SDK client for one endpoint. Credentials come from the environment when set
+/// (never from scenario files); the local stack accepts any.
+pub fn sdk_client(endpoint: &str, op_timeout: Duration) -> Client {
+    let credentials = match (
+        std::env::var("AWS_ACCESS_KEY_ID"),
+        std::env::var("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Ok(id), Ok(secret)) => Credentials::new(
+            id,
+            secret,
+            std::env::var("AWS_SESSION_TOKEN").ok(),
+            None,
+            "environment",
+        ),
+        _ => Credentials::new(
+            "dualwrite-local",
+            "dualwrite-local",
+            None,
+            None,
+            "local-stack",
+        ),
+    };
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+    let url = if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    };
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(credentials)
+        .endpoint_url(url)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(op_timeout)
+                .operation_timeout(op_timeout)
+                .build(),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
+/// How a failed call is seen by the application: `Fail` when the request certainly
+/// did not apply, `Unknown` when it may have.
+pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, HttpResponse>,
+) -> (SideOutcome, String) {
+    match err {
+        SdkError::ConstructionFailure(_) => (SideOutcome::Fail, "construction".into()),
+        SdkError::TimeoutError(_) => (SideOutcome::Unknown, "timeout".into()),
+        SdkError::DispatchFailure(d) => {
+            if chain_mentions(err, "refused") {
+                (SideOutcome::Fail, "refused".into())
+            } else if d.is_timeout() {
+                // The connect timeout: nothing was sent.
+                (SideOutcome::Fail, "connect-timeout".into())
+            } else {
+                (SideOutcome::Unknown, "io".into())
+            }
+        }
+        SdkError::ResponseError(_) => (SideOutcome::Unknown, "response".into()),
+        SdkError::ServiceError(s) if s.raw().status().as_u16() >= 500 => {
+            // The server broke mid-request (moto answers HTML 500s under concurrent
+            // transactions): the write may or may not have been applied.
+            (
+                SideOutcome::Unknown,
+                format!("http-{}", s.raw().status().as_u16()),
+            )
+        }
+        SdkError::ServiceError(s) => {
+            let code = s.err().code().unwrap_or("ServiceError").to_string();
+            // A 5xx leaves the write's fate unknown; a 4xx says it was not applied.
+            let unknown = code == "InternalServerError" || code.contains("ServiceUnavailable");
+            (
+                if unknown {
+                    SideOutcome::Unknown
+                } else {
+                    SideOutcome::Fail
+                },
+                code,
+            )
+        }
+        _ => (SideOutcome::Unknown, "other".into()),
+    }
+}
+
+fn chain_mentions(err: &(dyn std::error::Error + 'static), needle: &str) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        if e.to_string().to_ascii_lowercase().contains(needle)
+            || format!("{e:?}").to_ascii_lowercase().contains(needle)
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn error_text<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(
+    err: &SdkError<E, R>,
+) -> String {
+    let mut text = err.to_string();
+    let mut cur = std::error::Error::source(err);
+    while let Some(e) = cur {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cur = e.source();
+    }
+    text
+}
+
+pub fn order_item(order: &Order) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("order_id".to_string(), AttributeValue::S(order.key())),
+        (
+            "customer_id".to_string(),
+            AttributeValue::N(order.customer_id.to_string()),
+        ),
+        (
+            "amount_cents".to_string(),
+            AttributeValue::N(order.amount_cents.to_string()),
+        ),
+        (
+            "payload".to_string(),
+            AttributeValue::S(order.payload.clone()),
+        ),
+    ])
+}
+
+/// The event id: derived from the order (a replay overwrites) or fresh per attempt.
+pub fn event_id(order_id: u64, policy: KeyPolicy) -> String {
+    match policy {
+        KeyPolicy::Stable => format!("e-{}", order_key(order_id)),
+        KeyPolicy::Fresh => format!("e-{}-{:016x}", order_key(order_id), rand::random::<u64>()),
+    }
+}
+
+pub fn event_item(record: &Record, event_id: String) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("event_id".to_string(), AttributeValue::S(event_id)),
+        (
+            "order_id".to_string(),
+            AttributeValue::S(order_key(record.order_id)),
+        ),
+        (
+            "customer_id".to_string(),
+            AttributeValue::N(record.customer_id.to_string()),
+        ),
+        (
+            "amount_cents".to_string(),
+            AttributeValue::N(record.amount_cents.to_string()),
+        ),
+    ])
+}
+
+/// Reads a record's compared fields back from an item.
+pub fn record_of(item: &HashMap<String, AttributeValue>) -> Option<Record> {
+    let order_id = item
+        .get("order_id")?
+        .as_s()
+        .ok()
+        .and_then(|s| parse_order_key(s))?;
+    let n = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    Some(Record {
+        order_id,
+        customer_id: n("customer_id"),
+        amount_cents: n("amount_cents"),
+    })
+}
+
+/// Backoff with jitter (×0.5 to ×1.5), doubling per attempt, capped at 1 s.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(10));
+    let jitter = 0.5 + rand::random::<f64>();
+    exp.mul_f64(jitter).min(Duration::from_secs(1))
+}
+
+async fn create_table(client: &Client, name: &str, key: &str, stream: bool) -> anyhow::Result<()> {
+    let mut req = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()?,
+        );
+    if stream {
+        req = req.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()?,
+        );
+    }
+    match req.send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("ResourceInUseException") => Ok(()), // already there
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot create table {name}: {}",
+            error_text(&e)
+        )),
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn probe(&mut self) -> anyhow::Result<()> {
+        let endpoint = self.ctx.endpoint(Side::Primary).to_string();
+        self.clients[&Side::Primary].list_tables().limit(1).send().await.map_err(|e| {
+            anyhow::anyhow!(
+                "DynamoDB at {endpoint} (primary side) does not answer: {}\n  hint: start the local stack (scripts/stack up) or check [target] in the scenario",
+                error_text(&e)
+            )
+        })?;
+        let server = self.ctx.scenario.target.server.clone();
+        let moto = server == "moto";
+        self.info = ServerInfo {
+            product: server,
+            version: String::new(),
+            capabilities: BTreeMap::from([
+                ("transactions".to_string(), true),
+                ("streams".to_string(), true),
+                ("client_request_token_idempotency".to_string(), !moto),
+                ("transaction_conflicts".to_string(), !moto),
+                ("throttling".to_string(), !moto),
+            ]),
+            not_exercised: if moto {
+                vec![
+                    "ClientRequestToken idempotency: moto re-executes a replayed token".into(),
+                    "TransactionConflictException: moto never raises it".into(),
+                    "server-side throttling: moto never throttles (use sdk-error faults)".into(),
+                ]
+            } else {
+                Vec::new()
+            },
+        };
+        Ok(())
+    }
+
+    fn server_info(&self) -> ServerInfo {
+        self.info.clone()
+    }
+
+    async fn prepare(&self) -> anyhow::Result<()> {
+        let t = self.tables();
+        let client = &self.clients[&Side::Primary];
+        let stream = self.ctx.scenario.pattern.kind.is_async();
+        create_table(client, &t.orders, "order_id", stream).await?;
+        create_table(client, &t.events, "event_id", false).await?;
+        Ok(())
+    }
+
+    async fn client(&self) -> anyhow::Result<Arc<dyn PatternClient>> {
+        let pattern = self.ctx.scenario.pattern.clone();
+        let base = DynamoWriter {
+            primary: self.clients[&Side::Primary].clone(),
+            secondary: self.clients[&Side::Secondary].clone(),
+            tables: self.tables(),
+            namespace: self.ctx.namespace.clone(),
+            pattern,
+        };
+        Ok(match base.pattern.kind {
+            PatternKind::Naive => Arc::new(NaiveClient(base)),
+            PatternKind::Transaction => Arc::new(TransactionClient(base)),
+            other => anyhow::bail!("pattern `{other}` is not built for dynamodb yet"),
+        })
+    }
+
+    async fn relay(&self) -> anyhow::Result<Option<Arc<dyn RelayWorker>>> {
+        Ok(None)
+    }
+
+    async fn scan(&self, side: Side, sink: &mut dyn ScanSink) -> anyhow::Result<()> {
+        let t = self.tables();
+        let (table, client) = match side {
+            Side::Primary => (&t.orders, &self.clients[&Side::Primary]),
+            _ => (&t.events, &self.clients[&Side::Secondary]),
+        };
+        let key = if side == Side::Primary {
+            "order_id"
+        } else {
+            "event_id"
+        };
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = client
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("scan of {table} failed: {}", error_text(&e)))?;
+            for item in page.items() {
+                match record_of(item) {
+                    Some(r) => sink.record(r),
+                    None => sink.foreign(
+                        item.get(key)
+                            .and_then(|v| v.as_s().ok())
+                            .map_or("?", |s| s.as_str()),
+                    ),
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn plant(&self, side: Side, record: Record, copies: u32) -> anyhow::Result<()> {
+        let t = self.tables();
+        for _ in 0..copies.max(1) {
+            let (table, item) = match side {
+                Side::Primary => {
+                    let order = Order {
+                        id: record.order_id,
+                        customer_id: record.customer_id,
+                        amount_cents: record.amount_cents,
+                        payload: String::new(),
+                    };
+                    (&t.orders, order_item(&order))
+                }
+                _ => (
+                    &t.events,
+                    event_item(&record, event_id(record.order_id, KeyPolicy::Fresh)),
+                ),
+            };
+            self.clients[&Side::Primary]
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item))
+                .send()
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn plant_foreign(&self, side: Side, key: &str) -> anyhow::Result<()> {
+        let t = self.tables();
+        let (table, attr) = if side == Side::Primary {
+            (&t.orders, "order_id")
+        } else {
+            (&t.events, "event_id")
+        };
+        self.clients[&Side::Primary]
+            .put_item()
+            .table_name(table)
+            .item(attr, AttributeValue::S(key.to_string()))
+            .send()
+            .await
+            .context("planting a foreign record")?;
+        Ok(())
+    }
+
+    async fn drop_namespace(&self) -> anyhow::Result<()> {
+        let t = self.tables();
+        for table in [&t.orders, &t.events] {
+            let _ = self.clients[&Side::Primary]
+                .delete_table()
+                .table_name(table)
+                .send()
+                .await;
+        }
+        Ok(())
+    }
+}
+
+/// What every DynamoDB pattern client holds.
+#[derive(Clone)]
+pub struct DynamoWriter {
+    pub primary: Client,
+    pub secondary: Client,
+    pub tables: Tables,
+    pub namespace: String,
+    pub pattern: Pattern,
+}
+
+impl DynamoWriter {
+    async fn put(
+        &self,
+        client: &Client,
+        table: &str,
+        item: HashMap<String, AttributeValue>,
+    ) -> (SideOutcome, Option<String>, Option<String>) {
+        match client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send()
+            .await
+        {
+            Ok(_) => (SideOutcome::Ok, None, None),
+            Err(e) => {
+                let (outcome, class) = classify(&e);
+                (outcome, Some(class), Some(error_text(&e)))
+            }
+        }
+    }
+}
+
+fn outcome_of(side: SideOutcome) -> Outcome {
+    match side {
+        SideOutcome::Ok | SideOutcome::Async => Outcome::Ok,
+        SideOutcome::Fail | SideOutcome::Skipped => Outcome::Fail,
+        SideOutcome::Unknown => Outcome::Unknown,
+    }
+}
+
+/// PutItem into orders, then into events; what happens when the second fails is
+/// the application's policy (`on_secondary_failure`).
+struct NaiveClient(DynamoWriter);
+
+#[async_trait]
+impl PatternClient for NaiveClient {
+    async fn write(&self, order: &Order) -> OpReport {
+        let w = &self.0;
+        let (primary, error, detail) = w.put(&w.primary, &w.tables.orders, order_item(order)).await;
+        if primary != SideOutcome::Ok {
+            return OpReport {
+                outcome: outcome_of(primary),
+                error,
+                primary,
+                secondary: SideOutcome::Skipped,
+                retries: 0,
+                detail,
+            };
+        }
+        let record = Record::of(order);
+        let mut retries = 0;
+        loop {
+            let item = event_item(&record, event_id(order.id, w.pattern.secondary_key));
+            let (secondary, error, detail) = w.put(&w.secondary, &w.tables.events, item).await;
+            if secondary == SideOutcome::Ok {
+                return OpReport::ok(primary, secondary).with_retries(retries);
+            }
+            let policy = w.pattern.on_secondary_failure;
+            if policy == OnSecondaryFailure::Retry && retries < w.pattern.retries {
+                retries += 1;
+                tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
+                continue;
+            }
+            let outcome = match policy {
+                // The error is logged and the caller hears "ok": the silent orphan.
+                OnSecondaryFailure::LogAndContinue => Outcome::Ok,
+                _ => outcome_of(secondary),
+            };
+            return OpReport {
+                outcome,
+                error,
+                primary,
+                secondary,
+                retries,
+                detail,
+            };
+        }
+    }
+}
+
+/// One TransactWriteItems with `attribute_not_exists` conditions and a client
+/// request token; retried with backoff and jitter on retryable errors.
+struct TransactionClient(DynamoWriter);
+
+impl TransactionClient {
+    fn token(&self, order: &Order) -> String {
+        match self.0.pattern.idempotency_token {
+            // Deterministic from the run and the order: a retry is the same request.
+            KeyPolicy::Stable => {
+                let mut t = format!("{}-{}", self.0.namespace, order.key());
+                t.truncate(36);
+                t
+            }
+            KeyPolicy::Fresh => format!("{:032x}", rand::random::<u128>()),
+        }
+    }
+}
+
+#[async_trait]
+impl PatternClient for TransactionClient {
+    async fn write(&self, order: &Order) -> OpReport {
+        let w = &self.0;
+        let record = Record::of(order);
+        let mut retries = 0;
+        let mut ambiguous = false;
+        let mut detail;
+        loop {
+            let put = |table: &str, item, key: &str| -> TransactWriteItem {
+                let put = Put::builder()
+                    .table_name(table)
+                    .set_item(Some(item))
+                    .condition_expression(format!("attribute_not_exists({key})"))
+                    .build()
+                    .expect("table, item and condition are set");
+                TransactWriteItem::builder().put(put).build()
+            };
+            let result = w
+                .primary
+                .transact_write_items()
+                .transact_items(put(&w.tables.orders, order_item(order), "order_id"))
+                .transact_items(put(
+                    &w.tables.events,
+                    event_item(&record, event_id(order.id, w.pattern.secondary_key)),
+                    "event_id",
+                ))
+                .client_request_token(self.token(order))
+                .send()
+                .await;
+            let (side, class) = match result {
+                Ok(_) => {
+                    return OpReport::ok(SideOutcome::Ok, SideOutcome::Ok).with_retries(retries);
+                }
+                Err(e) => {
+                    let (side, class) = classify(&e);
+                    detail = Some(error_text(&e));
+                    let condition_failed = e
+                        .as_service_error()
+                        .map(|s| format!("{s:?}").contains("ConditionalCheckFailed"))
+                        .unwrap_or(false);
+                    if condition_failed && ambiguous {
+                        // An earlier attempt whose answer was lost did commit.
+                        return OpReport::ok(SideOutcome::Ok, SideOutcome::Ok)
+                            .with_retries(retries);
+                    }
+                    (side, class)
+                }
+            };
+            ambiguous |= side == SideOutcome::Unknown;
+            let conflict =
+                class.contains("TransactionConflict") || class.contains("TransactionInProgress");
+            let retryable = side == SideOutcome::Unknown
+                || conflict
+                || class.contains("Throughput")
+                || class.contains("Throttling")
+                || class == "refused"
+                || class == "connect-timeout";
+            let drop = conflict && w.pattern.on_conflict == OnConflict::Drop;
+            if retryable && !drop && retries < w.pattern.retries {
+                retries += 1;
+                tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
+                continue;
+            }
+            let side = if ambiguous && side == SideOutcome::Fail {
+                SideOutcome::Unknown
+            } else {
+                side
+            };
+            return OpReport {
+                outcome: outcome_of(side),
+                error: Some(class),
+                primary: side,
+                secondary: side,
+                retries,
+                detail,
+            };
+        }
+    }
+}

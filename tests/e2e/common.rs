@@ -1,0 +1,145 @@
+//! Helpers shared by the end-to-end tests: run the real binary, read its result.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+
+use dualwrite::checker::{self, CheckerReport, CollectedScan};
+use dualwrite::history::{History, HistoryEntry};
+use dualwrite::result::RunResult;
+use dualwrite::scenario::{self, Scenario, Side};
+use dualwrite::store::{self, Store};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_dualwrite")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch directory for one test (results, scenario files).
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn results(&self) -> PathBuf {
+        self.path().join("results")
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `dualwrite <args> --results-dir <scratch>/results` (for `run`).
+    pub fn dualwrite(&self, args: &[&str]) -> Output {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(args).current_dir(repo());
+        if args.first() == Some(&"run") {
+            cmd.arg("--results-dir").arg(self.results()).arg("--quiet");
+        }
+        cmd.output().expect("run dualwrite")
+    }
+
+    /// Runs one scenario file; returns the exit code, the result and the history.
+    pub fn run(&self, file: &Path) -> Run {
+        let out = self.dualwrite(&["run", file.to_str().unwrap()]);
+        let code = out.status.code().unwrap_or(-1);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let scenario = scenario::load(file).expect("valid scenario");
+        let latest = self.results().join(&scenario.name).join("latest");
+        let result = RunResult::read(&latest)
+            .unwrap_or_else(|e| panic!("no result ({e:#}); exit {code}\n{stdout}\n{stderr}"));
+        let (_, history) = History::read_jsonl(&latest.join("history.jsonl")).expect("history");
+        Run {
+            code,
+            result,
+            history,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub result: RunResult,
+    pub history: Vec<HistoryEntry>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Operations whose history matches a predicate.
+    pub fn count(&self, f: impl Fn(&HistoryEntry) -> bool) -> u64 {
+        self.history.iter().filter(|e| f(e)).count() as u64
+    }
+
+    pub fn explain(&self) -> String {
+        format!(
+            "exit {}\nchecker: {:?}\nworkload: {:?}\nnotes: {:?}\nstderr: {}",
+            self.code, self.result.checker, self.result.workload, self.result.notes, self.stderr
+        )
+    }
+}
+
+/// Parses scenario text (no file needed).
+pub fn parse(text: &str) -> Arc<Scenario> {
+    Arc::new(scenario::parse(Path::new("test.toml"), text).expect("valid scenario"))
+}
+
+/// A fresh namespace on the scenario's store, for planting records.
+pub async fn fresh_store(scenario: Arc<Scenario>) -> Box<dyn Store> {
+    store::connect_fresh(scenario)
+        .await
+        .expect("store reachable (scripts/stack up)")
+        .0
+}
+
+/// Scans both sides and runs the checker against `history`.
+pub async fn check(store: &dyn Store, history: &History, scenario: &Scenario) -> CheckerReport {
+    let mut p = CollectedScan::default();
+    store.scan(Side::Primary, &mut p).await.unwrap();
+    let mut s = CollectedScan::default();
+    store.scan(Side::Secondary, &mut s).await.unwrap();
+    checker::check(p, s, history, &scenario.check.fields, &[])
+}
+
+/// Tests that fault one store's proxies must not overlap: one lock per store.
+/// Tests of different stores run in parallel.
+pub fn lock(store: &str) -> std::sync::MutexGuard<'static, ()> {
+    use std::sync::{Mutex, OnceLock};
+    static LOCKS: OnceLock<[Mutex<()>; 3]> = OnceLock::new();
+    let locks = LOCKS.get_or_init(|| [Mutex::new(()), Mutex::new(()), Mutex::new(())]);
+    let i = match store {
+        "dynamodb" => 0,
+        "cassandra" => 1,
+        _ => 2,
+    };
+    locks[i]
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The state of a Toxiproxy proxy: (enabled, names of its toxics).
+pub async fn proxy_state(name: &str) -> (bool, Vec<String>) {
+    let t = dualwrite::fault::toxiproxy::Toxiproxy::new("http://127.0.0.1:8474");
+    let p = t.proxy(name).await.expect("toxiproxy up");
+    (p.enabled, p.toxics.into_iter().map(|t| t.name).collect())
+}

@@ -1,0 +1,173 @@
+//! DynamoDB (moto behind Toxiproxy): the vertical slice's must-shows.
+
+use dualwrite::history::{History, OpSummary, Outcome, SideOutcome};
+use dualwrite::scenario::Side;
+use dualwrite::store::Record;
+
+use crate::common::*;
+
+const NAIVE: &str = r#"
+name = "e2e-dynamo-naive"
+seed = 7
+[target]
+store = "dynamodb"
+[pattern]
+name = "naive"
+on_secondary_failure = "log-and-continue"
+[workload]
+rate = 50
+duration = "6s"
+op_timeout = "1s"
+[[faults]]
+kind = "down"
+side = "secondary"
+start = "2s"
+duration = "2s"
+"#;
+
+#[test]
+fn naive_orphans_equal_the_history_primary_ok_secondary_failed() {
+    let _guard = lock("dynamodb");
+    let s = Scratch::new();
+    let run = s.run(&s.write("naive.toml", NAIVE));
+    let c = &run.result.checker;
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert!(c.orphans > 0, "{}", run.explain());
+    // Down = connection refused: the secondary write certainly did not land.
+    let expected = run.count(|e| e.primary == SideOutcome::Ok && e.secondary != SideOutcome::Ok);
+    assert_eq!(c.orphans, expected, "{}", run.explain());
+    // log-and-continue told the caller "ok" for each of them.
+    assert_eq!(
+        c.lost_acks,
+        run.count(|e| e.outcome == Outcome::Ok && e.secondary != SideOutcome::Ok)
+    );
+    assert_eq!(
+        (c.ghosts, c.duplicates, c.mismatches, c.strays),
+        (0, 0, 0, 0)
+    );
+    // Every orphan fell inside the fault window.
+    assert_eq!(c.attribution["orphans"].outside, 0, "{:?}", c.attribution);
+    // Faults start within 100 ms of their schedule.
+    for w in &run.result.faults {
+        let late = w.start_s.unwrap() - w.planned_start_s;
+        assert!(
+            (0.0..0.1).contains(&late),
+            "window {w:?} started {late}s late"
+        );
+    }
+    assert!(run.result.complete);
+}
+
+#[test]
+fn transaction_under_the_same_fault_has_zero_divergence() {
+    let _guard = lock("dynamodb");
+    let s = Scratch::new();
+    let text = NAIVE
+        .replace(
+            "name = \"e2e-dynamo-naive\"",
+            "name = \"e2e-dynamo-transaction\"",
+        )
+        .replace(
+            "name = \"naive\"\non_secondary_failure = \"log-and-continue\"",
+            "name = \"transaction\"\nretries = 5\nbackoff = \"50ms\"",
+        )
+        .replace("side = \"secondary\"", "side = \"primary\"");
+    let run = s.run(&s.write("tx.toml", &text));
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(run.result.checker.divergence, 0);
+    // The fault did bite: some operations failed, were unknown or retried.
+    let w = &run.result.workload;
+    assert!(
+        w.ops.fail + w.ops.unknown + w.retries > 0,
+        "{}",
+        run.explain()
+    );
+}
+
+#[tokio::test]
+async fn checker_counts_planted_divergence_exactly() {
+    let scenario = parse(NAIVE);
+    let store = fresh_store(scenario.clone()).await;
+    let rec = |id: u64, amount: u64| Record {
+        order_id: id,
+        customer_id: 3,
+        amount_cents: amount,
+    };
+    let mut history = History::default();
+    for id in 0..10 {
+        history.record(
+            id,
+            OpSummary::new(Outcome::Ok, SideOutcome::Ok, SideOutcome::Ok, 0),
+        );
+    }
+    // 0..4 consistent; 4,5 orphans; 6 ghost; 7 duplicated on the secondary (2 extra);
+    // 8 mismatched amount; 9 missing everywhere (lost ack); one foreign key (stray).
+    for id in 0..4 {
+        store.plant(Side::Primary, rec(id, 100), 1).await.unwrap();
+        store.plant(Side::Secondary, rec(id, 100), 1).await.unwrap();
+    }
+    store.plant(Side::Primary, rec(4, 100), 1).await.unwrap();
+    store.plant(Side::Primary, rec(5, 100), 1).await.unwrap();
+    store.plant(Side::Secondary, rec(6, 100), 1).await.unwrap();
+    store.plant(Side::Primary, rec(7, 100), 1).await.unwrap();
+    store.plant(Side::Secondary, rec(7, 100), 3).await.unwrap();
+    store.plant(Side::Primary, rec(8, 100), 1).await.unwrap();
+    store.plant(Side::Secondary, rec(8, 999), 1).await.unwrap();
+    store
+        .plant_foreign(Side::Secondary, "not-an-order")
+        .await
+        .unwrap();
+    let c = check(store.as_ref(), &history, &scenario).await;
+    store.drop_namespace().await.unwrap();
+    assert_eq!(c.orphans, 2, "{c:?}");
+    assert_eq!(c.ghosts, 1, "{c:?}");
+    assert_eq!(c.duplicates, 2, "{c:?}");
+    assert_eq!(c.mismatches, 1, "{c:?}");
+    assert_eq!(c.lost_acks, 4, "{c:?}"); // 4, 5, 6 (one side missing) and 9 (both)
+    assert_eq!(c.strays, 1, "{c:?}");
+    assert_eq!(c.divergence, 10);
+}
+
+#[tokio::test]
+async fn ctrl_c_in_a_fault_window_restores_proxies_and_marks_the_result_incomplete() {
+    let _guard = lock("dynamodb");
+    let s = Scratch::new();
+    let text = NAIVE
+        .replace("e2e-dynamo-naive", "e2e-dynamo-interrupt")
+        .replace("duration = \"6s\"", "duration = \"30s\"")
+        .replace("kind = \"down\"", "kind = \"latency\"\nlatency = \"300ms\"")
+        .replace(
+            "start = \"2s\"\nduration = \"2s\"",
+            "start = \"1s\"\nduration = \"20s\"",
+        );
+    let file = s.write("int.toml", &text);
+    let mut child = std::process::Command::new(bin())
+        .args(["run", file.to_str().unwrap(), "--quiet", "--results-dir"])
+        .arg(s.results())
+        .current_dir(repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, toxics) = proxy_state("dynamodb_secondary").await;
+    assert_eq!(toxics.len(), 1, "the latency toxic is in force mid-window");
+    let sent = std::time::Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(status.code(), Some(130));
+    for proxy in ["dynamodb_primary", "dynamodb_secondary"] {
+        assert_eq!(proxy_state(proxy).await, (true, vec![]), "{proxy} restored");
+    }
+    let result =
+        dualwrite::result::RunResult::read(&s.results().join("e2e-dynamo-interrupt/latest"))
+            .unwrap();
+    assert!(!result.complete);
+    assert!(result.workload.ops.total < 1500, "the load stopped early");
+}

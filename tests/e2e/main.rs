@@ -1,0 +1,6 @@
+//! End-to-end tests against the real local stack (scripts/stack up): Toxiproxy and
+//! the real servers. One test binary, one module per topic.
+
+mod cli;
+mod common;
+mod dynamodb;
