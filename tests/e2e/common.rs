@@ -138,8 +138,12 @@ pub fn lock(store: &str) -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// The state of a Toxiproxy proxy: (enabled, names of its toxics).
-pub async fn proxy_state(name: &str) -> (bool, Vec<String>) {
+pub fn proxy_state(name: &str) -> (bool, Vec<String>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let t = dualwrite::fault::toxiproxy::Toxiproxy::new("http://127.0.0.1:8474");
-    let p = t.proxy(name).await.expect("toxiproxy up");
+    let p = rt.block_on(t.proxy(name)).expect("toxiproxy up");
     (p.enabled, p.toxics.into_iter().map(|t| t.name).collect())
 }

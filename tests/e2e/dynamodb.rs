@@ -128,8 +128,8 @@ async fn checker_counts_planted_divergence_exactly() {
     assert_eq!(c.divergence, 10);
 }
 
-#[tokio::test]
-async fn ctrl_c_in_a_fault_window_restores_proxies_and_marks_the_result_incomplete() {
+#[test]
+fn ctrl_c_in_a_fault_window_restores_proxies_and_marks_the_result_incomplete() {
     let _guard = lock("dynamodb");
     let s = Scratch::new();
     let text = NAIVE
@@ -149,8 +149,8 @@ async fn ctrl_c_in_a_fault_window_restores_proxies_and_marks_the_result_incomple
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let (_, toxics) = proxy_state("dynamodb_secondary").await;
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (_, toxics) = proxy_state("dynamodb_secondary");
     assert_eq!(toxics.len(), 1, "the latency toxic is in force mid-window");
     let sent = std::time::Instant::now();
     // SAFETY: signalling our own child.
@@ -163,7 +163,7 @@ async fn ctrl_c_in_a_fault_window_restores_proxies_and_marks_the_result_incomple
     );
     assert_eq!(status.code(), Some(130));
     for proxy in ["dynamodb_primary", "dynamodb_secondary"] {
-        assert_eq!(proxy_state(proxy).await, (true, vec![]), "{proxy} restored");
+        assert_eq!(proxy_state(proxy), (true, vec![]), "{proxy} restored");
     }
     let result =
         dualwrite::result::RunResult::read(&s.results().join("e2e-dynamo-interrupt/latest"))
