@@ -152,6 +152,7 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
             ..WorkloadResult::default()
         },
         latency_ms: Latency::default(),
+        service_ms: Latency::default(),
         timeline: Vec::new(),
         faults: Vec::new(),
         relay: None,
@@ -414,6 +415,7 @@ async fn run_inner(
     result.workload.errors = stats.errors.clone();
     result.workload.error_samples = stats.error_samples.clone();
     result.latency_ms = Latency::from_us(&stats.latency_us);
+    result.service_ms = Latency::from_us(&stats.service_us);
     result.timeline = stats.timeline.clone();
     result.faults = windows;
     result.relay = relay_result;

@@ -448,6 +448,15 @@ impl Store for DynamoStore {
         Ok(())
     }
 
+    async fn bare_client(&self, writes: u8) -> Option<Arc<dyn PatternClient>> {
+        Some(Arc::new(BareClient {
+            primary: self.clients[&Side::Primary].clone(),
+            secondary: self.clients[&Side::Secondary].clone(),
+            tables: self.tables(),
+            writes,
+        }))
+    }
+
     async fn drop_namespace(&self) -> anyhow::Result<()> {
         let t = self.tables();
         for table in [&t.orders, &t.events] {
@@ -647,6 +656,54 @@ impl PatternClient for TransactionClient {
                 retries,
                 detail,
             };
+        }
+    }
+}
+
+/// Benchmark only: the same PutItems as `naive`, with no error policy at all.
+struct BareClient {
+    primary: Client,
+    secondary: Client,
+    tables: Tables,
+    writes: u8,
+}
+
+#[async_trait]
+impl PatternClient for BareClient {
+    async fn write(&self, order: &Order) -> OpReport {
+        let ok = self
+            .primary
+            .put_item()
+            .table_name(&self.tables.orders)
+            .set_item(Some(order_item(order)))
+            .send()
+            .await
+            .is_ok();
+        let ok = ok
+            && (self.writes < 2
+                || self
+                    .secondary
+                    .put_item()
+                    .table_name(&self.tables.events)
+                    .set_item(Some(event_item(
+                        &Record::of(order),
+                        event_id(order.id, KeyPolicy::Stable),
+                    )))
+                    .send()
+                    .await
+                    .is_ok());
+        let side = if ok {
+            SideOutcome::Ok
+        } else {
+            SideOutcome::Fail
+        };
+        OpReport {
+            outcome: outcome_of(side),
+            error: None,
+            primary: side,
+            secondary: side,
+            retries: 0,
+            detail: None,
         }
     }
 }

@@ -114,6 +114,14 @@ pub trait Store: Send + Sync {
         )
     }
 
+    /// Benchmark only: a client doing the pattern's raw writes with no policy logic
+    /// (`writes` = 1: the primary only, the single-write baseline; 2: both sides),
+    /// to measure dualwrite's own overhead. `None` where not built.
+    async fn bare_client(&self, writes: u8) -> Option<Arc<dyn PatternClient>> {
+        let _ = writes;
+        None
+    }
+
     /// Drops the run's namespace.
     async fn drop_namespace(&self) -> anyhow::Result<()>;
 }
