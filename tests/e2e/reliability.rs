@@ -313,3 +313,53 @@ fn a_paused_store_gives_unknowns_and_the_checker_runs_after_recovery() {
             .any(|e| e.intended_us > 4_500_000 && e.outcome == Outcome::Ok)
     );
 }
+
+#[test]
+fn sigterm_with_check_on_interrupt_still_counts_divergence() {
+    let _guard = lock("dynamodb");
+    let s = Scratch::new();
+    let text = SHORT
+        .replace("e2e-reliability", "e2e-sigterm")
+        .replace("duration = \"3s\"", "duration = \"30s\"")
+        + "[[faults]]\nkind = \"down\"\nside = \"secondary\"\nstart = \"1s\"\nduration = \"20s\"\n";
+    let file = s.write("term.toml", &text);
+    let mut child = Command::new(bin())
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--quiet",
+            "--check-on-interrupt",
+            "--results-dir",
+        ])
+        .arg(s.results())
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3000));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert_eq!(proxy_state("dynamodb_secondary"), (true, vec![]));
+    let latest = s.results().join("e2e-sigterm/latest");
+    let result = dualwrite::result::RunResult::read(&latest).unwrap();
+    assert!(
+        !result.complete && result.checked,
+        "{:?}",
+        result.verdict_reasons
+    );
+    // About 2 s of orders written while the secondary was down: all orphans.
+    let (_, history) =
+        dualwrite::history::History::read_jsonl(&latest.join("history.jsonl")).unwrap();
+    let expected = history
+        .iter()
+        .filter(|e| {
+            e.primary == dualwrite::history::SideOutcome::Ok
+                && e.secondary != dualwrite::history::SideOutcome::Ok
+        })
+        .count() as u64;
+    assert!(expected > 10, "{expected}");
+    assert_eq!(result.checker.orphans, expected);
+    assert!(!latest.join(".result.json.tmp").exists());
+}
