@@ -664,10 +664,11 @@ fn fault(
                 .error
                 .clone()
                 .unwrap_or_else(|| "ProvisionedThroughputExceededException".into());
-            const ERRORS: [&str; 3] = [
+            const ERRORS: [&str; 4] = [
                 "ProvisionedThroughputExceededException",
                 "ThrottlingException",
                 "InternalServerError",
+                "TransactionConflictException",
             ];
             if !ERRORS.contains(&error.as_str()) {
                 return Err(word(at, &p("error"), &error, &ERRORS.join(", ")));

@@ -374,7 +374,7 @@ impl Store for DynamoStore {
             not_exercised: if moto {
                 vec![
                     "ClientRequestToken idempotency: moto re-executes a replayed token".into(),
-                    "TransactionConflictException: moto never raises it".into(),
+                    "TransactionConflictException: moto never raises it (inject it with an sdk-error fault)".into(),
                     "server-side throttling: moto never throttles (use sdk-error faults)".into(),
                 ]
             } else {
@@ -805,8 +805,11 @@ impl PatternClient for TransactionClient {
             } else {
                 side
             };
+            // Log-and-drop: the handler logs the conflict and answers success, so
+            // the order is silently lost (a lost ack on both sides).
+            let outcome = if drop { Outcome::Ok } else { outcome_of(side) };
             return OpReport {
-                outcome: outcome_of(side),
+                outcome,
                 error: Some(class),
                 primary: side,
                 secondary: side,

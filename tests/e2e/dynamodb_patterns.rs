@@ -234,3 +234,59 @@ fn non_idempotent_retry_of_the_secondary_write_duplicates_once_per_retry() {
     assert_eq!(c.duplicates, retries, "{}", run.explain());
     assert_eq!((c.orphans, c.ghosts, c.lost_acks), (0, 0, 0));
 }
+
+const CONFLICTS: &str = r#"
+name = "e2e-dynamo-conflict-drop"
+seed = 11
+[target]
+store = "dynamodb"
+[pattern]
+name = "transaction"
+on_conflict = "drop"
+retries = 5
+backoff = "10ms"
+[workload]
+rate = 25
+duration = "5s"
+concurrency = 8
+op_timeout = "1s"
+# moto never raises TransactionConflictException: inject it in the SDK, before
+# sending (a conflict cancels the whole transaction, so nothing is applied).
+[[faults]]
+kind = "sdk-error"
+side = "primary"
+error = "TransactionConflictException"
+when = "before"
+rate = 0.3
+start = "1s"
+duration = "3s"
+"#;
+
+#[test]
+fn log_and_drop_on_conflict_loses_every_conflicted_order_retry_loses_none() {
+    let _guard = lock("dynamodb");
+    let s = Scratch::new();
+    let run = s.run(&s.write("drop.toml", CONFLICTS));
+    let c = &run.result.checker;
+    assert_eq!(run.code, 1, "{}", run.explain());
+    let dropped = run.count(|e| {
+        e.outcome == Outcome::Ok
+            && e.primary == SideOutcome::Fail
+            && e.error.as_deref() == Some("TransactionConflictException")
+    });
+    assert!(dropped > 0, "{}", run.explain());
+    // Dropped after logging, answered "ok": missing on both sides, a lost ack each.
+    assert_eq!(c.lost_acks, dropped, "{}", run.explain());
+    assert_eq!((c.orphans, c.ghosts, c.duplicates), (0, 0, 0));
+    assert_eq!(c.scanned_primary, all_ok(&run) - dropped);
+    assert_eq!(run.result.workload.retries, 0, "drop never retries");
+
+    let run = s.run(&s.write(
+        "retry.toml",
+        &CONFLICTS.replace("on_conflict = \"drop\"", "on_conflict = \"retry\""),
+    ));
+    let c = &run.result.checker;
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(c.divergence, 0);
+    assert!(run.result.workload.retries > 0, "{}", run.explain());
+}
