@@ -376,11 +376,19 @@ impl Store for DynamoStore {
                     "ClientRequestToken idempotency: moto re-executes a replayed token".into(),
                     "TransactionConflictException: moto never raises it (inject it with an sdk-error fault)".into(),
                     "server-side throttling: moto never throttles (use sdk-error faults)".into(),
+                    "concurrent TransactWriteItems: moto is not thread-safe there and answers HTTP 500 (classified unknown)".into(),
                 ]
             } else {
                 Vec::new()
             },
         };
+        if moto && self.ctx.scenario.pattern.kind.is_async() {
+            // Read in moto's dynamodbstreams/dynamodb models (5.2.5).
+            self.info.not_exercised.extend([
+                "Streams shard rollover and splits: moto keeps one shard per table, never closed, so the relay's multi-shard and closed-shard paths do not run".to_string(),
+                "Streams 24 h retention and 15 min iterator expiry: moto never trims records or expires iterators".to_string(),
+            ]);
+        }
         Ok(())
     }
 

@@ -169,3 +169,55 @@ pub fn injected_in(err: &(dyn std::error::Error + 'static)) -> Option<InjectedEr
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draws(faults: &SideFaults, when: InjectWhen, n: usize) -> Vec<bool> {
+        (0..n).map(|_| faults.draw(when).is_some()).collect()
+    }
+
+    #[test]
+    fn injects_only_inside_a_window_and_at_its_moment() {
+        let f = SideFaults::new(1);
+        assert!(f.draw(InjectWhen::Before).is_none(), "no window, no error");
+        f.activate(0, "ThrottlingException", 1.0, InjectWhen::After);
+        assert!(f.draw(InjectWhen::Before).is_none(), "other moment");
+        assert_eq!(
+            f.draw(InjectWhen::After).as_deref(),
+            Some("ThrottlingException")
+        );
+        f.deactivate(0);
+        assert!(f.draw(InjectWhen::After).is_none());
+        assert_eq!(f.injected.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn rate_is_a_fraction_of_requests_reproducible_from_the_seed() {
+        let (a, b) = (SideFaults::new(42), SideFaults::new(42));
+        for f in [&a, &b] {
+            f.activate(3, "InternalServerError", 0.25, InjectWhen::Before);
+        }
+        let (da, db) = (
+            draws(&a, InjectWhen::Before, 4000),
+            draws(&b, InjectWhen::Before, 4000),
+        );
+        assert_eq!(da, db, "same seed, same draws");
+        let hits = da.iter().filter(|h| **h).count();
+        assert!((800..1200).contains(&hits), "{hits} of 4000 at rate 0.25");
+    }
+
+    #[test]
+    fn the_replaced_answer_is_what_dynamodb_sends() {
+        assert_eq!(error_response("InternalServerError").status().as_u16(), 500);
+        let r = error_response("ProvisionedThroughputExceededException");
+        assert_eq!(r.status().as_u16(), 400);
+        assert_eq!(
+            r.headers().get("content-type"),
+            Some("application/x-amz-json-1.0")
+        );
+        let body = std::str::from_utf8(r.body().bytes().unwrap()).unwrap();
+        assert!(body.contains("#ProvisionedThroughputExceededException\""));
+    }
+}
