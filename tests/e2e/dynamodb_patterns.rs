@@ -290,3 +290,39 @@ fn log_and_drop_on_conflict_loses_every_conflicted_order_retry_loses_none() {
     assert_eq!(c.divergence, 0);
     assert!(run.result.workload.retries > 0, "{}", run.explain());
 }
+
+/// dynamo-streams with its relay-side outage replaced by SDK-injected 500s on the
+/// relay's own calls (Streams reads and events writes), answered after the server
+/// applied them.
+fn relay_sdk_errors(text: String, idempotent: bool) -> String {
+    let fault = "[[faults]]\nkind = \"sdk-error\"\nside = \"relay\"\nerror = \"InternalServerError\"\nwhen = \"after\"\nrate = 0.2\nstart = \"2s\"\nduration = \"3s\"\n";
+    let start = text.find("[[faults]]").unwrap();
+    let end = text.find("[check]").unwrap();
+    format!("{}{fault}\n{}", &text[..start], &text[end..])
+        .replace("idempotent = true", &format!("idempotent = {idempotent}"))
+}
+
+#[test]
+fn sdk_errors_on_the_relay_side_reach_its_streams_and_events_calls() {
+    let _guard = lock("dynamodb");
+    let run = run_bundled("dynamo-streams.toml", |t| relay_sdk_errors(t, true));
+    let c = &run.result.checker;
+    let r = relay(&run).stats.clone();
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(c.divergence, 0);
+    assert!(r.errors > 0, "the relay saw the injected errors: {r:?}");
+    // The client side was untouched.
+    assert_eq!(run.result.workload.ops.ok, run.result.workload.ops.total);
+    assert_ttc(&run);
+
+    let run = run_bundled("dynamo-streams.toml", |t| relay_sdk_errors(t, false));
+    let c = &run.result.checker;
+    let r = relay(&run).stats.clone();
+    assert_eq!(run.code, 1, "{}", run.explain());
+    // An events PutItem that landed but was answered 500 is replayed under a new
+    // id: each duplicate is one such relay error (reads that failed replay nothing).
+    assert!(c.duplicates > 0, "{}", run.explain());
+    assert_eq!(c.duplicates, c.scanned_secondary - c.scanned_primary);
+    assert!(c.duplicates <= r.errors, "{} > {r:?}", c.duplicates);
+    assert_eq!((c.orphans, c.ghosts, c.lost_acks), (0, 0, 0));
+}
