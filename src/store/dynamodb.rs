@@ -4,6 +4,8 @@
 //! with `order_id` as an attribute, so a non-idempotent writer can duplicate).
 //! Each side has its own SDK client bound to its own proxy address, with the SDK's
 //! own retries off: retrying is the pattern's (the application's) decision.
+//! The Streams relay lives in `dynamodb_relay.rs`, the SDK-side fault source in
+//! `dynamodb_faults.rs`.
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -21,16 +23,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::dynamodb_faults::{FaultInterceptor, SideFaults, injected_in};
+use super::dynamodb_relay::{RelaySource, StreamsRelay};
 use super::{PatternClient, Record, ScanSink, ServerInfo, Store, StoreContext};
 use crate::history::{OpReport, Outcome, SideOutcome};
 use crate::order::{Order, order_key, parse_order_key};
 use crate::pattern::{KeyPolicy, OnConflict, OnSecondaryFailure, Pattern, PatternKind};
 use crate::relay::RelayWorker;
-use crate::scenario::Side;
+use crate::scenario::{FaultKind, FaultSpec, Side};
 
 pub struct DynamoStore {
     ctx: StoreContext,
     clients: BTreeMap<Side, Client>,
+    /// SDK-side fault state per side, shared with that side's interceptors.
+    faults: BTreeMap<Side, Arc<SideFaults>>,
     info: ServerInfo,
 }
 
@@ -44,13 +50,21 @@ pub struct Tables {
 impl DynamoStore {
     pub async fn connect(ctx: StoreContext) -> anyhow::Result<Self> {
         let op_timeout = ctx.scenario.workload.op_timeout;
+        let faults: BTreeMap<Side, Arc<SideFaults>> = Side::ALL
+            .into_iter()
+            .map(|side| (side, SideFaults::new(ctx.scenario.seed ^ side as u64)))
+            .collect();
         let clients = Side::ALL
             .into_iter()
-            .map(|side| (side, sdk_client(ctx.endpoint(side), op_timeout)))
+            .map(|side| {
+                let client = sdk_client(ctx.endpoint(side), op_timeout, Some(&faults[&side]));
+                (side, client)
+            })
             .collect();
         Ok(Self {
             ctx,
             clients,
+            faults,
             info: ServerInfo::default(),
         })
     }
@@ -71,9 +85,10 @@ pub fn tables(namespace: &str) -> Tables {
     }
 }
 
-/// An SDK client for one endpoint. Credentials come from the environment when set
-/// (never from scenario files); the local stack accepts any.
-pub fn sdk_client(endpoint: &str, op_timeout: Duration) -> Client {
+/// The SDK settings every client of this store shares, for one endpoint.
+/// Credentials come from the environment when set (never from scenario files); the
+/// local stack accepts any.
+pub fn sdk_config(endpoint: &str, op_timeout: Duration) -> aws_config::SdkConfig {
     let credentials = match (
         std::env::var("AWS_ACCESS_KEY_ID"),
         std::env::var("AWS_SECRET_ACCESS_KEY"),
@@ -99,10 +114,10 @@ pub fn sdk_client(endpoint: &str, op_timeout: Duration) -> Client {
     } else {
         format!("http://{endpoint}")
     };
-    let config = aws_sdk_dynamodb::Config::builder()
+    aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region))
-        .credentials_provider(credentials)
+        .credentials_provider(aws_credential_provider(credentials))
         .endpoint_url(url)
         .retry_config(RetryConfig::disabled())
         .timeout_config(
@@ -112,8 +127,40 @@ pub fn sdk_client(endpoint: &str, op_timeout: Duration) -> Client {
                 .operation_timeout(op_timeout)
                 .build(),
         )
-        .build();
-    Client::from_conf(config)
+        .build()
+}
+
+fn aws_credential_provider(
+    credentials: Credentials,
+) -> aws_sdk_dynamodb::config::SharedCredentialsProvider {
+    aws_sdk_dynamodb::config::SharedCredentialsProvider::new(credentials)
+}
+
+/// A DynamoDB client for one endpoint, with the side's SDK fault source installed.
+pub fn sdk_client(
+    endpoint: &str,
+    op_timeout: Duration,
+    faults: Option<&Arc<SideFaults>>,
+) -> Client {
+    let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk_config(endpoint, op_timeout));
+    if let Some(f) = faults {
+        config = config.interceptor(FaultInterceptor::new(f.clone()));
+    }
+    Client::from_conf(config.build())
+}
+
+/// A DynamoDB Streams client for one endpoint (moto serves Streams on the same one).
+pub fn streams_client(
+    endpoint: &str,
+    op_timeout: Duration,
+    faults: Option<&Arc<SideFaults>>,
+) -> aws_sdk_dynamodbstreams::Client {
+    let mut config =
+        aws_sdk_dynamodbstreams::config::Builder::from(&sdk_config(endpoint, op_timeout));
+    if let Some(f) = faults {
+        config = config.interceptor(FaultInterceptor::new(f.clone()));
+    }
+    aws_sdk_dynamodbstreams::Client::from_conf(config.build())
 }
 
 /// How a failed call is seen by the application: `Fail` when the request certainly
@@ -121,6 +168,10 @@ pub fn sdk_client(endpoint: &str, op_timeout: Duration) -> Client {
 pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     err: &SdkError<E, HttpResponse>,
 ) -> (SideOutcome, String) {
+    // An `sdk-error` fault raised before sending: certainly not applied.
+    if let Some(injected) = injected_in(err) {
+        return (SideOutcome::Fail, injected.code);
+    }
     match err {
         SdkError::ConstructionFailure(_) => (SideOutcome::Fail, "construction".into()),
         SdkError::TimeoutError(_) => (SideOutcome::Unknown, "timeout".into()),
@@ -138,10 +189,11 @@ pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         SdkError::ServiceError(s) if s.raw().status().as_u16() >= 500 => {
             // The server broke mid-request (moto answers HTML 500s under concurrent
             // transactions): the write may or may not have been applied.
-            (
-                SideOutcome::Unknown,
-                format!("http-{}", s.raw().status().as_u16()),
-            )
+            let class = match s.err().code() {
+                Some(code) => code.to_string(),
+                None => format!("http-{}", s.raw().status().as_u16()),
+            };
+            (SideOutcome::Unknown, class)
         }
         SdkError::ServiceError(s) => {
             let code = s.err().code().unwrap_or("ServiceError").to_string();
@@ -178,7 +230,7 @@ fn chain_mentions(err: &(dyn std::error::Error + 'static), needle: &str) -> bool
     false
 }
 
-fn error_text<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(
+pub fn error_text<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(
     err: &SdkError<E, R>,
 ) -> String {
     let mut text = err.to_string();
@@ -322,13 +374,21 @@ impl Store for DynamoStore {
             not_exercised: if moto {
                 vec![
                     "ClientRequestToken idempotency: moto re-executes a replayed token".into(),
-                    "TransactionConflictException: moto never raises it".into(),
+                    "TransactionConflictException: moto never raises it (inject it with an sdk-error fault)".into(),
                     "server-side throttling: moto never throttles (use sdk-error faults)".into(),
+                    "concurrent TransactWriteItems: moto is not thread-safe there and answers HTTP 500 (classified unknown)".into(),
                 ]
             } else {
                 Vec::new()
             },
         };
+        if moto && self.ctx.scenario.pattern.kind.is_async() {
+            // Read in moto's dynamodbstreams/dynamodb models (5.2.5).
+            self.info.not_exercised.extend([
+                "Streams shard rollover and splits: moto keeps one shard per table, never closed, so the relay's multi-shard and closed-shard paths do not run".to_string(),
+                "Streams 24 h retention and 15 min iterator expiry: moto never trims records or expires iterators".to_string(),
+            ]);
+        }
         Ok(())
     }
 
@@ -357,12 +417,44 @@ impl Store for DynamoStore {
         Ok(match base.pattern.kind {
             PatternKind::Naive => Arc::new(NaiveClient(base)),
             PatternKind::Transaction => Arc::new(TransactionClient(base)),
-            other => anyhow::bail!("pattern `{other}` is not built for dynamodb yet"),
+            PatternKind::Streams | PatternKind::Outbox => Arc::new(PrimaryOnlyClient(base)),
+            other => anyhow::bail!("pattern `{other}` does not apply to dynamodb"),
         })
     }
 
     async fn relay(&self) -> anyhow::Result<Option<Arc<dyn RelayWorker>>> {
-        Ok(None)
+        let pattern = &self.ctx.scenario.pattern;
+        let source = match pattern.kind {
+            PatternKind::Streams => RelaySource::Changes,
+            PatternKind::Outbox => RelaySource::Outbox,
+            _ => return Ok(None),
+        };
+        let endpoint = self.ctx.endpoint(Side::Relay);
+        let faults = &self.faults[&Side::Relay];
+        let op_timeout = self.ctx.scenario.workload.op_timeout;
+        Ok(Some(Arc::new(StreamsRelay::new(
+            streams_client(endpoint, op_timeout, Some(faults)),
+            self.clients[&Side::Relay].clone(),
+            self.tables(),
+            source,
+            pattern.relay.idempotent,
+        ))))
+    }
+
+    async fn set_fault(&self, fault: &FaultSpec, active: bool) -> anyhow::Result<()> {
+        let FaultKind::SdkError { error, rate, when } = &fault.kind else {
+            anyhow::bail!(
+                "fault kind `{}` is not supported on dynamodb",
+                fault.kind.name()
+            );
+        };
+        let side = &self.faults[&fault.side];
+        if active {
+            side.activate(fault.index, error, *rate, *when);
+        } else {
+            side.deactivate(fault.index);
+        }
+        Ok(())
     }
 
     async fn scan(&self, side: Side, sink: &mut dyn ScanSink) -> anyhow::Result<()> {
@@ -561,8 +653,95 @@ impl PatternClient for NaiveClient {
     }
 }
 
-/// One TransactWriteItems with `attribute_not_exists` conditions and a client
-/// request token; retried with backoff and jitter on retryable errors.
+/// Whether the application retries after this outcome: unknown outcomes, refused
+/// connections, throttling and transaction conflicts.
+fn retryable(side: SideOutcome, class: &str) -> bool {
+    side == SideOutcome::Unknown
+        || class.contains("TransactionConflict")
+        || class.contains("TransactionInProgress")
+        || class.contains("Throughput")
+        || class.contains("Throttling")
+        || class == "refused"
+        || class == "connect-timeout"
+}
+
+/// The order item of the `outbox` pattern: the order, `outbox_pending = true` and
+/// the event to publish, all in one item (one PutItem: atomic).
+pub fn outbox_item(order: &Order) -> HashMap<String, AttributeValue> {
+    let mut item = order_item(order);
+    item.insert("outbox_pending".into(), AttributeValue::Bool(true));
+    item.insert(
+        "outbox_event".into(),
+        AttributeValue::M(HashMap::from([
+            (
+                "type".to_string(),
+                AttributeValue::S("order-created".into()),
+            ),
+            (
+                "customer_id".to_string(),
+                AttributeValue::N(order.customer_id.to_string()),
+            ),
+            (
+                "amount_cents".to_string(),
+                AttributeValue::N(order.amount_cents.to_string()),
+            ),
+        ])),
+    );
+    item
+}
+
+/// `streams` and `outbox`: the application writes only the orders table (the
+/// outbox item carries its event); the relay writes the secondary later. A PutItem
+/// of the same order overwrites, so retrying it is safe.
+struct PrimaryOnlyClient(DynamoWriter);
+
+#[async_trait]
+impl PatternClient for PrimaryOnlyClient {
+    async fn write(&self, order: &Order) -> OpReport {
+        let w = &self.0;
+        let mut retries = 0;
+        let mut ambiguous = false;
+        loop {
+            let item = match w.pattern.kind {
+                PatternKind::Outbox => outbox_item(order),
+                _ => order_item(order),
+            };
+            let (primary, error, detail) = w.put(&w.primary, &w.tables.orders, item).await;
+            if primary == SideOutcome::Ok {
+                return OpReport::ok(primary, SideOutcome::Async).with_retries(retries);
+            }
+            let class = error.clone().unwrap_or_default();
+            ambiguous |= primary == SideOutcome::Unknown;
+            if retryable(primary, &class) && retries < w.pattern.retries {
+                retries += 1;
+                tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
+                continue;
+            }
+            // An earlier attempt may have landed: then the relay still delivers it.
+            let primary = if ambiguous {
+                SideOutcome::Unknown
+            } else {
+                primary
+            };
+            return OpReport {
+                outcome: outcome_of(primary),
+                error,
+                primary,
+                secondary: if primary == SideOutcome::Unknown {
+                    SideOutcome::Async
+                } else {
+                    SideOutcome::Skipped
+                },
+                retries,
+                detail,
+            };
+        }
+    }
+}
+
+/// One TransactWriteItems with `attribute_not_exists` conditions (unless
+/// `conditions = false`) and a client request token; retried with backoff and
+/// jitter on retryable errors.
 struct TransactionClient(DynamoWriter);
 
 impl TransactionClient {
@@ -589,12 +768,13 @@ impl PatternClient for TransactionClient {
         let mut detail;
         loop {
             let put = |table: &str, item, key: &str| -> TransactWriteItem {
-                let put = Put::builder()
-                    .table_name(table)
-                    .set_item(Some(item))
-                    .condition_expression(format!("attribute_not_exists({key})"))
-                    .build()
-                    .expect("table, item and condition are set");
+                let put = Put::builder().table_name(table).set_item(Some(item));
+                let put = if w.pattern.conditions {
+                    put.condition_expression(format!("attribute_not_exists({key})"))
+                } else {
+                    put // relies on the token alone to make a retry harmless
+                };
+                let put = put.build().expect("table and item are set");
                 TransactWriteItem::builder().put(put).build()
             };
             let result = w
@@ -631,14 +811,8 @@ impl PatternClient for TransactionClient {
             ambiguous |= side == SideOutcome::Unknown;
             let conflict =
                 class.contains("TransactionConflict") || class.contains("TransactionInProgress");
-            let retryable = side == SideOutcome::Unknown
-                || conflict
-                || class.contains("Throughput")
-                || class.contains("Throttling")
-                || class == "refused"
-                || class == "connect-timeout";
             let drop = conflict && w.pattern.on_conflict == OnConflict::Drop;
-            if retryable && !drop && retries < w.pattern.retries {
+            if retryable(side, &class) && !drop && retries < w.pattern.retries {
                 retries += 1;
                 tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
                 continue;
@@ -648,8 +822,11 @@ impl PatternClient for TransactionClient {
             } else {
                 side
             };
+            // Log-and-drop: the handler logs the conflict and answers success, so
+            // the order is silently lost (a lost ack on both sides).
+            let outcome = if drop { Outcome::Ok } else { outcome_of(side) };
             return OpReport {
-                outcome: outcome_of(side),
+                outcome,
                 error: Some(class),
                 primary: side,
                 secondary: side,

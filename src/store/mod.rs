@@ -5,6 +5,8 @@
 //! Adding a store = one new file implementing [`Store`] + one arm in [`connect`].
 
 pub mod dynamodb;
+pub mod dynamodb_faults;
+pub mod dynamodb_relay;
 
 use async_trait::async_trait;
 use serde::Serialize;

@@ -4,4 +4,5 @@
 mod cli;
 mod common;
 mod dynamodb;
+mod dynamodb_patterns;
 mod reliability;
