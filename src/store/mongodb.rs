@@ -14,7 +14,6 @@
 
 use anyhow::Context;
 use async_trait::async_trait;
-use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use mongodb::error::{
     Error as MongoError, ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT,
@@ -39,6 +38,7 @@ pub(crate) const ORDERS: &str = "orders";
 pub(crate) const EVENTS: &str = "order_events";
 const PROBE: &str = "_probe";
 const DUPLICATE_KEY: i32 = 11000;
+const SCAN_PAGE: i32 = 5000;
 
 /// Where to run a real replica set when the local servers lack a capability.
 const ALTERNATIVE: &str = "alternative: a real MongoDB replica set (transactions, change streams, failCommand) with Docker: `docker compose -f docker/compose.yml up -d`, then set [target] server = \"mongodb\" (proxies mongodb_primary/secondary/relay)";
@@ -149,6 +149,17 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
+    fn reply(detail: String) -> Self {
+        Self {
+            outcome: SideOutcome::Unknown,
+            class: "invalid-response".into(),
+            detail,
+            transient_txn: false,
+            unknown_commit: false,
+            duplicate_key: false,
+        }
+    }
+
     fn timeout(limit: Duration) -> Self {
         Self {
             outcome: SideOutcome::Unknown,
@@ -164,6 +175,7 @@ impl Failure {
 /// `Fail` when the request certainly did not apply, `Unknown` when it may have.
 pub(crate) fn classify(e: &MongoError) -> Failure {
     let mut duplicate_key = false;
+    let mut write_conflict = false;
     let (outcome, class) = match e.kind.as_ref() {
         ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             (SideOutcome::Fail, "refused".to_string())
@@ -197,15 +209,110 @@ pub(crate) fn classify(e: &MongoError) -> Failure {
         }
         ErrorKind::Transaction { .. } => (SideOutcome::Fail, "transaction-state".into()),
         ErrorKind::Authentication { .. } => (SideOutcome::Fail, "authentication".into()),
+        // mongoeco's commit conflict (database-wide optimistic concurrency) comes
+        // without `code` or labels, so the driver cannot parse it; it is raised
+        // before anything is applied, and it is what real MongoDB labels
+        // WriteConflict + TransientTransactionError.
+        ErrorKind::InvalidResponse { .. } if errmsg(e).contains("Write conflict") => {
+            write_conflict = true;
+            (SideOutcome::Fail, "WriteConflict".into())
+        }
+        // A reply the driver could not read: the command ran or not, we cannot tell.
+        ErrorKind::InvalidResponse { .. } => (SideOutcome::Unknown, "invalid-response".into()),
+        ErrorKind::SessionsNotSupported => (SideOutcome::Fail, "sessions-not-supported".into()),
+        ErrorKind::Internal { .. } => (SideOutcome::Unknown, "driver-internal".into()),
         _ => (SideOutcome::Unknown, "other".into()),
     };
     Failure {
         outcome,
         class,
-        detail: e.to_string(),
-        transient_txn: e.contains_label(TRANSIENT_TRANSACTION_ERROR),
+        detail: short_detail(e),
+        transient_txn: write_conflict || e.contains_label(TRANSIENT_TRANSACTION_ERROR),
         unknown_commit: e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT),
         duplicate_key,
+    }
+}
+
+fn errmsg(e: &MongoError) -> &str {
+    e.server_response()
+        .and_then(|r| r.get_str("errmsg").ok())
+        .unwrap_or("")
+}
+
+/// The error without the raw server response bytes the driver's `Display` adds.
+fn short_detail(e: &MongoError) -> String {
+    // A reply the driver could not parse (mongoeco omits `code` on some errors):
+    // its `errmsg` is the useful part.
+    if let Some(msg) = e
+        .server_response()
+        .and_then(|r| r.get_str("errmsg").ok())
+        .filter(|_| matches!(e.kind.as_ref(), ErrorKind::InvalidResponse { .. }))
+    {
+        return format!("{} (server errmsg: {msg})", e.kind);
+    }
+    let labels = e.labels();
+    if labels.is_empty() {
+        e.kind.to_string()
+    } else {
+        let mut labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        labels.sort_unstable();
+        format!("{} [labels: {}]", e.kind, labels.join(", "))
+    }
+}
+
+/// One page of a `find`, sorted by `_id`, read from the command's reply rather
+/// than through a driver cursor: mongoeco encodes cursor ids as Int32, which the
+/// Rust driver rejects, and one code path for every server is simpler to trust.
+/// `skip`/`limit` are Int32 because mongoeco rejects Int64 there.
+pub(crate) async fn find_page(
+    db: &Database,
+    coll: &str,
+    filter: Document,
+    skip: i32,
+    limit: i32,
+    bound: Duration,
+) -> Result<Vec<Document>, Failure> {
+    let command = doc! {
+        "find": coll,
+        "filter": filter,
+        "sort": {"_id": 1},
+        "skip": skip,
+        "limit": limit,
+        "batchSize": limit,
+        "singleBatch": true,
+    };
+    let reply = bounded(bound, db.run_command(command).into_future()).await?;
+    let batch = reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .map_err(|e| Failure::reply(format!("find on {}.{coll}: {e}", db.name())))?;
+    Ok(batch
+        .iter()
+        .filter_map(|d| d.as_document().cloned())
+        .collect())
+}
+
+/// `count` (a command, not an aggregation cursor: see [`find_page`]).
+pub(crate) async fn count(
+    db: &Database,
+    coll: &str,
+    filter: Document,
+    bound: Duration,
+) -> Result<u64, Failure> {
+    let reply = bounded(
+        bound,
+        db.run_command(doc! {"count": coll, "query": filter})
+            .into_future(),
+    )
+    .await?;
+    match reply.get("n") {
+        Some(Bson::Int32(n)) => Ok(*n as u64),
+        Some(Bson::Int64(n)) => Ok(*n as u64),
+        Some(Bson::Double(n)) => Ok(*n as u64),
+        _ => Err(Failure::reply(format!(
+            "count on {}.{coll}: no `n` in the reply",
+            db.name()
+        ))),
     }
 }
 
@@ -306,7 +413,14 @@ impl Store for MongoStore {
         )
         .await
         .unwrap_or_default();
-        let version = build.get_str("version").unwrap_or("").to_string();
+        // FerretDB reports the MongoDB version it emulates, and its own beside it.
+        let version = match build.get_str("ferretdbVersion") {
+            Ok(own) => format!(
+                "{} (FerretDB {own})",
+                build.get_str("version").unwrap_or("?")
+            ),
+            Err(_) => build.get_str("version").unwrap_or("").to_string(),
+        };
         let mut capabilities = BTreeMap::new();
         let mut not_exercised = Vec::new();
         let mut why_not = BTreeMap::new();
@@ -389,6 +503,7 @@ impl Store for MongoStore {
             primary_client: self.clients[&Side::Primary].clone(),
             pattern: self.ctx.scenario.pattern.clone(),
             op_timeout: self.op_timeout(),
+            end_failed_sessions: self.ctx.scenario.target.server == "mongoeco",
         };
         Ok(match base.pattern.kind {
             PatternKind::Naive => Arc::new(NaiveClient(base)),
@@ -441,11 +556,21 @@ impl Store for MongoStore {
             ),
         };
         let limit = Duration::from_secs(60).max(self.op_timeout());
-        let name = coll.namespace().to_string();
-        let scan = async {
-            let mut cursor = coll.find(doc! {}).batch_size(1000).await?;
-            while let Some(d) = cursor.try_next().await? {
-                match record_of(&d, key) {
+        let name = coll.name().to_string();
+        // A fresh client, so no pooled session is reused: mongoeco answers reads
+        // on a session whose transaction was cut by a fault from that transaction's
+        // snapshot (seen here: a scan returned 83 of 334 orders).
+        let client = side_client(self.ctx.endpoint(side), side, &self.ctx).await?;
+        let db = client.database(&self.ctx.namespace);
+        let mut skip = 0;
+        loop {
+            let page = find_page(&db, &name, doc! {}, skip, SCAN_PAGE, limit)
+                .await
+                .map_err(|f| {
+                    anyhow::anyhow!("scan of {}.{name} failed: {}", db.name(), f.detail)
+                })?;
+            for d in &page {
+                match record_of(d, key) {
                     Some(r) => sink.record(r),
                     None => sink.foreign(&match d.get("_id") {
                         Some(Bson::String(s)) => s.clone(),
@@ -454,11 +579,11 @@ impl Store for MongoStore {
                     }),
                 }
             }
-            Ok::<(), MongoError>(())
-        };
-        bounded(limit, scan)
-            .await
-            .map_err(|f| anyhow::anyhow!("scan of {name} failed: {}", f.detail))
+            if page.len() < SCAN_PAGE as usize {
+                return Ok(());
+            }
+            skip += SCAN_PAGE;
+        }
     }
 
     async fn plant(&self, side: Side, record: Record, copies: u32) -> anyhow::Result<()> {
@@ -535,7 +660,7 @@ impl Store for MongoStore {
                 data.insert("namespace", format!("{}.{c}", self.ctx.namespace));
             }
             let mode = match times {
-                Some(n) => Bson::Document(doc! {"times": *n as i64}),
+                Some(n) => Bson::Document(doc! {"times": *n as i32}),
                 None => Bson::String("alwaysOn".into()),
             };
             doc! {"configureFailPoint": "failCommand", "mode": mode, "data": data}
@@ -613,6 +738,10 @@ pub(crate) struct MongoWriter {
     pub primary_client: Client,
     pub pattern: Pattern,
     pub op_timeout: Duration,
+    /// mongoeco keeps a session's transaction open after a failed commit, and the
+    /// next `startTransaction` on that (pooled) session continues it instead of
+    /// starting afresh; ending the server session after a failed attempt resets it.
+    pub end_failed_sessions: bool,
 }
 
 impl MongoWriter {
@@ -727,12 +856,38 @@ impl TransactionClient {
                 };
             }
         };
+        let result = self
+            .attempt_in(&mut session, order, retries, deadline)
+            .await;
+        if w.end_failed_sessions && !matches!(result, Attempt::Committed) {
+            let lsid = session.id().clone();
+            let admin = w.primary_client.database("admin");
+            let _ = bounded(
+                limit,
+                admin
+                    .run_command(doc! {"endSessions": [lsid]})
+                    .into_future(),
+            )
+            .await;
+        }
+        result
+    }
+
+    async fn attempt_in(
+        &self,
+        session: &mut mongodb::ClientSession,
+        order: &Order,
+        retries: &mut u32,
+        deadline: Instant,
+    ) -> Attempt {
+        let w = &self.0;
+        let limit = w.op_timeout;
         let body = async {
             session.start_transaction().await?;
             w.primary
                 .collection::<Document>(ORDERS)
                 .insert_one(order_doc(order))
-                .session(&mut session)
+                .session(&mut *session)
                 .await?;
             let record = Record::of(order);
             w.primary
@@ -741,7 +896,7 @@ impl TransactionClient {
                     &record,
                     event_id(order.id, w.pattern.secondary_key),
                 ))
-                .session(&mut session)
+                .session(&mut *session)
                 .await?;
             Ok::<(), MongoError>(())
         };

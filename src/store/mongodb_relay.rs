@@ -13,7 +13,6 @@
 //! idempotent relay absorbs (stable event id) and a non-idempotent one duplicates.
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
 use mongodb::Database;
 use mongodb::bson::{Bson, Document, Timestamp, doc};
 use mongodb::change_stream::event::ResumeToken;
@@ -21,13 +20,15 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::mongodb::{EVENTS, Failure, ORDERS, bounded, event_doc, event_id, record_of};
+use super::mongodb::{
+    EVENTS, Failure, ORDERS, bounded, count, event_doc, event_id, find_page, record_of,
+};
 use crate::order::parse_order_key;
 use crate::pattern::{KeyPolicy, RelayOptions};
 use crate::relay::{RelayContext, RelayExit, RelayWorker};
 use crate::store::Record;
 
-const BATCH: i64 = 100;
+const BATCH: i32 = 100;
 
 fn fail(what: &str, f: Failure) -> anyhow::Error {
     anyhow::anyhow!("relay: {what}: {} ({})", f.class, f.detail)
@@ -96,14 +97,9 @@ async fn mark(db: &Database, id: &Bson, limit: Duration) -> anyhow::Result<()> {
 }
 
 async fn unpublished(db: &Database, limit: Duration) -> anyhow::Result<u64> {
-    bounded(
-        limit,
-        db.collection::<Document>(ORDERS)
-            .count_documents(doc! {"_outbox.published": false})
-            .into_future(),
-    )
-    .await
-    .map_err(|f| fail("counting unpublished outbox entries", f))
+    count(db, ORDERS, doc! {"_outbox.published": false}, limit)
+        .await
+        .map_err(|f| fail("counting unpublished outbox entries", f))
 }
 
 pub(crate) struct OutboxPollRelay {
@@ -134,17 +130,16 @@ impl OutboxPollRelay {
 #[async_trait]
 impl RelayWorker for OutboxPollRelay {
     async fn run(&self, _worker: u32, ctx: RelayContext) -> anyhow::Result<RelayExit> {
-        let orders = self.relay.collection::<Document>(ORDERS);
         let limit = self.op_timeout.max(Duration::from_secs(2));
         loop {
-            let batch: Vec<Document> = bounded(limit, async {
-                orders
-                    .find(doc! {"_outbox.published": false})
-                    .limit(BATCH)
-                    .await?
-                    .try_collect()
-                    .await
-            })
+            let batch = find_page(
+                &self.relay,
+                ORDERS,
+                doc! {"_outbox.published": false},
+                0,
+                BATCH,
+                limit,
+            )
             .await
             .map_err(|f| fail("polling the outbox", f))?;
             if batch.is_empty() {
@@ -273,15 +268,9 @@ impl RelayWorker for StreamRelay {
         if self.outbox {
             return unpublished(&self.primary, limit).await;
         }
-        let orders = bounded(
-            limit,
-            self.primary
-                .collection::<Document>(ORDERS)
-                .count_documents(doc! {})
-                .into_future(),
-        )
-        .await
-        .map_err(|f| fail("counting orders", f))?;
+        let orders = count(&self.primary, ORDERS, doc! {}, limit)
+            .await
+            .map_err(|f| fail("counting orders", f))?;
         let delivered = self.delivered.lock().unwrap().len() as u64;
         Ok(orders.saturating_sub(delivered))
     }
