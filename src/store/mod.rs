@@ -7,6 +7,8 @@
 pub mod dynamodb;
 pub mod dynamodb_faults;
 pub mod dynamodb_relay;
+pub mod mongodb;
+mod mongodb_relay;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -133,7 +135,7 @@ pub async fn connect(ctx: StoreContext) -> anyhow::Result<Box<dyn Store>> {
     let mut store: Box<dyn Store> = match ctx.scenario.target.store {
         StoreKind::DynamoDb => Box::new(dynamodb::DynamoStore::connect(ctx).await?),
         StoreKind::Cassandra => anyhow::bail!("the cassandra store is not built yet"),
-        StoreKind::MongoDb => anyhow::bail!("the mongodb store is not built yet"),
+        StoreKind::MongoDb => Box::new(mongodb::MongoStore::connect(ctx).await?),
     };
     store.probe().await?;
     Ok(store)
