@@ -202,6 +202,15 @@ impl CassandraStore {
         })
     }
 
+    /// One small query on one side's session (proxy checks in tests and tools).
+    pub async fn ping(&self, side: Side) -> anyhow::Result<()> {
+        self.session(side)
+            .query_unpaged("SELECT release_version FROM system.local", ())
+            .await
+            .with_context(|| format!("{side} side ({})", self.ctx.endpoint(side)))?;
+        Ok(())
+    }
+
     fn tables(&self) -> Tables {
         Tables::of(&self.ctx.namespace)
     }
