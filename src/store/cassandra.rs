@@ -48,7 +48,7 @@ const SCAN_PAGE: i32 = 1000;
 /// Maps every node address the driver learns to the side's proxy address, so that
 /// all traffic of a session goes through its proxy (one node behind each proxy).
 #[derive(Debug)]
-pub(crate) struct ThroughProxy(pub SocketAddr);
+pub struct ThroughProxy(pub SocketAddr);
 
 #[async_trait]
 impl AddressTranslator for ThroughProxy {

@@ -308,3 +308,23 @@ async fn planted_divergence_is_counted_exactly() {
     assert_eq!(c.divergence, 10);
     assert_eq!((c.scanned_primary, c.scanned_secondary), (8, 10));
 }
+
+#[test]
+fn naive_with_lwt_insert_writes_each_order_once() {
+    let _guard = lock("cassandra");
+    let s = Scratch::new();
+    let text = NAIVE
+        .replace("e2e-cassandra-naive", "e2e-cassandra-lwt")
+        .replace(
+            "on_secondary_failure = \"log-and-continue\"",
+            "on_secondary_failure = \"retry\"\nlwt_insert = true",
+        )
+        .replace("duration = \"6s\"", "duration = \"2s\"");
+    let text = text.split("[[faults]]").next().unwrap().to_string();
+    let run = s.run(&s.write("lwt.toml", &text));
+    let c = &run.result.checker;
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(run.result.workload.ops.ok, 100, "{}", run.explain());
+    assert_eq!((c.scanned_primary, c.scanned_secondary), (100, 100));
+    assert_eq!(c.divergence, 0);
+}
