@@ -299,6 +299,9 @@ async fn run_inner(
         p.stop().await;
     }
     let (stats, history, writer) = driven?;
+    // The nemesis is done: release its handle on the relay, so the relay can be
+    // stopped (unwrapped) after the settle period.
+    drop(targets);
     if let Some(w) = writer {
         w.finish().context("writing history.jsonl")?;
     }

@@ -4,6 +4,8 @@
 //!
 //! Adding a store = one new file implementing [`Store`] + one arm in [`connect`].
 
+pub mod cassandra;
+mod cassandra_relay;
 pub mod dynamodb;
 pub mod dynamodb_faults;
 pub mod dynamodb_relay;
@@ -134,7 +136,7 @@ pub trait Store: Send + Sync {
 pub async fn connect(ctx: StoreContext) -> anyhow::Result<Box<dyn Store>> {
     let mut store: Box<dyn Store> = match ctx.scenario.target.store {
         StoreKind::DynamoDb => Box::new(dynamodb::DynamoStore::connect(ctx).await?),
-        StoreKind::Cassandra => anyhow::bail!("the cassandra store is not built yet"),
+        StoreKind::Cassandra => Box::new(cassandra::CassandraStore::connect(ctx).await?),
         StoreKind::MongoDb => Box::new(mongodb::MongoStore::connect(ctx).await?),
     };
     store.probe().await?;
