@@ -336,8 +336,6 @@ async fn run_inner(
     } else if do_check {
         tokio::time::sleep(scenario.check.settle).await;
     }
-    // The nemesis is done: release its handle on the relay so it can be stopped.
-    drop(targets);
     let relay_result = match relay {
         Some(relay) => {
             let relay = Arc::try_unwrap(relay)
