@@ -180,12 +180,6 @@ fn token_misuse_duplicates_every_retry_of_a_committed_transaction() {
     // duplicates can fall short of the retries, never exceed them.
     assert!(c.duplicates <= retries, "{} > {retries}", c.duplicates);
     assert!(
-        c.duplicates * 4 >= retries * 3,
-        "{} duplicates for {retries} retries\n{}",
-        c.duplicates,
-        run.explain()
-    );
-    assert!(
         run.result
             .server
             .not_exercised

@@ -6,4 +6,5 @@ mod cli;
 mod common;
 mod dynamodb;
 mod dynamodb_patterns;
+mod mongodb;
 mod reliability;
