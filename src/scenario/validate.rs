@@ -274,6 +274,16 @@ fn pattern(raw: &RawPattern, store: StoreKind, at: &Locator) -> Res<Pattern> {
             "remove it for this store",
         ));
     }
+    if raw.lwt_insert == Some(true) && kind == PatternKind::Outbox && store == StoreKind::Cassandra
+    {
+        // The order and its outbox row share one LOGGED BATCH over two tables, and
+        // Cassandra rejects conditional batches that span tables.
+        return Err(at.error(
+            "pattern.lwt_insert",
+            "`lwt_insert` cannot apply to the Cassandra outbox: a conditional batch cannot span the orders and order_outbox tables",
+            "remove it, or use it with `naive`",
+        ));
+    }
     let mut p = Pattern::new(kind);
     if let Some(v) = &raw.on_secondary_failure {
         p.on_secondary_failure = match v.as_str() {

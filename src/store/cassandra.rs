@@ -161,7 +161,10 @@ pub(crate) fn classify(err: &ExecutionError) -> (SideOutcome, String) {
             // The connection died with this request on it: sent or not, we cannot tell.
             RequestAttemptError::BrokenConnectionError(_) => (Unknown, "connection-closed".into()),
             RequestAttemptError::DbError(db, _) => match db {
-                DbError::WriteTimeout { .. } => (Unknown, "WriteTimeout".into()),
+                // Batch, Cas, BatchLog...: which step timed out, kept in the class.
+                DbError::WriteTimeout { write_type, .. } => {
+                    (Unknown, format!("WriteTimeout-{write_type:?}"))
+                }
                 DbError::ReadTimeout { .. } => (Unknown, "ReadTimeout".into()),
                 DbError::WriteFailure { .. } => (Unknown, "WriteFailure".into()),
                 DbError::ServerError => (Unknown, "ServerError".into()),
@@ -722,5 +725,58 @@ impl PatternClient for BatchClient {
                 detail,
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scylla::errors::{ConnectionPoolError, WriteType};
+
+    #[test]
+    fn errors_are_fail_when_nothing_was_sent_and_unknown_when_it_may_have_applied() {
+        let pool = ExecutionError::ConnectionPoolError(ConnectionPoolError::Initializing);
+        assert_eq!(classify(&pool).0, SideOutcome::Fail);
+        let timeout = ExecutionError::RequestTimeout(Duration::from_secs(1));
+        assert_eq!(classify(&timeout), (SideOutcome::Unknown, "timeout".into()));
+        let db = |e: DbError| {
+            classify(&ExecutionError::LastAttemptError(
+                RequestAttemptError::DbError(e, String::new()),
+            ))
+        };
+        assert_eq!(
+            db(DbError::WriteTimeout {
+                consistency: Consistency::Quorum,
+                received: 0,
+                required: 1,
+                write_type: WriteType::Cas,
+            }),
+            (SideOutcome::Unknown, "WriteTimeout-Cas".into())
+        );
+        let unavailable = DbError::Unavailable {
+            consistency: Consistency::Quorum,
+            required: 2,
+            alive: 1,
+        };
+        assert_eq!(db(unavailable), (SideOutcome::Fail, "Unavailable".into()));
+        assert_eq!(
+            db(DbError::Overloaded),
+            (SideOutcome::Fail, "Overloaded".into())
+        );
+        assert_eq!(db(DbError::Invalid), (SideOutcome::Fail, "Invalid".into()));
+    }
+
+    #[test]
+    fn the_checker_reads_the_secondary_table_of_the_pattern() {
+        let t = Tables::of("ks");
+        let mut p = Pattern::new(PatternKind::LoggedBatch);
+        assert_eq!(t.secondary(&p), "ks.order_audit");
+        p.partitioning = Partitioning::Cross;
+        assert_eq!(t.secondary(&p), "ks.orders_by_customer");
+        assert_eq!(
+            t.secondary(&Pattern::new(PatternKind::Naive)),
+            "ks.orders_by_customer"
+        );
+        assert_eq!(t.secondary(&Pattern::new(PatternKind::Outbox)), "ks.events");
     }
 }

@@ -328,3 +328,35 @@ fn naive_with_lwt_insert_writes_each_order_once() {
     assert_eq!((c.scanned_primary, c.scanned_secondary), (100, 100));
     assert_eq!(c.divergence, 0);
 }
+
+/// A downstream latency longer than `op_timeout` on the secondary: the insert
+/// reaches Cassandra, the answer comes too late. Every such write is `unknown`,
+/// and every one of them landed: ambiguous, not an orphan.
+#[test]
+fn secondary_timeouts_are_unknown_and_landed() {
+    let _guard = lock("cassandra");
+    let s = Scratch::new();
+    let text = NAIVE
+        .replace("e2e-cassandra-naive", "e2e-cassandra-timeout")
+        .replace("log-and-continue", "fail")
+        .replace("duration = \"6s\"", "duration = \"5s\"")
+        // Removing the toxic releases what it held: the window must outlast the
+        // latency for answers to arrive after op_timeout.
+        .replace(
+            "kind = \"down\"",
+            "kind = \"latency\"\nlatency = \"1500ms\"\ndirection = \"downstream\"",
+        );
+    let run = s.run(&s.write("timeout.toml", &text));
+    let c = &run.result.checker;
+    let unknown = run.count(|e| e.secondary == SideOutcome::Unknown);
+    assert!(unknown > 0, "{}", run.explain());
+    assert_eq!(
+        run.result.workload.errors.get("timeout").copied(),
+        Some(unknown),
+        "{}",
+        run.explain()
+    );
+    assert_eq!(c.ambiguous_unknown.both, unknown, "{}", run.explain());
+    assert_eq!(c.divergence, 0, "{}", run.explain());
+    assert_eq!(run.code, 0);
+}
