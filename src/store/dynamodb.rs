@@ -137,6 +137,9 @@ fn aws_credential_provider(
 }
 
 /// A DynamoDB client for one endpoint, with the side's SDK fault source installed.
+/// Bound on one page of a checker scan.
+const SCAN_PAGE_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub fn sdk_client(
     endpoint: &str,
     op_timeout: Duration,
@@ -475,6 +478,17 @@ impl Store for DynamoStore {
                 .table_name(table)
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
+                .customize()
+                // A scan page of a large table takes far longer than one write: the
+                // checker must not inherit the workload's op_timeout.
+                .config_override(
+                    aws_sdk_dynamodb::config::Builder::default().timeout_config(
+                        TimeoutConfig::builder()
+                            .operation_timeout(SCAN_PAGE_TIMEOUT)
+                            .operation_attempt_timeout(SCAN_PAGE_TIMEOUT)
+                            .build(),
+                    ),
+                )
                 .send()
                 .await
                 .map_err(|e| anyhow::anyhow!("scan of {table} failed: {}", error_text(&e)))?;
