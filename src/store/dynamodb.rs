@@ -35,6 +35,9 @@ use crate::scenario::{FaultKind, FaultSpec, Side};
 pub struct DynamoStore {
     ctx: StoreContext,
     clients: BTreeMap<Side, Client>,
+    /// Set-up, probe, scans, planting and clean-up: not part of the workload, so
+    /// neither its op_timeout nor its injected SDK faults apply.
+    admin: BTreeMap<Side, Client>,
     /// SDK-side fault state per side, shared with that side's interceptors.
     faults: BTreeMap<Side, Arc<SideFaults>>,
     info: ServerInfo,
@@ -61,9 +64,14 @@ impl DynamoStore {
                 (side, client)
             })
             .collect();
+        let admin = Side::ALL
+            .into_iter()
+            .map(|side| (side, sdk_client(ctx.endpoint(side), ADMIN_TIMEOUT, None)))
+            .collect();
         Ok(Self {
             ctx,
             clients,
+            admin,
             faults,
             info: ServerInfo::default(),
         })
@@ -139,6 +147,8 @@ fn aws_credential_provider(
 /// A DynamoDB client for one endpoint, with the side's SDK fault source installed.
 /// Bound on one page of a checker scan.
 const SCAN_PAGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on one administrative call (probe, create/delete table, plant).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(8);
 
 pub fn sdk_client(
     endpoint: &str,
@@ -356,7 +366,7 @@ async fn create_table(client: &Client, name: &str, key: &str, stream: bool) -> a
 impl Store for DynamoStore {
     async fn probe(&mut self) -> anyhow::Result<()> {
         let endpoint = self.ctx.endpoint(Side::Primary).to_string();
-        self.clients[&Side::Primary].list_tables().limit(1).send().await.map_err(|e| {
+        self.admin[&Side::Primary].list_tables().limit(1).send().await.map_err(|e| {
             anyhow::anyhow!(
                 "DynamoDB at {endpoint} (primary side) does not answer: {}\n  hint: start the local stack (scripts/stack up) or check [target] in the scenario",
                 error_text(&e)
@@ -401,7 +411,7 @@ impl Store for DynamoStore {
 
     async fn prepare(&self) -> anyhow::Result<()> {
         let t = self.tables();
-        let client = &self.clients[&Side::Primary];
+        let client = &self.admin[&Side::Primary];
         let stream = self.ctx.scenario.pattern.kind.is_async();
         create_table(client, &t.orders, "order_id", stream).await?;
         create_table(client, &t.events, "event_id", false).await?;
@@ -463,8 +473,8 @@ impl Store for DynamoStore {
     async fn scan(&self, side: Side, sink: &mut dyn ScanSink) -> anyhow::Result<()> {
         let t = self.tables();
         let (table, client) = match side {
-            Side::Primary => (&t.orders, &self.clients[&Side::Primary]),
-            _ => (&t.events, &self.clients[&Side::Secondary]),
+            Side::Primary => (&t.orders, &self.admin[&Side::Primary]),
+            _ => (&t.events, &self.admin[&Side::Secondary]),
         };
         let key = if side == Side::Primary {
             "order_id"
@@ -527,7 +537,7 @@ impl Store for DynamoStore {
                     event_item(&record, event_id(record.order_id, KeyPolicy::Fresh)),
                 ),
             };
-            self.clients[&Side::Primary]
+            self.admin[&Side::Primary]
                 .put_item()
                 .table_name(table)
                 .set_item(Some(item))
@@ -544,7 +554,7 @@ impl Store for DynamoStore {
         } else {
             (&t.events, "event_id")
         };
-        self.clients[&Side::Primary]
+        self.admin[&Side::Primary]
             .put_item()
             .table_name(table)
             .item(attr, AttributeValue::S(key.to_string()))
@@ -566,7 +576,7 @@ impl Store for DynamoStore {
     async fn drop_namespace(&self) -> anyhow::Result<()> {
         let t = self.tables();
         for table in [&t.orders, &t.events] {
-            let _ = self.clients[&Side::Primary]
+            let _ = self.admin[&Side::Primary]
                 .delete_table()
                 .table_name(table)
                 .send()
