@@ -131,6 +131,11 @@ async fn open_session(
         .known_node_addr(addr)
         .address_translator(Arc::new(ThroughProxy(addr)))
         .connection_timeout(Duration::from_secs(2))
+        // Schema metadata is not needed (prepared statements carry their partition
+        // key), and refreshing it after DDL fails when another run drops its
+        // keyspace at the same moment.
+        .fetch_schema_metadata(false)
+        .refresh_metadata_on_auto_schema_agreement(false)
         .default_execution_profile_handle(profile.into_handle());
     let build = builder.build();
     let hint = "hint: is the local stack up (scripts/stack up) and the proxy enabled? see scripts/PORTS.md";
@@ -222,15 +227,27 @@ impl CassandraStore {
         &self.sessions[&side]
     }
 
-    /// DDL and other slow statements, on the primary session.
+    /// DDL on the primary session. Every statement is idempotent (IF [NOT] EXISTS),
+    /// so a failure is retried twice: schema changes of concurrent runs can make
+    /// one attempt fail.
     async fn ddl(&self, cql: &str) -> anyhow::Result<()> {
         let mut s = Statement::new(cql);
         s.set_request_timeout(Some(DDL_TIMEOUT));
-        self.session(Side::Primary)
-            .query_unpaged(s, ())
-            .await
-            .with_context(|| format!("`{cql}` failed"))?;
-        Ok(())
+        let mut attempt = 0;
+        loop {
+            match self
+                .session(Side::Primary)
+                .query_unpaged(s.clone(), ())
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(_) if attempt < 2 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("`{cql}` failed")),
+            }
+        }
     }
 }
 

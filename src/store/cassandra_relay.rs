@@ -40,6 +40,7 @@ pub(crate) struct OutboxRelay {
     publish: PreparedStatement,
     mark: PreparedStatement,
     idempotent: bool,
+    workers: u32,
     claim_ttl: Duration,
     poll_interval: Duration,
 }
@@ -100,6 +101,7 @@ impl OutboxRelay {
             secondary,
             outbox: outbox.to_string(),
             idempotent: pattern.relay.idempotent,
+            workers: pattern.relay.workers,
             claim_ttl: pattern.relay.claim_ttl,
             poll_interval: pattern.relay.poll_interval,
         })
@@ -183,7 +185,13 @@ impl RelayWorker for OutboxRelay {
         // A new identity per incarnation: a restarted worker does not own old claims.
         let me = format!("w{worker}-{:08x}", rand::random::<u32>());
         loop {
-            for row in self.pending_rows().await? {
+            let mut rows = self.pending_rows().await?;
+            // Each worker starts at its own share of the pending list, so workers
+            // mostly claim different entries instead of racing (and losing Paxos
+            // rounds) on the same one; the LWT still decides every race.
+            let start = worker as usize * rows.len() / self.workers.max(1) as usize;
+            rows.rotate_left(start);
+            for row in rows {
                 if !self.claim(&row, &me, now()).await? {
                     continue;
                 }
