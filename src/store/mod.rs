@@ -5,6 +5,7 @@
 //! Adding a store = one new file implementing [`Store`] + one arm in [`connect`].
 
 pub mod dynamodb;
+pub mod dynamodb_clients;
 pub mod dynamodb_faults;
 pub mod dynamodb_relay;
 
