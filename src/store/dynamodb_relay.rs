@@ -35,7 +35,7 @@ use crate::store::Record;
 
 /// What the relay publishes for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelaySource {
+pub(crate) enum RelaySource {
     /// Every insert/modify of an order (the `streams` pattern).
     Changes,
     /// Only images with `outbox_pending = true`, read from their `outbox_event`.
@@ -53,7 +53,7 @@ struct RelayState {
     delivered: HashSet<u64>,
 }
 
-pub struct StreamsRelay {
+pub(crate) struct StreamsRelay {
     streams: StreamsClient,
     /// Relay side: events table writes, outbox clears, pending scans.
     dynamo: Client,

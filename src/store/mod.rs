@@ -7,6 +7,7 @@
 pub mod cassandra;
 mod cassandra_relay;
 pub mod dynamodb;
+pub mod dynamodb_clients;
 pub mod dynamodb_faults;
 pub mod dynamodb_relay;
 pub mod mongodb;
