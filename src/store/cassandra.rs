@@ -500,6 +500,27 @@ impl Store for CassandraStore {
         Ok(())
     }
 
+    async fn bare_client(&self, writes: u8) -> Option<Arc<dyn PatternClient>> {
+        let t = self.tables();
+        let orders = format!(
+            "INSERT INTO {} (order_id, customer_id, amount_cents, payload) VALUES (?, ?, ?, ?)",
+            t.orders
+        );
+        let by_customer = format!(
+            "INSERT INTO {} (customer_id, order_id, amount_cents) VALUES (?, ?, ?)",
+            t.by_customer
+        );
+        let primary = self.session(Side::Primary).clone();
+        let secondary = self.session(Side::Secondary).clone();
+        Some(Arc::new(BareClient {
+            insert_order: primary.prepare(orders).await.ok()?,
+            insert_secondary: secondary.prepare(by_customer).await.ok()?,
+            primary,
+            secondary,
+            writes,
+        }))
+    }
+
     async fn drop_namespace(&self) -> anyhow::Result<()> {
         self.ddl(&format!(
             "DROP KEYSPACE IF EXISTS {}",
@@ -741,6 +762,51 @@ impl PatternClient for BatchClient {
                 retries,
                 detail,
             };
+        }
+    }
+}
+
+/// Benchmark only: the same INSERTs as `naive`, with no error policy at all.
+struct BareClient {
+    primary: Arc<Session>,
+    secondary: Arc<Session>,
+    insert_order: PreparedStatement,
+    insert_secondary: PreparedStatement,
+    writes: u8,
+}
+
+#[async_trait]
+impl PatternClient for BareClient {
+    async fn write(&self, order: &Order) -> OpReport {
+        let (key, c, a) = (
+            order.key(),
+            order.customer_id as i64,
+            order.amount_cents as i64,
+        );
+        let mut ok = self
+            .primary
+            .execute_unpaged(&self.insert_order, (&key, c, a, &order.payload))
+            .await
+            .is_ok();
+        if ok && self.writes > 1 {
+            ok = self
+                .secondary
+                .execute_unpaged(&self.insert_secondary, (c, &key, a))
+                .await
+                .is_ok();
+        }
+        let side = if ok {
+            SideOutcome::Ok
+        } else {
+            SideOutcome::Fail
+        };
+        OpReport {
+            outcome: outcome_of(side),
+            error: None,
+            primary: side,
+            secondary: side,
+            retries: 0,
+            detail: None,
         }
     }
 }
