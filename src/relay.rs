@@ -17,6 +17,10 @@ use tokio::task::JoinHandle;
 use crate::order::splitmix64;
 use crate::pattern::RelayOptions;
 
+/// The longest one `pending` check may take (each store bounds its own calls
+/// too; this is the supervisor's guarantee whatever the store does).
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why a worker returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayExit {
@@ -172,8 +176,17 @@ impl Relay {
         !self.tasks.is_empty()
     }
 
+    /// Events not yet published, asked of the store within [`PENDING_TIMEOUT`]: a
+    /// black-holed relay path makes this an error, never a hang.
     pub async fn pending(&self) -> anyhow::Result<u64> {
-        self.worker.pending().await
+        self.pending_within(PENDING_TIMEOUT).await
+    }
+
+    async fn pending_within(&self, limit: Duration) -> anyhow::Result<u64> {
+        match tokio::time::timeout(limit, self.worker.pending()).await {
+            Ok(r) => r,
+            Err(_) => anyhow::bail!("the relay's pending count did not answer within {limit:?}"),
+        }
     }
 
     /// Waits until nothing is pending, for at most `limit`. Returns whether drained.
@@ -181,10 +194,13 @@ impl Relay {
         let deadline = Instant::now() + limit;
         let mut last = u64::MAX;
         loop {
-            match tokio::time::timeout(Duration::from_secs(10), self.worker.pending()).await {
-                Ok(Ok(0)) => return (true, 0),
-                Ok(Ok(n)) => last = n,
-                _ => {}
+            // A check never outlives the settle deadline by more than a moment.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let limit = left.clamp(Duration::from_millis(500), PENDING_TIMEOUT);
+            match self.pending_within(limit).await {
+                Ok(0) => return (true, 0),
+                Ok(n) => last = n,
+                Err(_) => {}
             }
             if Instant::now() >= deadline {
                 return (false, last);
@@ -218,5 +234,38 @@ impl Relay {
 
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error.lock().unwrap().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A relay whose store never answers the pending count (a black-holed path
+    /// whose driver has no timeout of its own).
+    struct Unanswered;
+
+    #[async_trait]
+    impl RelayWorker for Unanswered {
+        async fn run(&self, _worker: u32, _ctx: RelayContext) -> anyhow::Result<RelayExit> {
+            Ok(RelayExit::Stopped)
+        }
+        async fn pending(&self) -> anyhow::Result<u64> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_drain_wait_ends_at_its_deadline_even_if_pending_never_answers() {
+        let relay = Relay::start(Arc::new(Unanswered), RelayOptions::default(), 1);
+        let started = Instant::now();
+        let (drained, pending) = relay.wait_drained(Duration::from_secs(1)).await;
+        assert!(!drained);
+        assert_eq!(pending, u64::MAX);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

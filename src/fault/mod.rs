@@ -193,11 +193,16 @@ impl Nemesis {
             if !ev.apply && w.start_s.is_none() {
                 continue; // never applied (an error was recorded)
             }
+            // The window is recorded conservatively: it opens when the request to
+            // apply is sent (the fault may bite before the answer comes back: a
+            // slow Toxiproxy answer otherwise leaves early victims "outside") and
+            // closes when the removal has been answered.
+            let sent = t0.elapsed().as_secs_f64();
             let result = self.act(spec, w, ev.apply, targets, &mut down_count).await;
             let now = t0.elapsed().as_secs_f64();
             match result {
                 Ok(()) if ev.apply => {
-                    w.start_s = Some(now);
+                    w.start_s = Some(sent);
                     active.lock().unwrap().push(w.label());
                 }
                 Ok(()) => {

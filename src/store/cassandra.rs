@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use super::cassandra_relay::OutboxRelay;
 use super::{PatternClient, Record, ScanSink, ServerInfo, Store, StoreContext};
+use crate::backoff;
 use crate::history::{OpReport, Outcome, SideOutcome};
 use crate::order::{Order, order_key, parse_order_key};
 use crate::pattern::{OnSecondaryFailure, Partitioning, Pattern, PatternKind};
@@ -662,7 +663,7 @@ impl PatternClient for NaiveClient {
             let policy = self.pattern.on_secondary_failure;
             if policy == OnSecondaryFailure::Retry && retries < self.pattern.retries {
                 retries += 1;
-                tokio::time::sleep(super::dynamodb::backoff(self.pattern.backoff, retries)).await;
+                tokio::time::sleep(backoff::delay(self.pattern.backoff, retries)).await;
                 continue;
             }
             let outcome = match policy {
@@ -740,7 +741,7 @@ impl PatternClient for BatchClient {
             ambiguous |= side == SideOutcome::Unknown;
             if retries < self.pattern.retries {
                 retries += 1;
-                tokio::time::sleep(super::dynamodb::backoff(self.pattern.backoff, retries)).await;
+                tokio::time::sleep(backoff::delay(self.pattern.backoff, retries)).await;
                 continue;
             }
             // An earlier attempt may have applied even if the last one certainly did not.

@@ -323,13 +323,6 @@ pub fn record_of(item: &HashMap<String, AttributeValue>) -> Option<Record> {
     })
 }
 
-/// Backoff with jitter (×0.5 to ×1.5), doubling per attempt, capped at 1 s.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.min(10));
-    let jitter = 0.5 + rand::random::<f64>();
-    exp.mul_f64(jitter).min(Duration::from_secs(1))
-}
-
 async fn create_table(client: &Client, name: &str, key: &str, stream: bool) -> anyhow::Result<()> {
     let mut req = client
         .create_table()

@@ -8,8 +8,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use std::collections::HashMap;
 
-use super::dynamodb::{Tables, backoff, classify, error_text, event_id, event_item, order_item};
+use super::dynamodb::{Tables, classify, error_text, event_id, event_item, order_item};
 use super::{PatternClient, Record};
+use crate::backoff;
 use crate::history::{OpReport, Outcome, SideOutcome};
 use crate::order::Order;
 use crate::pattern::{KeyPolicy, OnConflict, OnSecondaryFailure, Pattern, PatternKind};
@@ -85,7 +86,7 @@ impl PatternClient for NaiveClient {
             let policy = w.pattern.on_secondary_failure;
             if policy == OnSecondaryFailure::Retry && retries < w.pattern.retries {
                 retries += 1;
-                tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
+                tokio::time::sleep(backoff::delay(w.pattern.backoff, retries)).await;
                 continue;
             }
             let outcome = match policy {
@@ -166,7 +167,7 @@ impl PatternClient for PrimaryOnlyClient {
             ambiguous |= primary == SideOutcome::Unknown;
             if retryable(primary, &class) && retries < w.pattern.retries {
                 retries += 1;
-                tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
+                tokio::time::sleep(backoff::delay(w.pattern.backoff, retries)).await;
                 continue;
             }
             // An earlier attempt may have landed: then the relay still delivers it.
@@ -266,7 +267,7 @@ impl PatternClient for TransactionClient {
             let drop = conflict && w.pattern.on_conflict == OnConflict::Drop;
             if retryable(side, &class) && !drop && retries < w.pattern.retries {
                 retries += 1;
-                tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
+                tokio::time::sleep(backoff::delay(w.pattern.backoff, retries)).await;
                 continue;
             }
             let side = if ambiguous && side == SideOutcome::Fail {

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::mongodb_relay::{OutboxPollRelay, StreamRelay};
 use super::{PatternClient, Record, ScanSink, ServerInfo, Store, StoreContext};
+use crate::backoff;
 use crate::history::{OpReport, Outcome, SideOutcome};
 use crate::order::{Order, order_key, parse_order_key};
 use crate::pattern::{KeyPolicy, OnSecondaryFailure, Pattern, PatternKind, RelayMode};
@@ -372,11 +373,6 @@ pub(crate) fn record_of(doc: &Document, key: &str) -> Option<Record> {
         customer_id: number(doc, "customer_id"),
         amount_cents: number(doc, "amount_cents"),
     })
-}
-
-/// Backoff with jitter (×0.5 to ×1.5), doubling per attempt, capped at 1 s.
-pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
-    crate::store::dynamodb::backoff(base, attempt)
 }
 
 async fn create_collection(db: &Database, name: &str, limit: Duration) -> anyhow::Result<()> {
@@ -809,7 +805,7 @@ impl PatternClient for NaiveClient {
             let policy = w.pattern.on_secondary_failure;
             if policy == OnSecondaryFailure::Retry && retries < w.pattern.retries {
                 retries += 1;
-                tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
+                tokio::time::sleep(backoff::delay(w.pattern.backoff, retries)).await;
                 continue;
             }
             let secondary = if ambiguous {
@@ -921,7 +917,7 @@ impl TransactionClient {
                         && Instant::now() < deadline
                     {
                         *retries += 1;
-                        tokio::time::sleep(backoff(w.pattern.backoff, *retries)).await;
+                        tokio::time::sleep(backoff::delay(w.pattern.backoff, *retries)).await;
                         continue;
                     }
                     return Attempt::Failed { f, commit_sent };
@@ -958,7 +954,7 @@ impl PatternClient for TransactionClient {
                 || f.class == "pool-cleared";
             if retry_body && retries < w.pattern.retries && Instant::now() < deadline {
                 retries += 1;
-                tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
+                tokio::time::sleep(backoff::delay(w.pattern.backoff, retries)).await;
                 continue;
             }
             let side = if ambiguous {
@@ -1011,7 +1007,7 @@ impl PatternClient for PrimaryOnlyClient {
                 || ["refused", "server-selection", "pool-cleared"].contains(&f.class.as_str());
             if retryable && retries < w.pattern.retries {
                 retries += 1;
-                tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
+                tokio::time::sleep(backoff::delay(w.pattern.backoff, retries)).await;
                 continue;
             }
             let side = if ambiguous {

@@ -363,3 +363,190 @@ fn sigterm_with_check_on_interrupt_still_counts_divergence() {
     assert_eq!(result.checker.orphans, expected);
     assert!(!latest.join(".result.json.tmp").exists());
 }
+
+/// Issue 9 point 9, the relay path: the relay's proxy is a black hole (a `timeout`
+/// toxic with timeout 0: connections stay open, answers never come) for the whole
+/// load. The run must still end within the load + settle + a margin, with its
+/// normal verdict (no hang, no panic), the relay must catch up once the proxy is
+/// restored, and no toxic may be left behind.
+fn black_holed_relay_ends_in_bounded_time(store: &str, server: &str, pattern: &str) {
+    let _guard = lock(store);
+    let s = Scratch::new();
+    let name = format!("e2e-relay-hole-{store}");
+    let (load_s, settle_s) = (6, 20);
+    // Proxies are named after the server where a store has several (MongoDB).
+    let server_line = match server {
+        "" => String::new(),
+        s => format!("server = \"{s}\""),
+    };
+    let prefix = if server.is_empty() { store } else { server };
+    let text = format!(
+        r#"
+name = "{name}"
+[target]
+store = "{store}"
+{server_line}
+{pattern}
+[workload]
+rate = 20
+duration = "{load_s}s"
+op_timeout = "1s"
+[[faults]]
+kind = "timeout"
+timeout = "0s"
+direction = "downstream"
+side = "relay"
+start = "0s"
+duration = "{load_s}s"
+[check]
+settle = "{settle_s}s"
+"#
+    );
+    let mut child = spawn_run(&s, &s.write("relay-hole.toml", &text));
+    let started = Instant::now();
+    // Set-up (tables, keyspace) and the final scan come on top of load + settle.
+    let bound = Duration::from_secs(load_s + settle_s + 30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{store}: the run hung with a black-holed relay (killed after {bound:?})");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{store}: {stderr}");
+    let result =
+        dualwrite::result::RunResult::read(&s.results().join(&name).join("latest")).unwrap();
+    let code = match result.verdict {
+        dualwrite::result::Verdict::Pass => 0,
+        dualwrite::result::Verdict::Fail => 1,
+        dualwrite::result::Verdict::Error => 3,
+    };
+    assert_eq!(status.code(), Some(code), "{store}: {stderr}");
+    assert!(
+        result.complete && result.checked,
+        "{store}: {:?}",
+        result.notes
+    );
+    // The window was applied, and it bit: the relay delivered nothing during the
+    // load, so everything was pending when the load stopped.
+    let w = &result.faults[0];
+    assert!(w.start_s.is_some() && w.end_s.is_some(), "{store}: {w:?}");
+    let relay = result.relay.as_ref().expect("an async pattern has a relay");
+    assert!(relay.stats.pending_at_load_end > 0, "{store}: {relay:?}");
+    // Restored with the load's end, the relay drains well within the settle time:
+    // nothing left stuck on a black-holed connection.
+    assert!(relay.stats.drained, "{store}: {relay:?} {:?}", result.notes);
+    assert_eq!(
+        result.checker.divergence, 0,
+        "{store}: {:?}",
+        result.checker
+    );
+    assert_eq!(code, 0, "{store}: {stderr}");
+    for side in ["primary", "secondary", "relay"] {
+        let p = format!("{prefix}_{side}");
+        assert_eq!(proxy_state(&p), (true, vec![]), "{p} restored");
+    }
+}
+
+#[test]
+fn black_holed_relay_proxy_dynamodb_streams_ends_in_bounded_time() {
+    black_holed_relay_ends_in_bounded_time(
+        "dynamodb",
+        "",
+        "[pattern]\nname = \"streams\"\n[pattern.relay]\npoll_interval = \"50ms\"",
+    );
+}
+
+#[test]
+fn black_holed_relay_proxy_cassandra_outbox_ends_in_bounded_time() {
+    black_holed_relay_ends_in_bounded_time(
+        "cassandra",
+        "",
+        "[pattern]\nname = \"outbox\"\n[pattern.relay]\nworkers = 2\npoll_interval = \"100ms\"\nclaim_ttl = \"2s\"",
+    );
+}
+
+/// The relay side pointed at a listener that accepts and never answers, for the
+/// whole run *and* the settle period (a proxy fault ends with the load; this does
+/// not): every relay call, including the drain's `pending` checks, meets the
+/// hole. The run still ends within load + settle + a margin, with verdict FAIL
+/// (the events never arrive), not a hang.
+#[test]
+fn relay_endpoint_black_hole_through_the_settle_period_still_ends_in_bounded_time() {
+    let _guard = lock("dynamodb");
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = hole.local_addr().unwrap().to_string();
+    let s = Scratch::new();
+    let (load_s, settle_s) = (4, 8);
+    let text = format!(
+        r#"
+name = "e2e-relay-endpoint-hole"
+[target]
+store = "dynamodb"
+[target.relay]
+endpoint = "{addr}"
+[pattern]
+name = "streams"
+[workload]
+rate = 10
+duration = "{load_s}s"
+op_timeout = "1s"
+[check]
+settle = "{settle_s}s"
+"#
+    );
+    let started = Instant::now();
+    let mut child = spawn_run(&s, &s.write("relay-endpoint-hole.toml", &text));
+    let bound = Duration::from_secs(load_s + settle_s + 25);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run hung with a black-holed relay endpoint (killed after {bound:?})");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let result =
+        dualwrite::result::RunResult::read(&s.results().join("e2e-relay-endpoint-hole/latest"))
+            .unwrap();
+    let relay = result.relay.as_ref().expect("streams has a relay");
+    assert!(
+        !relay.stats.drained && relay.stats.delivered == 0,
+        "{relay:?}"
+    );
+    assert!(relay.stats.errors > 0, "{relay:?}");
+    assert!(
+        result.notes.iter().any(|n| n.contains("did not drain")),
+        "{:?}",
+        result.notes
+    );
+    // Every order is missing its event: orphans, one per acknowledged order.
+    assert!(result.checker.orphans > 0, "{:?}", result.checker);
+    assert!(result.complete && result.checked, "{:?}", result.notes);
+    assert!(
+        started.elapsed() >= Duration::from_secs(load_s + settle_s),
+        "the drain waited its settle time"
+    );
+}
+
+#[test]
+fn black_holed_relay_proxy_mongodb_polling_outbox_ends_in_bounded_time() {
+    black_holed_relay_ends_in_bounded_time(
+        "mongodb",
+        "ferretdb",
+        "[pattern]\nname = \"outbox\"\n[pattern.relay]\nmode = \"poll\"\npoll_interval = \"50ms\"",
+    );
+}
