@@ -292,6 +292,9 @@ async fn run_inner(
     if let Some(p) = progress {
         p.stop().await;
     }
+    // The nemesis is done: release its hold on the relay, so the relay can be
+    // taken back (Arc::try_unwrap) after the settle period.
+    drop(targets);
     let (stats, history, writer) = driven?;
     if let Some(w) = writer {
         w.finish().context("writing history.jsonl")?;

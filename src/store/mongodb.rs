@@ -203,6 +203,16 @@ pub(crate) fn classify(e: &MongoError) -> Failure {
                 },
             )
         }
+        // Unordered insert_many: only duplicates means every document is there.
+        ErrorKind::InsertMany(m)
+            if m.write_concern_error.is_none()
+                && m.write_errors
+                    .as_ref()
+                    .is_some_and(|w| w.iter().all(|e| e.code == DUPLICATE_KEY)) =>
+        {
+            duplicate_key = true;
+            (SideOutcome::Fail, "duplicate-key".into())
+        }
         // Applied, but not acknowledged by enough members.
         ErrorKind::Write(WriteFailure::WriteConcernError(_)) => {
             (SideOutcome::Unknown, "write-concern".into())

@@ -65,6 +65,48 @@ async fn publish(
     }
 }
 
+async fn publish_many(
+    db: &Database,
+    records: &[Record],
+    options: &RelayOptions,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let docs = records
+        .iter()
+        .map(|r| event_doc(r, event_id(r.order_id, policy(options))));
+    match bounded(
+        limit,
+        db.collection::<Document>(EVENTS)
+            .insert_many(docs)
+            .ordered(false)
+            .into_future(),
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(f) if f.duplicate_key => Ok(()),
+        Err(f) => Err(fail("publishing to order_events", f)),
+    }
+}
+
+async fn mark_many(db: &Database, ids: Vec<Bson>, limit: Duration) -> anyhow::Result<()> {
+    bounded(
+        limit,
+        db.collection::<Document>(ORDERS)
+            .update_many(
+                doc! {"_id": {"$in": ids}, "_outbox.published": false},
+                doc! {"$set": {"_outbox.published": true, "_outbox.published_at": mongodb::bson::DateTime::now()}},
+            )
+            .into_future(),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|f| fail("marking outbox entries", f))
+}
+
 /// The compared fields of an outbox entry (the event embedded in the order).
 fn outbox_record(order: &Document) -> Option<Record> {
     let order_id = parse_order_key(order.get_str("_id").ok()?)?;
@@ -146,17 +188,22 @@ impl RelayWorker for OutboxPollRelay {
                 tokio::time::sleep(self.options.poll_interval).await;
                 continue;
             }
-            for order in batch {
-                let (Some(record), Some(id)) = (outbox_record(&order), order.get("_id")) else {
-                    continue; // not an order this tool wrote
-                };
-                publish(&self.relay, &record, &self.options, limit).await?;
+            // One round trip per step for the whole batch: publish all, then mark
+            // all; a crash in between republishes the batch after the restart.
+            let entries: Vec<(Record, Bson)> = batch
+                .iter()
+                .filter_map(|o| Some((outbox_record(o)?, o.get("_id")?.clone())))
+                .collect();
+            let records: Vec<Record> = entries.iter().map(|(r, _)| *r).collect();
+            publish_many(&self.relay, &records, &self.options, limit).await?;
+            for (record, _) in &entries {
                 ctx.delivered(record.order_id);
                 if ctx.should_crash() {
                     return Ok(RelayExit::Crashed);
                 }
-                mark(&self.relay, id, limit).await?;
             }
+            let ids: Vec<Bson> = entries.into_iter().map(|(_, id)| id).collect();
+            mark_many(&self.relay, ids, limit).await?;
         }
     }
 
