@@ -189,21 +189,35 @@ impl RelayWorker for OutboxPollRelay {
                 continue;
             }
             // One round trip per step for the whole batch: publish all, then mark
-            // all; a crash in between republishes the batch after the restart.
+            // all; a crash in between republishes the unmarked rest after the restart.
             let entries: Vec<(Record, Bson)> = batch
                 .iter()
                 .filter_map(|o| Some((outbox_record(o)?, o.get("_id")?.clone())))
                 .collect();
             let records: Vec<Record> = entries.iter().map(|(r, _)| *r).collect();
             publish_many(&self.relay, &records, &self.options, limit).await?;
-            for (record, _) in &entries {
+            // A crash drawn at entry k falls between publishing and marking k: the
+            // entries before it count as handled (marked), k onwards are not.
+            let mut handled = entries.len();
+            for (k, (record, _)) in entries.iter().enumerate() {
                 ctx.delivered(record.order_id);
                 if ctx.should_crash() {
-                    return Ok(RelayExit::Crashed);
+                    handled = k;
+                    break;
                 }
             }
-            let ids: Vec<Bson> = entries.into_iter().map(|(_, id)| id).collect();
-            mark_many(&self.relay, ids, limit).await?;
+            let crashed = handled < entries.len();
+            let ids: Vec<Bson> = entries
+                .into_iter()
+                .take(handled)
+                .map(|(_, id)| id)
+                .collect();
+            if !ids.is_empty() {
+                mark_many(&self.relay, ids, limit).await?;
+            }
+            if crashed {
+                return Ok(RelayExit::Crashed);
+            }
         }
     }
 
