@@ -45,6 +45,9 @@ pub enum Command {
     },
     /// Patterns x stores, and fault kinds.
     List,
+    /// Measure the harness: rate accuracy, overhead versus the bare client, driver
+    /// ceiling, checker and history cost, pattern-overhead table.
+    Bench(crate::bench::BenchArgs),
     /// Remove dualwrite's leftover toxics and re-enable proxies (after a crashed run).
     Reset {
         #[arg(
@@ -90,6 +93,7 @@ pub async fn main(cli: Cli) -> i32 {
         }
         Command::Reset { toxiproxy } => reset(&toxiproxy).await,
         Command::Run(args) => run(args).await,
+        Command::Bench(args) => crate::bench::main(args).await,
     }
 }
 
