@@ -333,6 +333,9 @@ async fn run_inner(
                 "the relay did not drain within the settle time ({pending} pending)"
             ));
         }
+        if let Some(e) = r.last_error() {
+            notes.push(format!("the relay's last error: {e}"));
+        }
         relay_stats = Some((pending_at_load_end, drained, pending, load_end.elapsed()));
     } else if do_check {
         tokio::time::sleep(scenario.check.settle).await;

@@ -18,6 +18,7 @@ use mongodb::bson::{Bson, Document, Timestamp, doc};
 use mongodb::change_stream::event::ResumeToken;
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use super::mongodb::{
@@ -151,6 +152,9 @@ pub(crate) struct OutboxPollRelay {
     primary: Database,
     options: RelayOptions,
     op_timeout: Duration,
+    /// Entries per step, adapted to how fast the server answers (kept across
+    /// worker restarts: it lives here, not in the worker's future).
+    batch: AtomicI32,
 }
 
 impl OutboxPollRelay {
@@ -165,7 +169,62 @@ impl OutboxPollRelay {
             primary,
             options,
             op_timeout,
+            batch: AtomicI32::new(BATCH),
         }
+    }
+}
+
+/// What one polling step did.
+enum Step {
+    Idle,
+    Progress,
+    Crashed,
+}
+
+impl OutboxPollRelay {
+    /// Poll one batch, publish it (one unordered insert), mark it (one update).
+    async fn step(&self, ctx: &RelayContext, size: i32, limit: Duration) -> anyhow::Result<Step> {
+        let batch = find_page(
+            &self.relay,
+            ORDERS,
+            doc! {"_outbox.published": false},
+            0,
+            size,
+            limit,
+        )
+        .await
+        .map_err(|f| fail("polling the outbox", f))?;
+        let mut entries: Vec<(Record, Bson)> = batch
+            .iter()
+            .filter_map(|o| Some((outbox_record(o)?, o.get("_id")?.clone())))
+            .collect();
+        if entries.is_empty() {
+            return Ok(Step::Idle);
+        }
+        // Draw the crash point first. A crash at entry k falls between publishing k
+        // and marking it: entries up to k are published, those before k marked, and
+        // k onwards polled again after the restart (so a non-idempotent relay writes
+        // one duplicate per crash, and a crash does not cost a whole batch's work).
+        let crash_at = (0..entries.len()).find(|_| ctx.should_crash());
+        if let Some(k) = crash_at {
+            entries.truncate(k + 1);
+        }
+        let records: Vec<Record> = entries.iter().map(|(r, _)| *r).collect();
+        publish_many(&self.relay, &records, &self.options, limit).await?;
+        for r in &records {
+            ctx.delivered(r.order_id);
+        }
+        if crash_at.is_some() {
+            entries.pop();
+        }
+        let ids: Vec<Bson> = entries.into_iter().map(|(_, id)| id).collect();
+        if !ids.is_empty() {
+            mark_many(&self.relay, ids, limit).await?;
+        }
+        Ok(match crash_at {
+            Some(_) => Step::Crashed,
+            None => Step::Progress,
+        })
     }
 }
 
@@ -174,49 +233,23 @@ impl RelayWorker for OutboxPollRelay {
     async fn run(&self, _worker: u32, ctx: RelayContext) -> anyhow::Result<RelayExit> {
         let limit = self.op_timeout.max(Duration::from_secs(2));
         loop {
-            let batch = find_page(
-                &self.relay,
-                ORDERS,
-                doc! {"_outbox.published": false},
-                0,
-                BATCH,
-                limit,
-            )
-            .await
-            .map_err(|f| fail("polling the outbox", f))?;
-            if batch.is_empty() {
-                tokio::time::sleep(self.options.poll_interval).await;
-                continue;
-            }
-            // One round trip per step for the whole batch: publish all, then mark
-            // all; a crash in between republishes the unmarked rest after the restart.
-            let entries: Vec<(Record, Bson)> = batch
-                .iter()
-                .filter_map(|o| Some((outbox_record(o)?, o.get("_id")?.clone())))
-                .collect();
-            let records: Vec<Record> = entries.iter().map(|(r, _)| *r).collect();
-            publish_many(&self.relay, &records, &self.options, limit).await?;
-            // A crash drawn at entry k falls between publishing and marking k: the
-            // entries before it count as handled (marked), k onwards are not.
-            let mut handled = entries.len();
-            for (k, (record, _)) in entries.iter().enumerate() {
-                ctx.delivered(record.order_id);
-                if ctx.should_crash() {
-                    handled = k;
-                    break;
+            let size = self.batch.load(Ordering::Relaxed);
+            match self.step(&ctx, size, limit).await {
+                Ok(Step::Idle) => tokio::time::sleep(self.options.poll_interval).await,
+                Ok(Step::Progress) => {
+                    // Grow back towards the full batch after a shrink.
+                    self.batch
+                        .store((size + size / 4 + 1).min(BATCH), Ordering::Relaxed);
                 }
-            }
-            let crashed = handled < entries.len();
-            let ids: Vec<Bson> = entries
-                .into_iter()
-                .take(handled)
-                .map(|(_, id)| id)
-                .collect();
-            if !ids.is_empty() {
-                mark_many(&self.relay, ids, limit).await?;
-            }
-            if crashed {
-                return Ok(RelayExit::Crashed);
+                Ok(Step::Crashed) => return Ok(RelayExit::Crashed),
+                Err(e) => {
+                    // A step that failed (typically ran out of time) is redone from
+                    // the poll: halve it, so a slow server (FerretDB marks ~15 ms per
+                    // entry under load) cannot make the relay redo the same
+                    // too-large batch forever.
+                    self.batch.store((size / 2).max(1), Ordering::Relaxed);
+                    return Err(e);
+                }
             }
         }
     }
