@@ -21,9 +21,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use super::mongodb::{
-    EVENTS, Failure, ORDERS, bounded, count, event_doc, event_id, find_page, record_of,
-};
+use super::mongodb::{EVENTS, ORDERS};
+use super::mongodb_wire::{Failure, bounded, count, event_doc, event_id, find_page, record_of};
 use crate::order::parse_order_key;
 use crate::pattern::{KeyPolicy, RelayOptions};
 use crate::relay::{RelayContext, RelayExit, RelayWorker};
