@@ -280,8 +280,39 @@ fn outbox_self_crashing_relay_republishes_idempotently() {
     assert!(relay.stats.self_crashes > 0, "{relay:?}");
 }
 
+/// Regression (f5b631a): with `crash_every` below the relay's batch (100) the batch
+/// relay used to redo the same batch forever. A crash now falls between publishing
+/// and marking one entry, so a non-idempotent relay writes exactly one extra event
+/// per crash (more only if a step failed and was redone).
+#[test]
+fn outbox_relay_crashing_more_often_than_its_batch_drains_with_one_duplicate_per_crash() {
+    let _guard = lock("mongodb");
+    let s = Scratch::new();
+    let text = OUTBOX
+        .replace("e2e-mongo-outbox", "e2e-mongo-outbox-crash-every")
+        .replace(
+            "poll_interval = \"50ms\"",
+            "poll_interval = \"50ms\"\ncrash_every = 25\nidempotent = false",
+        );
+    let text = text[..text.find("[[faults]]").unwrap()].to_string() + "[check]\nsettle = \"20s\"\n";
+    let run = s.run(&s.write("outbox-crash-every.toml", &text));
+    let c = &run.result.checker;
+    let relay = run.result.relay.as_ref().expect("relay figures");
+    assert!(relay.stats.drained, "{relay:?}\n{}", run.explain());
+    assert!(relay.stats.self_crashes >= 5, "{relay:?}");
+    assert_eq!((c.orphans, c.ghosts, c.mismatches), (0, 0, 0), "{c:?}");
+    assert!(c.duplicates >= relay.stats.self_crashes, "{relay:?}\n{c:?}");
+    if relay.stats.errors == 0 {
+        assert_eq!(c.duplicates, relay.stats.self_crashes, "{relay:?}\n{c:?}");
+    }
+    assert_eq!(run.code, 1, "duplicates are divergence: {}", run.explain());
+}
+
 #[test]
 fn streams_scenario_on_a_server_without_change_streams_exits_3_naming_the_capability() {
+    // A run takes the proxies' run locks before probing: alone, or it could stop
+    // with "in use by another dualwrite run" instead of the capability.
+    let _guard = lock("mongodb");
     let s = Scratch::new();
     for server in ["ferretdb", "mongoeco"] {
         let text = bundled("mongo-streams.toml", |t| {
@@ -312,6 +343,9 @@ fn streams_scenario_on_a_server_without_change_streams_exits_3_naming_the_capabi
 
 #[test]
 fn transaction_on_ferretdb_exits_3_naming_transactions() {
+    // A run takes the proxies' run locks before probing: alone, or it could stop
+    // with "in use by another dualwrite run" instead of the capability.
+    let _guard = lock("mongodb");
     let s = Scratch::new();
     let text = TRANSACTION.replace("server = \"mongoeco\"", "server = \"ferretdb\"");
     let file = s.write("tx-ferret.toml", &text);
