@@ -1,9 +1,11 @@
 //! MongoDB relays (the background workers of `outbox` and `streams`), supervised
 //! by [`crate::relay::Relay`].
 //!
-//! - [`OutboxPollRelay`]: polls `{"_outbox.published": false}` (indexed), publishes
-//!   each event to `order_events`, then marks it with a conditional update
-//!   (`published: false` -> `true`). Runs on any server.
+//! - [`OutboxPollRelay`]: polls `{"_outbox.published": false}` (indexed) in steps
+//!   of up to 100 entries, publishes them to `order_events` (one unordered insert),
+//!   then marks them with one conditional update (`published: false` -> `true`).
+//!   The step size halves after a failed step and grows back after successes, so
+//!   a server slower than the relay's bound still sees progress. Runs on any server.
 //! - [`StreamRelay`]: a change stream on `orders`; the resume token lives in the
 //!   worker (not in the task), so a restart after a crash resumes where the last
 //!   *finished* event left off and replays the one in flight. Needs change streams.
