@@ -298,10 +298,11 @@ async fn run_inner(
     if let Some(p) = progress {
         p.stop().await;
     }
-    let (stats, history, writer) = driven?;
-    // The nemesis is done: release its handle on the relay, so the relay can be
-    // stopped (unwrapped) after the settle period.
+    // The nemesis is done: release its hold on the relay, so the relay can be
+    // taken back (Arc::try_unwrap) after the settle period, also when the driver
+    // failed (before the `?`).
     drop(targets);
+    let (stats, history, writer) = driven?;
     if let Some(w) = writer {
         w.finish().context("writing history.jsonl")?;
     }
@@ -331,6 +332,9 @@ async fn run_inner(
             notes.push(format!(
                 "the relay did not drain within the settle time ({pending} pending)"
             ));
+        }
+        if let Some(e) = r.last_error() {
+            notes.push(format!("the relay's last error: {e}"));
         }
         relay_stats = Some((pending_at_load_end, drained, pending, load_end.elapsed()));
     } else if do_check {

@@ -11,7 +11,9 @@ pub mod dynamodb_clients;
 pub mod dynamodb_faults;
 pub mod dynamodb_relay;
 pub mod mongodb;
+mod mongodb_clients;
 mod mongodb_relay;
+mod mongodb_wire;
 
 use async_trait::async_trait;
 use serde::Serialize;

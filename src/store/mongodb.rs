@@ -11,34 +11,34 @@
 //!
 //! What the server can do is probed, never assumed: a scenario that needs a missing
 //! capability stops before the run (exit 3), it is not silently downgraded.
+//!
+//! This file holds the store (connect, probe, set-up, scans, faults, clean-up);
+//! the pattern clients are in `mongodb_clients`, the wire helpers (error
+//! classification, bounded calls, find/count commands, documents) in
+//! `mongodb_wire`, the relays in `mongodb_relay`.
 
 use anyhow::Context;
 use async_trait::async_trait;
-use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
-use mongodb::error::{
-    Error as MongoError, ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT,
-    WriteFailure,
-};
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::error::Error as MongoError;
 use mongodb::options::{ClientOptions, Credential};
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Client, Database, IndexModel};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::mongodb_clients::{MongoWriter, NaiveClient, PrimaryOnlyClient, TransactionClient};
 use super::mongodb_relay::{OutboxPollRelay, StreamRelay};
+use super::mongodb_wire::{bounded, event_doc, event_id, find_page, record_of};
 use super::{PatternClient, Record, ScanSink, ServerInfo, Store, StoreContext};
-use crate::backoff;
-use crate::history::{OpReport, Outcome, SideOutcome};
-use crate::order::{Order, order_key, parse_order_key};
-use crate::pattern::{KeyPolicy, OnSecondaryFailure, Pattern, PatternKind, RelayMode};
+use crate::order::order_key;
+use crate::pattern::{KeyPolicy, PatternKind, RelayMode};
 use crate::relay::RelayWorker;
 use crate::scenario::{FaultKind, FaultSpec, Side};
 
 pub(crate) const ORDERS: &str = "orders";
 pub(crate) const EVENTS: &str = "order_events";
 const PROBE: &str = "_probe";
-const DUPLICATE_KEY: i32 = 11000;
 const SCAN_PAGE: i32 = 5000;
 
 /// Where to run a real replica set when the local servers lack a capability.
@@ -116,11 +116,17 @@ async fn side_client(endpoint: &str, side: Side, ctx: &StoreContext) -> anyhow::
     // Selection fails before the operation's own bound, so a down proxy reads as
     // "not sent" (fail) rather than as a timeout (unknown).
     opts.server_selection_timeout = Some(op_timeout.mul_f64(0.8).max(Duration::from_millis(200)));
-    opts.connect_timeout = Some(
+    opts.connect_timeout = Some(if side == Side::Relay {
+        // The relay is a background worker with its own bound (at least 2 s), not
+        // the timed workload. The monitor's hello is bounded by this timeout, and
+        // one slow hello under load clears the pool, interrupting the relay's
+        // batch in flight.
+        Duration::from_secs(2)
+    } else {
         op_timeout
             .mul_f64(0.5)
-            .clamp(Duration::from_millis(100), Duration::from_secs(2)),
-    );
+            .clamp(Duration::from_millis(100), Duration::from_secs(2))
+    });
     opts.heartbeat_freq = Some(Duration::from_millis(500));
     opts.retry_writes = Some(false);
     opts.max_pool_size = Some((ctx.scenario.workload.concurrency as u32).clamp(4, 256));
@@ -136,243 +142,6 @@ async fn side_client(endpoint: &str, side: Side, ctx: &StoreContext) -> anyhow::
         );
     }
     Ok(Client::with_options(opts)?)
-}
-
-/// A failed call as the application sees it.
-#[derive(Debug, Clone)]
-pub(crate) struct Failure {
-    pub outcome: SideOutcome,
-    pub class: String,
-    pub detail: String,
-    pub transient_txn: bool,
-    pub unknown_commit: bool,
-    pub duplicate_key: bool,
-}
-
-impl Failure {
-    fn reply(detail: String) -> Self {
-        Self {
-            outcome: SideOutcome::Unknown,
-            class: "invalid-response".into(),
-            detail,
-            transient_txn: false,
-            unknown_commit: false,
-            duplicate_key: false,
-        }
-    }
-
-    fn timeout(limit: Duration) -> Self {
-        Self {
-            outcome: SideOutcome::Unknown,
-            class: "timeout".into(),
-            detail: format!("no answer within {} ms", limit.as_millis()),
-            transient_txn: false,
-            unknown_commit: false,
-            duplicate_key: false,
-        }
-    }
-}
-
-/// `Fail` when the request certainly did not apply, `Unknown` when it may have.
-pub(crate) fn classify(e: &MongoError) -> Failure {
-    let mut duplicate_key = false;
-    let mut write_conflict = false;
-    let (outcome, class) = match e.kind.as_ref() {
-        ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-            (SideOutcome::Fail, "refused".to_string())
-        }
-        // The request may have reached the server; only the answer was lost.
-        ErrorKind::Io(_) => (SideOutcome::Unknown, "io".to_string()),
-        ErrorKind::ServerSelection { .. } => (SideOutcome::Fail, "server-selection".into()),
-        ErrorKind::ConnectionPoolCleared { .. } => (SideOutcome::Fail, "pool-cleared".into()),
-        ErrorKind::Command(c) => (
-            SideOutcome::Fail,
-            if c.code_name.is_empty() {
-                format!("code-{}", c.code)
-            } else {
-                c.code_name.clone()
-            },
-        ),
-        ErrorKind::Write(WriteFailure::WriteError(w)) => {
-            duplicate_key = w.code == DUPLICATE_KEY;
-            (
-                SideOutcome::Fail,
-                if duplicate_key {
-                    "duplicate-key".into()
-                } else {
-                    w.code_name.clone().unwrap_or(format!("code-{}", w.code))
-                },
-            )
-        }
-        // Applied, but not acknowledged by enough members.
-        ErrorKind::Write(WriteFailure::WriteConcernError(_)) => {
-            (SideOutcome::Unknown, "write-concern".into())
-        }
-        ErrorKind::Transaction { .. } => (SideOutcome::Fail, "transaction-state".into()),
-        ErrorKind::Authentication { .. } => (SideOutcome::Fail, "authentication".into()),
-        // mongoeco's commit conflict (database-wide optimistic concurrency) comes
-        // without `code` or labels, so the driver cannot parse it; it is raised
-        // before anything is applied, and it is what real MongoDB labels
-        // WriteConflict + TransientTransactionError.
-        ErrorKind::InvalidResponse { .. } if errmsg(e).contains("Write conflict") => {
-            write_conflict = true;
-            (SideOutcome::Fail, "WriteConflict".into())
-        }
-        // A reply the driver could not read: the command ran or not, we cannot tell.
-        ErrorKind::InvalidResponse { .. } => (SideOutcome::Unknown, "invalid-response".into()),
-        ErrorKind::SessionsNotSupported => (SideOutcome::Fail, "sessions-not-supported".into()),
-        ErrorKind::Internal { .. } => (SideOutcome::Unknown, "driver-internal".into()),
-        _ => (SideOutcome::Unknown, "other".into()),
-    };
-    Failure {
-        outcome,
-        class,
-        detail: short_detail(e),
-        transient_txn: write_conflict || e.contains_label(TRANSIENT_TRANSACTION_ERROR),
-        unknown_commit: e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT),
-        duplicate_key,
-    }
-}
-
-fn errmsg(e: &MongoError) -> &str {
-    e.server_response()
-        .and_then(|r| r.get_str("errmsg").ok())
-        .unwrap_or("")
-}
-
-/// The error without the raw server response bytes the driver's `Display` adds.
-fn short_detail(e: &MongoError) -> String {
-    // A reply the driver could not parse (mongoeco omits `code` on some errors):
-    // its `errmsg` is the useful part.
-    if let Some(msg) = e
-        .server_response()
-        .and_then(|r| r.get_str("errmsg").ok())
-        .filter(|_| matches!(e.kind.as_ref(), ErrorKind::InvalidResponse { .. }))
-    {
-        return format!("{} (server errmsg: {msg})", e.kind);
-    }
-    let labels = e.labels();
-    if labels.is_empty() {
-        e.kind.to_string()
-    } else {
-        let mut labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-        labels.sort_unstable();
-        format!("{} [labels: {}]", e.kind, labels.join(", "))
-    }
-}
-
-/// One page of a `find`, sorted by `_id`, read from the command's reply rather
-/// than through a driver cursor: mongoeco encodes cursor ids as Int32, which the
-/// Rust driver rejects, and one code path for every server is simpler to trust.
-/// `skip`/`limit` are Int32 because mongoeco rejects Int64 there.
-pub(crate) async fn find_page(
-    db: &Database,
-    coll: &str,
-    filter: Document,
-    skip: i32,
-    limit: i32,
-    bound: Duration,
-) -> Result<Vec<Document>, Failure> {
-    let command = doc! {
-        "find": coll,
-        "filter": filter,
-        "sort": {"_id": 1},
-        "skip": skip,
-        "limit": limit,
-        "batchSize": limit,
-        "singleBatch": true,
-    };
-    let reply = bounded(bound, db.run_command(command).into_future()).await?;
-    let batch = reply
-        .get_document("cursor")
-        .and_then(|c| c.get_array("firstBatch"))
-        .map_err(|e| Failure::reply(format!("find on {}.{coll}: {e}", db.name())))?;
-    Ok(batch
-        .iter()
-        .filter_map(|d| d.as_document().cloned())
-        .collect())
-}
-
-/// `count` (a command, not an aggregation cursor: see [`find_page`]).
-pub(crate) async fn count(
-    db: &Database,
-    coll: &str,
-    filter: Document,
-    bound: Duration,
-) -> Result<u64, Failure> {
-    let reply = bounded(
-        bound,
-        db.run_command(doc! {"count": coll, "query": filter})
-            .into_future(),
-    )
-    .await?;
-    match reply.get("n") {
-        Some(Bson::Int32(n)) => Ok(*n as u64),
-        Some(Bson::Int64(n)) => Ok(*n as u64),
-        Some(Bson::Double(n)) => Ok(*n as u64),
-        _ => Err(Failure::reply(format!(
-            "count on {}.{coll}: no `n` in the reply",
-            db.name()
-        ))),
-    }
-}
-
-/// Runs one driver call bounded by `limit`.
-pub(crate) async fn bounded<T>(
-    limit: Duration,
-    call: impl Future<Output = mongodb::error::Result<T>>,
-) -> Result<T, Failure> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(classify(&e)),
-        Err(_) => Err(Failure::timeout(limit)),
-    }
-}
-
-pub(crate) fn order_doc(order: &Order) -> Document {
-    doc! {
-        "_id": order.key(),
-        "customer_id": order.customer_id as i64,
-        "amount_cents": order.amount_cents as i64,
-        "payload": &order.payload,
-    }
-}
-
-/// The event id: derived from the order (a replay is rejected as a duplicate key)
-/// or fresh per attempt (a replay writes a second event).
-pub(crate) fn event_id(order_id: u64, policy: KeyPolicy) -> Bson {
-    match policy {
-        KeyPolicy::Stable => Bson::String(format!("e-{}", order_key(order_id))),
-        KeyPolicy::Fresh => Bson::ObjectId(ObjectId::new()),
-    }
-}
-
-pub(crate) fn event_doc(record: &Record, id: Bson) -> Document {
-    doc! {
-        "_id": id,
-        "order_id": order_key(record.order_id),
-        "customer_id": record.customer_id as i64,
-        "amount_cents": record.amount_cents as i64,
-    }
-}
-
-fn number(doc: &Document, key: &str) -> u64 {
-    match doc.get(key) {
-        Some(Bson::Int64(n)) => *n as u64,
-        Some(Bson::Int32(n)) => *n as u64,
-        Some(Bson::Double(n)) => *n as u64,
-        _ => u64::MAX,
-    }
-}
-
-/// Reads a record's compared fields from an order (`_id`) or event (`order_id`).
-pub(crate) fn record_of(doc: &Document, key: &str) -> Option<Record> {
-    let order_id = parse_order_key(doc.get_str(key).ok()?)?;
-    Some(Record {
-        order_id,
-        customer_id: number(doc, "customer_id"),
-        amount_cents: number(doc, "amount_cents"),
-    })
 }
 
 async fn create_collection(db: &Database, name: &str, limit: Duration) -> anyhow::Result<()> {
@@ -723,305 +492,5 @@ impl MongoStore {
         .await
         .map(|_| ())
         .map_err(|f| f.detail)
-    }
-}
-
-/// What every MongoDB pattern client holds.
-#[derive(Clone)]
-pub(crate) struct MongoWriter {
-    pub primary: Database,
-    pub secondary: Database,
-    pub primary_client: Client,
-    pub pattern: Pattern,
-    pub op_timeout: Duration,
-    /// mongoeco keeps a session's transaction open after a failed commit, and the
-    /// next `startTransaction` on that (pooled) session continues it instead of
-    /// starting afresh; ending the server session after a failed attempt resets it.
-    pub end_failed_sessions: bool,
-}
-
-impl MongoWriter {
-    async fn insert(&self, db: &Database, coll: &str, d: Document) -> Result<(), Failure> {
-        let c: Collection<Document> = db.collection(coll);
-        bounded(self.op_timeout, c.insert_one(d).into_future())
-            .await
-            .map(|_| ())
-    }
-}
-
-fn outcome_of(side: SideOutcome) -> Outcome {
-    match side {
-        SideOutcome::Ok | SideOutcome::Async => Outcome::Ok,
-        SideOutcome::Fail | SideOutcome::Skipped => Outcome::Fail,
-        SideOutcome::Unknown => Outcome::Unknown,
-    }
-}
-
-fn failed(
-    side: SideOutcome,
-    f: Failure,
-    primary: SideOutcome,
-    secondary: SideOutcome,
-    retries: u32,
-) -> OpReport {
-    OpReport {
-        outcome: outcome_of(side),
-        error: Some(f.class),
-        primary,
-        secondary,
-        retries,
-        detail: Some(f.detail),
-    }
-}
-
-/// insert_one into orders, then into order_events; what happens when the second
-/// fails is the application's policy (`on_secondary_failure`).
-struct NaiveClient(MongoWriter);
-
-#[async_trait]
-impl PatternClient for NaiveClient {
-    async fn write(&self, order: &Order) -> OpReport {
-        let w = &self.0;
-        if let Err(f) = w.insert(&w.primary, ORDERS, order_doc(order)).await {
-            let p = f.outcome;
-            return failed(p, f, p, SideOutcome::Skipped, 0);
-        }
-        let record = Record::of(order);
-        let mut retries = 0;
-        let mut ambiguous = false;
-        loop {
-            let d = event_doc(&record, event_id(order.id, w.pattern.secondary_key));
-            let f = match w.insert(&w.secondary, EVENTS, d).await {
-                Ok(()) => {
-                    return OpReport::ok(SideOutcome::Ok, SideOutcome::Ok).with_retries(retries);
-                }
-                // A stable event id already there: an earlier attempt landed.
-                Err(f) if f.duplicate_key && ambiguous => {
-                    return OpReport::ok(SideOutcome::Ok, SideOutcome::Ok).with_retries(retries);
-                }
-                Err(f) => f,
-            };
-            ambiguous |= f.outcome == SideOutcome::Unknown;
-            let policy = w.pattern.on_secondary_failure;
-            if policy == OnSecondaryFailure::Retry && retries < w.pattern.retries {
-                retries += 1;
-                tokio::time::sleep(backoff::delay(w.pattern.backoff, retries)).await;
-                continue;
-            }
-            let secondary = if ambiguous {
-                SideOutcome::Unknown
-            } else {
-                f.outcome
-            };
-            let mut report = failed(secondary, f, SideOutcome::Ok, secondary, retries);
-            // The error is logged and the caller hears "ok": the silent orphan.
-            if policy == OnSecondaryFailure::LogAndContinue {
-                report.outcome = Outcome::Ok;
-            }
-            return report;
-        }
-    }
-}
-
-/// Both inserts in one session transaction, with the driver spec's retry rules:
-/// the whole body again on `TransientTransactionError`, only the commit again on
-/// `UnknownTransactionCommitResult`; `retries` bounds both (0 = an application
-/// without a retry loop), and the total time is bounded too.
-struct TransactionClient(MongoWriter);
-
-enum Attempt {
-    Committed,
-    /// Failed in the body or the commit; `commit_sent` when a commit may have applied.
-    Failed {
-        f: Failure,
-        commit_sent: bool,
-    },
-}
-
-impl TransactionClient {
-    async fn attempt(&self, order: &Order, retries: &mut u32, deadline: Instant) -> Attempt {
-        let w = &self.0;
-        let limit = w.op_timeout;
-        let mut session = match bounded(limit, w.primary_client.start_session().into_future()).await
-        {
-            Ok(s) => s,
-            Err(f) => {
-                return Attempt::Failed {
-                    f,
-                    commit_sent: false,
-                };
-            }
-        };
-        let result = self
-            .attempt_in(&mut session, order, retries, deadline)
-            .await;
-        if w.end_failed_sessions && !matches!(result, Attempt::Committed) {
-            let lsid = session.id().clone();
-            let admin = w.primary_client.database("admin");
-            let _ = bounded(
-                limit,
-                admin
-                    .run_command(doc! {"endSessions": [lsid]})
-                    .into_future(),
-            )
-            .await;
-        }
-        result
-    }
-
-    async fn attempt_in(
-        &self,
-        session: &mut mongodb::ClientSession,
-        order: &Order,
-        retries: &mut u32,
-        deadline: Instant,
-    ) -> Attempt {
-        let w = &self.0;
-        let limit = w.op_timeout;
-        let body = async {
-            session.start_transaction().await?;
-            w.primary
-                .collection::<Document>(ORDERS)
-                .insert_one(order_doc(order))
-                .session(&mut *session)
-                .await?;
-            let record = Record::of(order);
-            w.primary
-                .collection::<Document>(EVENTS)
-                .insert_one(event_doc(
-                    &record,
-                    event_id(order.id, w.pattern.secondary_key),
-                ))
-                .session(&mut *session)
-                .await?;
-            Ok::<(), MongoError>(())
-        };
-        if let Err(mut f) = bounded(limit, body).await {
-            // A timed-out body never committed: as transient as a network error.
-            f.transient_txn |= f.class == "timeout";
-            let _ = bounded(limit, session.abort_transaction().into_future()).await;
-            return Attempt::Failed {
-                f,
-                commit_sent: false,
-            };
-        }
-        loop {
-            match bounded(limit, session.commit_transaction().into_future()).await {
-                Ok(()) => return Attempt::Committed,
-                Err(mut f) => {
-                    f.unknown_commit |= f.class == "timeout" || f.outcome == SideOutcome::Unknown;
-                    let commit_sent = f.unknown_commit;
-                    if f.unknown_commit
-                        && !f.transient_txn
-                        && *retries < w.pattern.retries
-                        && Instant::now() < deadline
-                    {
-                        *retries += 1;
-                        tokio::time::sleep(backoff::delay(w.pattern.backoff, *retries)).await;
-                        continue;
-                    }
-                    return Attempt::Failed { f, commit_sent };
-                }
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl PatternClient for TransactionClient {
-    async fn write(&self, order: &Order) -> OpReport {
-        let w = &self.0;
-        let deadline = Instant::now() + w.op_timeout * (w.pattern.retries + 1);
-        let mut retries = 0;
-        let mut ambiguous = false;
-        loop {
-            let f = match self.attempt(order, &mut retries, deadline).await {
-                Attempt::Committed => {
-                    return OpReport::ok(SideOutcome::Ok, SideOutcome::Ok).with_retries(retries);
-                }
-                // The order is there: an earlier commit whose answer was lost applied.
-                Attempt::Failed { f, .. } if f.duplicate_key && ambiguous => {
-                    return OpReport::ok(SideOutcome::Ok, SideOutcome::Ok).with_retries(retries);
-                }
-                Attempt::Failed { f, commit_sent } => {
-                    ambiguous |= commit_sent;
-                    f
-                }
-            };
-            let retry_body = f.transient_txn
-                || f.class == "server-selection"
-                || f.class == "refused"
-                || f.class == "pool-cleared";
-            if retry_body && retries < w.pattern.retries && Instant::now() < deadline {
-                retries += 1;
-                tokio::time::sleep(backoff::delay(w.pattern.backoff, retries)).await;
-                continue;
-            }
-            let side = if ambiguous {
-                SideOutcome::Unknown
-            } else {
-                f.outcome
-            };
-            return failed(side, f, side, side, retries);
-        }
-    }
-}
-
-/// Writes the order alone; a relay writes the secondary side. With `outbox`, the
-/// event rides in the same document (`_outbox`), so one atomic insert holds both.
-struct PrimaryOnlyClient {
-    w: MongoWriter,
-    outbox: bool,
-}
-
-#[async_trait]
-impl PatternClient for PrimaryOnlyClient {
-    async fn write(&self, order: &Order) -> OpReport {
-        let w = &self.w;
-        let mut d = order_doc(order);
-        if self.outbox {
-            let record = Record::of(order);
-            d.insert(
-                "_outbox",
-                doc! {
-                    "event": event_doc(&record, Bson::Null),
-                    "published": false,
-                    "created_at": mongodb::bson::DateTime::now(),
-                },
-            );
-        }
-        let mut retries = 0;
-        let mut ambiguous = false;
-        loop {
-            let f = match w.insert(&w.primary, ORDERS, d.clone()).await {
-                Ok(()) => {
-                    return OpReport::ok(SideOutcome::Ok, SideOutcome::Async).with_retries(retries);
-                }
-                Err(f) if f.duplicate_key && ambiguous => {
-                    return OpReport::ok(SideOutcome::Ok, SideOutcome::Async).with_retries(retries);
-                }
-                Err(f) => f,
-            };
-            ambiguous |= f.outcome == SideOutcome::Unknown;
-            let retryable = f.outcome == SideOutcome::Unknown
-                || ["refused", "server-selection", "pool-cleared"].contains(&f.class.as_str());
-            if retryable && retries < w.pattern.retries {
-                retries += 1;
-                tokio::time::sleep(backoff::delay(w.pattern.backoff, retries)).await;
-                continue;
-            }
-            let side = if ambiguous {
-                SideOutcome::Unknown
-            } else {
-                f.outcome
-            };
-            // Whatever landed carries its event: the relay will publish it.
-            let secondary = if side == SideOutcome::Fail {
-                SideOutcome::Skipped
-            } else {
-                SideOutcome::Async
-            };
-            return failed(side, f, side, secondary, retries);
-        }
     }
 }

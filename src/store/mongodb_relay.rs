@@ -1,9 +1,11 @@
 //! MongoDB relays (the background workers of `outbox` and `streams`), supervised
 //! by [`crate::relay::Relay`].
 //!
-//! - [`OutboxPollRelay`]: polls `{"_outbox.published": false}` (indexed), publishes
-//!   each event to `order_events`, then marks it with a conditional update
-//!   (`published: false` -> `true`). Runs on any server.
+//! - [`OutboxPollRelay`]: polls `{"_outbox.published": false}` (indexed) in steps
+//!   of up to 100 entries, publishes them to `order_events` (one unordered insert),
+//!   then marks them with one conditional update (`published: false` -> `true`).
+//!   The step size halves after a failed step and grows back after successes, so
+//!   a server slower than the relay's bound still sees progress. Runs on any server.
 //! - [`StreamRelay`]: a change stream on `orders`; the resume token lives in the
 //!   worker (not in the task), so a restart after a crash resumes where the last
 //!   *finished* event left off and replays the one in flight. Needs change streams.
@@ -18,11 +20,11 @@ use mongodb::bson::{Bson, Document, Timestamp, doc};
 use mongodb::change_stream::event::ResumeToken;
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use super::mongodb::{
-    EVENTS, Failure, ORDERS, bounded, count, event_doc, event_id, find_page, record_of,
-};
+use super::mongodb::{EVENTS, ORDERS};
+use super::mongodb_wire::{Failure, bounded, count, event_doc, event_id, find_page, record_of};
 use crate::order::parse_order_key;
 use crate::pattern::{KeyPolicy, RelayOptions};
 use crate::relay::{RelayContext, RelayExit, RelayWorker};
@@ -63,6 +65,48 @@ async fn publish(
         Err(f) if f.duplicate_key => Ok(()),
         Err(f) => Err(fail("publishing to order_events", f)),
     }
+}
+
+async fn publish_many(
+    db: &Database,
+    records: &[Record],
+    options: &RelayOptions,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let docs = records
+        .iter()
+        .map(|r| event_doc(r, event_id(r.order_id, policy(options))));
+    match bounded(
+        limit,
+        db.collection::<Document>(EVENTS)
+            .insert_many(docs)
+            .ordered(false)
+            .into_future(),
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(f) if f.duplicate_key => Ok(()),
+        Err(f) => Err(fail("publishing to order_events", f)),
+    }
+}
+
+async fn mark_many(db: &Database, ids: Vec<Bson>, limit: Duration) -> anyhow::Result<()> {
+    bounded(
+        limit,
+        db.collection::<Document>(ORDERS)
+            .update_many(
+                doc! {"_id": {"$in": ids}, "_outbox.published": false},
+                doc! {"$set": {"_outbox.published": true, "_outbox.published_at": mongodb::bson::DateTime::now()}},
+            )
+            .into_future(),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|f| fail("marking outbox entries", f))
 }
 
 /// The compared fields of an outbox entry (the event embedded in the order).
@@ -109,6 +153,9 @@ pub(crate) struct OutboxPollRelay {
     primary: Database,
     options: RelayOptions,
     op_timeout: Duration,
+    /// Entries per step, adapted to how fast the server answers (kept across
+    /// worker restarts: it lives here, not in the worker's future).
+    batch: AtomicI32,
 }
 
 impl OutboxPollRelay {
@@ -123,7 +170,62 @@ impl OutboxPollRelay {
             primary,
             options,
             op_timeout,
+            batch: AtomicI32::new(BATCH),
         }
+    }
+}
+
+/// What one polling step did.
+enum Step {
+    Idle,
+    Progress,
+    Crashed,
+}
+
+impl OutboxPollRelay {
+    /// Poll one batch, publish it (one unordered insert), mark it (one update).
+    async fn step(&self, ctx: &RelayContext, size: i32, limit: Duration) -> anyhow::Result<Step> {
+        let batch = find_page(
+            &self.relay,
+            ORDERS,
+            doc! {"_outbox.published": false},
+            0,
+            size,
+            limit,
+        )
+        .await
+        .map_err(|f| fail("polling the outbox", f))?;
+        let mut entries: Vec<(Record, Bson)> = batch
+            .iter()
+            .filter_map(|o| Some((outbox_record(o)?, o.get("_id")?.clone())))
+            .collect();
+        if entries.is_empty() {
+            return Ok(Step::Idle);
+        }
+        // Draw the crash point first. A crash at entry k falls between publishing k
+        // and marking it: entries up to k are published, those before k marked, and
+        // k onwards polled again after the restart (so a non-idempotent relay writes
+        // one duplicate per crash, and a crash does not cost a whole batch's work).
+        let crash_at = (0..entries.len()).find(|_| ctx.should_crash());
+        if let Some(k) = crash_at {
+            entries.truncate(k + 1);
+        }
+        let records: Vec<Record> = entries.iter().map(|(r, _)| *r).collect();
+        publish_many(&self.relay, &records, &self.options, limit).await?;
+        for r in &records {
+            ctx.delivered(r.order_id);
+        }
+        if crash_at.is_some() {
+            entries.pop();
+        }
+        let ids: Vec<Bson> = entries.into_iter().map(|(_, id)| id).collect();
+        if !ids.is_empty() {
+            mark_many(&self.relay, ids, limit).await?;
+        }
+        Ok(match crash_at {
+            Some(_) => Step::Crashed,
+            None => Step::Progress,
+        })
     }
 }
 
@@ -132,30 +234,23 @@ impl RelayWorker for OutboxPollRelay {
     async fn run(&self, _worker: u32, ctx: RelayContext) -> anyhow::Result<RelayExit> {
         let limit = self.op_timeout.max(Duration::from_secs(2));
         loop {
-            let batch = find_page(
-                &self.relay,
-                ORDERS,
-                doc! {"_outbox.published": false},
-                0,
-                BATCH,
-                limit,
-            )
-            .await
-            .map_err(|f| fail("polling the outbox", f))?;
-            if batch.is_empty() {
-                tokio::time::sleep(self.options.poll_interval).await;
-                continue;
-            }
-            for order in batch {
-                let (Some(record), Some(id)) = (outbox_record(&order), order.get("_id")) else {
-                    continue; // not an order this tool wrote
-                };
-                publish(&self.relay, &record, &self.options, limit).await?;
-                ctx.delivered(record.order_id);
-                if ctx.should_crash() {
-                    return Ok(RelayExit::Crashed);
+            let size = self.batch.load(Ordering::Relaxed);
+            match self.step(&ctx, size, limit).await {
+                Ok(Step::Idle) => tokio::time::sleep(self.options.poll_interval).await,
+                Ok(Step::Progress) => {
+                    // Grow back towards the full batch after a shrink.
+                    self.batch
+                        .store((size + size / 4 + 1).min(BATCH), Ordering::Relaxed);
                 }
-                mark(&self.relay, id, limit).await?;
+                Ok(Step::Crashed) => return Ok(RelayExit::Crashed),
+                Err(e) => {
+                    // A step that failed (typically ran out of time) is redone from
+                    // the poll: halve it, so a slow server (FerretDB marks ~15 ms per
+                    // entry under load) cannot make the relay redo the same
+                    // too-large batch forever.
+                    self.batch.store((size / 2).max(1), Ordering::Relaxed);
+                    return Err(e);
+                }
             }
         }
     }
