@@ -27,7 +27,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::mongodb_clients::{MongoWriter, NaiveClient, PrimaryOnlyClient, TransactionClient};
+use super::mongodb_clients::{
+    BareClient, MongoWriter, NaiveClient, PrimaryOnlyClient, TransactionClient,
+};
 use super::mongodb_relay::{OutboxPollRelay, StreamRelay};
 use super::mongodb_wire::{bounded, event_doc, event_id, find_page, record_of};
 use super::{PatternClient, Record, ScanSink, ServerInfo, Store, StoreContext};
@@ -442,6 +444,14 @@ impl Store for MongoStore {
         .await
         .map_err(|f| anyhow::anyhow!("configureFailPoint failCommand: {}", f.detail))?;
         Ok(())
+    }
+
+    async fn bare_client(&self, writes: u8) -> Option<Arc<dyn PatternClient>> {
+        Some(Arc::new(BareClient {
+            primary: self.db(Side::Primary),
+            secondary: self.db(Side::Secondary),
+            writes,
+        }))
     }
 
     async fn drop_namespace(&self) -> anyhow::Result<()> {

@@ -315,3 +315,39 @@ impl PatternClient for PrimaryOnlyClient {
         }
     }
 }
+
+/// Benchmark only: the same two `insert_one`s as `naive`, with no error policy.
+pub(crate) struct BareClient {
+    pub primary: Database,
+    pub secondary: Database,
+    pub writes: u8,
+}
+
+#[async_trait]
+impl PatternClient for BareClient {
+    async fn write(&self, order: &Order) -> OpReport {
+        let orders: Collection<Document> = self.primary.collection(ORDERS);
+        let mut ok = orders.insert_one(order_doc(order)).await.is_ok();
+        if ok && self.writes > 1 {
+            let event = event_doc(
+                &Record::of(order),
+                event_id(order.id, crate::pattern::KeyPolicy::Stable),
+            );
+            let events: Collection<Document> = self.secondary.collection(EVENTS);
+            ok = events.insert_one(event).await.is_ok();
+        }
+        let side = if ok {
+            SideOutcome::Ok
+        } else {
+            SideOutcome::Fail
+        };
+        OpReport {
+            outcome: outcome_of(side),
+            error: None,
+            primary: side,
+            secondary: side,
+            retries: 0,
+            detail: None,
+        }
+    }
+}
