@@ -7,6 +7,7 @@
 
 pub mod checker;
 pub mod cli;
+pub mod commands;
 pub mod driver;
 pub mod exit;
 pub mod fault;

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod csv;
 pub mod gate;
 pub mod html;
+pub mod jepsen;
 pub mod json;
 pub mod junit;
 pub mod markdown;
