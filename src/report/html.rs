@@ -90,8 +90,10 @@ fn overview(r: &RunResult) -> String {
         (
             "store / pattern",
             escape(&format!(
-                "{} ({} {}) / {}",
-                r.target, r.server.product, r.server.version, r.pattern
+                "{} ({}) / {}",
+                r.target,
+                format!("{} {}", r.server.product, r.server.version).trim(),
+                r.pattern
             )),
         ),
         (

@@ -91,7 +91,9 @@ pub fn render(c: &Chart) -> String {
         "<text x=\"{LEFT}\" y=\"18\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
         escape(&c.title)
     ));
-    // Fault windows first, so data is drawn over them.
+    // Fault windows first, so data is drawn over them; their labels last, on top,
+    // staggered when windows overlap.
+    let mut labels = String::new();
     for (i, b) in c.bands.iter().enumerate() {
         let (x0, x1) = (x(b.start.clamp(0.0, x_max)), x(b.end.clamp(0.0, x_max)));
         s.push_str(&format!(
@@ -99,9 +101,8 @@ pub fn render(c: &Chart) -> String {
             (x1 - x0).max(1.0),
             escape(&b.label)
         ));
-        // Labels of overlapping windows are staggered.
-        s.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#8a5300\">{}</text>\n",
+        labels.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#8a5300\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>\n",
             x0 + 3.0,
             TOP + 13.0 + (i % 3) as f64 * 13.0,
             escape(&b.label)
@@ -187,6 +188,7 @@ pub fn render(c: &Chart) -> String {
             points.join(" ")
         ));
     }
+    s.push_str(&labels);
     // Legend, top right.
     let mut lx = W - RIGHT;
     for series in c.lines.iter().chain(c.bars.iter()).rev() {
