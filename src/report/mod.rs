@@ -40,3 +40,6 @@ pub fn render(cmp: &compare::Comparison, format: Format, color: bool) -> String 
         Format::Json => json::comparison(cmp),
     }
 }
+
+#[cfg(test)]
+mod tests;
