@@ -1,0 +1,162 @@
+//! Reports from real runs: two short fault-free DynamoDB runs in one `run`
+//! invocation, then every format rebuilt from their result files.
+
+use dualwrite::history::Outcome;
+use dualwrite::result::RunResult;
+
+use crate::common::*;
+
+fn scenario(name: &str, pattern: &str) -> String {
+    format!(
+        r#"name = "{name}"
+seed = 3
+[target]
+store = "dynamodb"
+[pattern]
+name = "{pattern}"
+[workload]
+rate = 40
+duration = "2s"
+op_timeout = "2s"
+"#
+    )
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn every_format_from_real_dynamodb_runs() {
+    let _guard = lock("dynamodb");
+    let s = Scratch::new();
+    let naive = s.write("naive.toml", &scenario("e2e-report-naive", "naive"));
+    let tx = s.write("tx.toml", &scenario("e2e-report-tx", "transaction"));
+    let (html, junit) = (s.path().join("report.html"), s.path().join("junit.xml"));
+    let out = s.dualwrite(&[
+        "run",
+        naive.to_str().unwrap(),
+        tx.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--fail-on",
+        "any-divergence",
+    ]);
+    let text = stdout(&out);
+    // The comparison table at the end names both runs.
+    assert!(
+        text.contains("e2e-report-naive") && text.contains("e2e-report-tx"),
+        "{text}"
+    );
+
+    let latest = |name: &str| s.results().join(name).join("latest");
+    for name in ["e2e-report-naive", "e2e-report-tx"] {
+        let r = RunResult::read(&latest(name)).unwrap();
+        let (_, history) =
+            dualwrite::history::History::read_jsonl(&latest(name).join("history.jsonl")).unwrap();
+        let ok = history.iter().filter(|e| e.outcome == Outcome::Ok).count() as u64;
+        // No faults: every operation ok, nothing divergent.
+        assert_eq!(r.workload.ops.ok, ok, "{name}");
+        assert_eq!(ok, history.len() as u64, "{name}");
+        assert_eq!(r.checker.divergence, 0, "{name}: {:?}", r.checker);
+        assert_eq!(r.checker.scanned_primary, ok, "{name}");
+
+        // Jepsen export: one invoke and one ok per operation.
+        let lines = stdout(&s.dualwrite(&["history", latest(name).to_str().unwrap()]));
+        let kinds: Vec<String> = lines
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].to_string())
+            .collect();
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "\"invoke\"").count() as u64,
+            ok
+        );
+        assert_eq!(kinds.iter().filter(|k| *k == "\"ok\"").count() as u64, ok);
+
+        // One HTML report per scenario, self-contained, with its three charts.
+        let page = std::fs::read_to_string(s.path().join(format!("report-{name}.html"))).unwrap();
+        assert_eq!(page.matches("<svg").count(), 3);
+        assert!(
+            page.contains(&format!("name = \"{name}\"")),
+            "scenario text"
+        );
+        // Rebuilt later from the run directory alone: the same page.
+        let again = s.path().join("again.html");
+        stdout(&s.dualwrite(&[
+            "report",
+            latest(name).to_str().unwrap(),
+            "--html",
+            again.to_str().unwrap(),
+        ]));
+        assert_eq!(std::fs::read_to_string(&again).unwrap(), page);
+    }
+
+    // summary.md / summary.json rewritten in the results directory.
+    let md = std::fs::read_to_string(s.results().join("summary.md")).unwrap();
+    assert_eq!(
+        md.lines()
+            .filter(|l| l.starts_with("| e2e-report-"))
+            .count(),
+        2,
+        "{md}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.results().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["rows"].as_array().unwrap().len(), 2);
+
+    // compare in every format, from the results directory.
+    let results = s.results();
+    let results = results.to_str().unwrap();
+    let csv = stdout(&s.dualwrite(&[
+        "compare",
+        results,
+        "--format",
+        "csv",
+        "--columns",
+        "scenario,orphans,lost_acks,verdict",
+        "--sort",
+        "scenario:desc",
+    ]));
+    assert_eq!(
+        csv,
+        "scenario,orphans,lost_acks,verdict\r\ne2e-report-tx,0,0,PASS\r\ne2e-report-naive,0,0,PASS\r\n"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&s.dualwrite(&[
+        "compare",
+        results,
+        "--format",
+        "json",
+        "--baseline",
+        latest("e2e-report-naive").to_str().unwrap(),
+    ])))
+    .unwrap();
+    assert_eq!(json["rows"][0]["latency_ratio"], 1);
+    assert!(json["rows"][1]["throughput_ratio"].as_f64().unwrap() > 0.0);
+    let md = stdout(&s.dualwrite(&["compare", results, "--format", "markdown"]));
+    assert!(md.contains("| ---: |") || md.contains("| ---: "), "{md}");
+    let table = s.dualwrite(&["compare", results]);
+    assert!(
+        !String::from_utf8_lossy(&table.stdout).contains('\u{1b}'),
+        "no colour off a terminal"
+    );
+
+    // JUnit: read back with a real parser; two passing cases.
+    let parsed = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys,xml.etree.ElementTree as E;s=E.parse(sys.argv[1]).getroot().find('testsuite');print(s.get('tests'),s.get('failures'),s.get('errors'))",
+        ])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&parsed), "2 0 0\n");
+}
