@@ -253,6 +253,18 @@ fn runs() -> Vec<RunResult> {
 }
 
 #[test]
+fn fixture_results_match_snapshots() {
+    // Also the inputs of the CLI tests in tests/e2e/reports.rs.
+    for r in runs() {
+        let mut json = serde_json::to_string_pretty(&r).unwrap();
+        json.push('\n');
+        snapshot(&format!("results/{}/result.json", r.scenario.name), &json);
+        let back: RunResult = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+    }
+}
+
+#[test]
 fn comparison_formats_match_snapshots() {
     let cmp = compare(&runs(), None, &CompareOptions::default());
     snapshot("compare.txt", &render(&cmp, Format::Table, false));

@@ -160,3 +160,78 @@ fn every_format_from_real_dynamodb_runs() {
         .unwrap();
     assert_eq!(stdout(&parsed), "2 0 0\n");
 }
+
+/// The CLI over hand-built result files (no store needed).
+#[test]
+fn compare_and_report_commands_on_fixture_results() {
+    let s = Scratch::new();
+    let fixtures = repo().join("tests/fixtures/reports");
+    let run = |name: &str| fixtures.join("results").join(name);
+    let runs: Vec<String> = ["dynamo-naive", "dynamo-transaction", "dynamo-streams"]
+        .iter()
+        .map(|n| run(n).to_str().unwrap().to_string())
+        .collect();
+    let args = |extra: &[&str]| {
+        let mut a = vec!["compare"];
+        a.extend(runs.iter().map(String::as_str));
+        a.extend(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let call = |a: Vec<String>| s.dualwrite(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    for (format, file) in [
+        ("markdown", "compare.md"),
+        ("csv", "compare.csv"),
+        ("json", "compare.json"),
+        ("table", "compare.txt"),
+    ] {
+        let out = stdout(&call(args(&["--format", format])));
+        let expected = std::fs::read_to_string(fixtures.join(file)).unwrap();
+        assert_eq!(out, expected, "{format}");
+    }
+    // A glob over run directories finds the same three runs.
+    let glob = format!("{}/*", fixtures.join("results").display());
+    let csv = stdout(&s.dualwrite(&["compare", &glob, "--format", "csv", "--columns", "scenario"]));
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+
+    // Bad input: exit 2, naming the column and the choices.
+    let out = call(args(&["--columns", "scenario,p42"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unknown column 'p42'") && err.contains("lost_acks"),
+        "{err}"
+    );
+    let out = s.dualwrite(&["compare", "/nonexistent/result.json"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // report: exit code is the gate's verdict; --format json prints the result.
+    let naive = run("dynamo-naive");
+    let out = s.dualwrite(&["report", naive.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = s.dualwrite(&[
+        "report",
+        run("dynamo-transaction").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let r: RunResult = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r.scenario.name, "dynamo-transaction");
+    let junit = s.path().join("j.xml");
+    let out = s.dualwrite(&[
+        "report",
+        naive.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        std::fs::read_to_string(&junit)
+            .unwrap()
+            .contains("<failure message=\"divergence 200")
+    );
+
+    for shell in ["bash", "zsh", "fish"] {
+        let script = stdout(&s.dualwrite(&["completions", shell]));
+        assert!(script.contains("compare"), "{shell}");
+    }
+}
