@@ -77,8 +77,13 @@ pub fn render(c: &Chart) -> String {
         .chain(c.bars.iter())
         .flat_map(|s| s.values.iter().copied())
         .fold(0.0f64, f64::max);
-    let y_step = nice_step(data_max.max(1.0), 5.0);
-    let y_max = (data_max / y_step).ceil().max(1.0) * y_step;
+    // All zero (no divergence): a 0..1 axis rather than fractions of nothing.
+    let (y_step, y_max) = if data_max <= 0.0 {
+        (1.0, 1.0)
+    } else {
+        let step = nice_step(data_max, 5.0);
+        (step, (data_max / step).ceil().max(1.0) * step)
+    };
     let pw = W - LEFT - RIGHT;
     let ph = H - TOP - BOTTOM;
     let x = |t: f64| LEFT + t / x_max * pw;
