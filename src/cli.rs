@@ -126,6 +126,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Measure the harness: rate accuracy, overhead versus the bare client, driver
+    /// ceiling, checker and history cost, pattern-overhead table.
+    Bench(crate::bench::BenchArgs),
     /// Remove dualwrite's leftover toxics and re-enable proxies (after a crashed run).
     Reset {
         #[arg(
@@ -236,6 +239,7 @@ pub async fn main(cli: Cli) -> i32 {
             );
             exit::PASS
         }
+        Command::Bench(args) => crate::bench::main(args).await,
     }
 }
 

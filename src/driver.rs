@@ -73,6 +73,8 @@ pub struct DriverStats {
     pub achieved_tps: f64,
     pub load_s: f64,
     pub latency_us: Histogram<u64>,
+    /// Service time: from the actual start to the end (what a closed-loop client sees).
+    pub service_us: Histogram<u64>,
     pub timeline: Vec<Second>,
     pub errors: std::collections::BTreeMap<String, u64>,
     /// The first full error text seen for each error class.
@@ -173,17 +175,15 @@ pub async fn drive(
     } else {
         (last_start - t0).as_secs_f64() + period_ns / 1e9
     };
-    Ok((acc.finish(issued, load_s), acc_history(&acc), writer))
-}
-
-fn acc_history(acc: &Accumulator) -> History {
-    acc.history.clone()
+    let (stats, history) = acc.finish(issued, load_s);
+    Ok((stats, history, writer))
 }
 
 struct Accumulator {
     t0: Instant,
     history: History,
     latency: Histogram<u64>,
+    service: Histogram<u64>,
     ok: u64,
     fail: u64,
     unknown: u64,
@@ -203,6 +203,7 @@ impl Accumulator {
             t0,
             history: History::with_capacity(planned),
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            service: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
             ok: 0,
             fail: 0,
             unknown: 0,
@@ -233,6 +234,9 @@ impl Accumulator {
         let us = |at: Instant| at.saturating_duration_since(t0).as_micros() as u64;
         let latency = c.end.saturating_duration_since(c.intended).as_micros() as u64;
         self.latency.saturating_record(latency.max(1));
+        self.service.saturating_record(
+            (c.end.saturating_duration_since(c.start).as_micros() as u64).max(1),
+        );
         let delay = c.start.saturating_duration_since(c.intended);
         if delay > Duration::from_millis(DELAYED_MS) {
             self.delayed += 1;
@@ -305,24 +309,11 @@ impl Accumulator {
         s.p99_ms = p99;
     }
 
-    fn finish(&self, issued: u64, load_s: f64) -> DriverStats {
-        let mut me = Accumulator {
-            t0: self.t0,
-            history: History::default(),
-            latency: self.latency.clone(),
-            ok: self.ok,
-            fail: self.fail,
-            unknown: self.unknown,
-            retries: self.retries,
-            delayed: self.delayed,
-            max_delay: self.max_delay,
-            errors: self.errors.clone(),
-            error_samples: self.error_samples.clone(),
-            seconds: self.seconds.clone(),
-            current: self.current.clone(),
-        };
+    fn finish(mut self, issued: u64, load_s: f64) -> (DriverStats, History) {
+        let history = std::mem::take(&mut self.history);
+        let mut me = self;
         me.close_current();
-        DriverStats {
+        let stats = DriverStats {
             issued,
             ok: me.ok,
             fail: me.fail,
@@ -340,6 +331,8 @@ impl Accumulator {
             timeline: me.seconds,
             errors: me.errors,
             error_samples: me.error_samples,
-        }
+            service_us: me.service,
+        };
+        (stats, history)
     }
 }

@@ -5,6 +5,7 @@
 //! [`relay`]) -> [`store`] clients -> [`history`] -> [`checker`] -> [`result`] -> [`report`].
 //! [`run`] wires one run together; `main.rs` only parses flags and maps exit codes.
 
+pub mod bench;
 pub mod checker;
 pub mod cli;
 pub mod commands;

@@ -170,6 +170,9 @@ pub struct Pattern {
     pub idempotency_token: KeyPolicy,
     pub secondary_key: KeyPolicy,
     pub on_conflict: OnConflict,
+    /// Transactions: `attribute_not_exists` conditions on every put (default true);
+    /// false relies on the idempotency token alone.
+    pub conditions: bool,
     pub partitioning: Partitioning,
     pub consistency: String,
     pub lwt_insert: bool,
@@ -186,6 +189,7 @@ impl Pattern {
             idempotency_token: KeyPolicy::Stable,
             secondary_key: KeyPolicy::Stable,
             on_conflict: OnConflict::Retry,
+            conditions: true,
             partitioning: Partitioning::Same,
             consistency: "quorum".to_string(),
             lwt_insert: false,
@@ -210,6 +214,7 @@ impl Pattern {
                 "idempotency_token",
                 "on_conflict",
                 "secondary_key",
+                "conditions",
             ],
             PatternKind::LoggedBatch => &["partitioning", "consistency", "retries", "backoff"],
             PatternKind::Outbox => &["relay", "consistency", "lwt_insert", "retries", "backoff"],

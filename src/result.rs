@@ -36,7 +36,11 @@ pub struct RunResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<String>,
     pub workload: WorkloadResult,
+    /// From each operation's intended start (includes waiting: no coordinated omission).
     pub latency_ms: Latency,
+    /// From each operation's actual start: the store and pattern's own service time.
+    #[serde(default)]
+    pub service_ms: Latency,
     pub timeline: Vec<Second>,
     pub faults: Vec<FaultWindow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

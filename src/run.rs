@@ -71,14 +71,19 @@ pub async fn run_scenario(
     result::write_atomic(&dir.scenario_file(), scenario.source.as_bytes())?;
     let started_at = chrono::Utc::now();
     let toxiproxy = Toxiproxy::new(&scenario.target.toxiproxy);
+    // A synchronous pattern never uses the relay side: leave its proxy to others.
     let proxies: BTreeMap<Side, String> = Side::ALL
         .into_iter()
+        .filter(|s| *s != Side::Relay || scenario.pattern.kind.is_async())
         .filter_map(|s| match scenario.target.endpoint(s) {
             SideEndpoint::Proxy(p) => Some((s, p.clone())),
             SideEndpoint::Direct(_) => None,
         })
         .collect();
     let proxy_names: Vec<String> = proxies.values().cloned().collect();
+    // Held until the proxies are restored below.
+    let holder = format!("run {run_id} of scenario {}", scenario.name);
+    let _locks = fault::lock::acquire(toxiproxy.base(), &proxy_names, &holder).map_err(infra)?;
     let mut notes = Vec::new();
     let outcome = run_inner(
         &scenario, opts, interrupt, &dir, &run_id, &namespace, &toxiproxy, &proxies, &mut notes,
@@ -147,6 +152,7 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
             ..WorkloadResult::default()
         },
         latency_ms: Latency::default(),
+        service_ms: Latency::default(),
         timeline: Vec::new(),
         faults: Vec::new(),
         relay: None,
@@ -177,9 +183,9 @@ async fn run_inner(
         }
     };
     // Where each side connects: the proxy's listen address, or the direct endpoint.
+    let proxy_names: Vec<String> = proxies.values().cloned().collect();
     if !proxies.is_empty() {
         toxiproxy.version().await.map_err(infra)?;
-        let proxy_names: Vec<String> = proxies.values().cloned().collect();
         for line in fault::restore(toxiproxy, &proxy_names)
             .await
             .map_err(infra)?
@@ -293,6 +299,9 @@ async fn run_inner(
         p.stop().await;
     }
     let (stats, history, writer) = driven?;
+    // The nemesis is done: release its handle on the relay, so the relay can be
+    // stopped (unwrapped) after the settle period.
+    drop(targets);
     if let Some(w) = writer {
         w.finish().context("writing history.jsonl")?;
     }
@@ -409,6 +418,7 @@ async fn run_inner(
     result.workload.errors = stats.errors.clone();
     result.workload.error_samples = stats.error_samples.clone();
     result.latency_ms = Latency::from_us(&stats.latency_us);
+    result.service_ms = Latency::from_us(&stats.service_us);
     result.timeline = stats.timeline.clone();
     result.faults = windows;
     result.relay = relay_result;

@@ -54,6 +54,7 @@ pub(crate) struct RawPattern {
     pub idempotency_token: Option<String>,
     pub secondary_key: Option<String>,
     pub on_conflict: Option<String>,
+    pub conditions: Option<bool>,
     pub partitioning: Option<String>,
     pub consistency: Option<String>,
     pub lwt_insert: Option<bool>,

@@ -87,3 +87,11 @@ fn durations_parse() {
     assert_eq!(parse_duration("-1s"), None);
     assert_eq!(parse_duration("1e400s"), None);
 }
+
+#[test]
+fn lwt_insert_is_rejected_for_the_cassandra_outbox() {
+    let text = GOOD
+        .replace("store = \"dynamodb\"", "store = \"cassandra\"")
+        .replace("name = \"naive\"", "name = \"outbox\"\nlwt_insert = true");
+    assert_eq!(err(&text).field, "pattern.lwt_insert");
+}

@@ -245,13 +245,14 @@ fn pattern(raw: &RawPattern, store: StoreKind, at: &Locator) -> Res<Pattern> {
         ));
     }
     let accepted = Pattern::accepted_options(kind);
-    let given: [(&str, bool); 10] = [
+    let given: [(&str, bool); 11] = [
         ("on_secondary_failure", raw.on_secondary_failure.is_some()),
         ("retries", raw.retries.is_some()),
         ("backoff", raw.backoff.is_some()),
         ("idempotency_token", raw.idempotency_token.is_some()),
         ("secondary_key", raw.secondary_key.is_some()),
         ("on_conflict", raw.on_conflict.is_some()),
+        ("conditions", raw.conditions.is_some()),
         ("partitioning", raw.partitioning.is_some()),
         ("consistency", raw.consistency.is_some()),
         ("lwt_insert", raw.lwt_insert.is_some()),
@@ -271,6 +272,16 @@ fn pattern(raw: &RawPattern, store: StoreKind, at: &Locator) -> Res<Pattern> {
             "pattern.lwt_insert",
             "`lwt_insert` is a Cassandra option (INSERT ... IF NOT EXISTS)",
             "remove it for this store",
+        ));
+    }
+    if raw.lwt_insert == Some(true) && kind == PatternKind::Outbox && store == StoreKind::Cassandra
+    {
+        // The order and its outbox row share one LOGGED BATCH over two tables, and
+        // Cassandra rejects conditional batches that span tables.
+        return Err(at.error(
+            "pattern.lwt_insert",
+            "`lwt_insert` cannot apply to the Cassandra outbox: a conditional batch cannot span the orders and order_outbox tables",
+            "remove it, or use it with `naive`",
         ));
     }
     let mut p = Pattern::new(kind);
@@ -347,6 +358,9 @@ fn pattern(raw: &RawPattern, store: StoreKind, at: &Locator) -> Res<Pattern> {
     }
     if let Some(v) = raw.lwt_insert {
         p.lwt_insert = v;
+    }
+    if let Some(v) = raw.conditions {
+        p.conditions = v;
     }
     if let Some(r) = &raw.relay {
         if let Some(v) = r.idempotent {
@@ -660,10 +674,11 @@ fn fault(
                 .error
                 .clone()
                 .unwrap_or_else(|| "ProvisionedThroughputExceededException".into());
-            const ERRORS: [&str; 3] = [
+            const ERRORS: [&str; 4] = [
                 "ProvisionedThroughputExceededException",
                 "ThrottlingException",
                 "InternalServerError",
+                "TransactionConflictException",
             ];
             if !ERRORS.contains(&error.as_str()) {
                 return Err(word(at, &p("error"), &error, &ERRORS.join(", ")));

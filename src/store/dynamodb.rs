@@ -4,6 +4,8 @@
 //! with `order_id` as an attribute, so a non-idempotent writer can duplicate).
 //! Each side has its own SDK client bound to its own proxy address, with the SDK's
 //! own retries off: retrying is the pattern's (the application's) decision.
+//! The pattern clients live in `dynamodb_clients.rs`, the Streams relay in
+//! `dynamodb_relay.rs`, the SDK-side fault source in `dynamodb_faults.rs`.
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -11,8 +13,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, StreamSpecification, StreamViewType, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::retry::RetryConfig;
@@ -21,16 +23,26 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::dynamodb_clients::{
+    BareClient, DynamoWriter, NaiveClient, PrimaryOnlyClient, TransactionClient,
+};
+use super::dynamodb_faults::{FaultInterceptor, SideFaults, injected_in};
+use super::dynamodb_relay::{RelaySource, StreamsRelay};
 use super::{PatternClient, Record, ScanSink, ServerInfo, Store, StoreContext};
-use crate::history::{OpReport, Outcome, SideOutcome};
+use crate::history::SideOutcome;
 use crate::order::{Order, order_key, parse_order_key};
-use crate::pattern::{KeyPolicy, OnConflict, OnSecondaryFailure, Pattern, PatternKind};
+use crate::pattern::{KeyPolicy, PatternKind};
 use crate::relay::RelayWorker;
-use crate::scenario::Side;
+use crate::scenario::{FaultKind, FaultSpec, Side};
 
 pub struct DynamoStore {
     ctx: StoreContext,
     clients: BTreeMap<Side, Client>,
+    /// Set-up, probe, scans, planting and clean-up: not part of the workload, so
+    /// neither its op_timeout nor its injected SDK faults apply.
+    admin: BTreeMap<Side, Client>,
+    /// SDK-side fault state per side, shared with that side's interceptors.
+    faults: BTreeMap<Side, Arc<SideFaults>>,
     info: ServerInfo,
 }
 
@@ -44,13 +56,26 @@ pub struct Tables {
 impl DynamoStore {
     pub async fn connect(ctx: StoreContext) -> anyhow::Result<Self> {
         let op_timeout = ctx.scenario.workload.op_timeout;
+        let faults: BTreeMap<Side, Arc<SideFaults>> = Side::ALL
+            .into_iter()
+            .map(|side| (side, SideFaults::new(ctx.scenario.seed ^ side as u64)))
+            .collect();
         let clients = Side::ALL
             .into_iter()
-            .map(|side| (side, sdk_client(ctx.endpoint(side), op_timeout)))
+            .map(|side| {
+                let client = sdk_client(ctx.endpoint(side), op_timeout, Some(&faults[&side]));
+                (side, client)
+            })
+            .collect();
+        let admin = Side::ALL
+            .into_iter()
+            .map(|side| (side, sdk_client(ctx.endpoint(side), ADMIN_TIMEOUT, None)))
             .collect();
         Ok(Self {
             ctx,
             clients,
+            admin,
+            faults,
             info: ServerInfo::default(),
         })
     }
@@ -71,9 +96,10 @@ pub fn tables(namespace: &str) -> Tables {
     }
 }
 
-/// An SDK client for one endpoint. Credentials come from the environment when set
-/// (never from scenario files); the local stack accepts any.
-pub fn sdk_client(endpoint: &str, op_timeout: Duration) -> Client {
+/// The SDK settings every client of this store shares, for one endpoint.
+/// Credentials come from the environment when set (never from scenario files); the
+/// local stack accepts any.
+pub fn sdk_config(endpoint: &str, op_timeout: Duration) -> aws_config::SdkConfig {
     let credentials = match (
         std::env::var("AWS_ACCESS_KEY_ID"),
         std::env::var("AWS_SECRET_ACCESS_KEY"),
@@ -99,10 +125,10 @@ pub fn sdk_client(endpoint: &str, op_timeout: Duration) -> Client {
     } else {
         format!("http://{endpoint}")
     };
-    let config = aws_sdk_dynamodb::Config::builder()
+    aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region))
-        .credentials_provider(credentials)
+        .credentials_provider(aws_credential_provider(credentials))
         .endpoint_url(url)
         .retry_config(RetryConfig::disabled())
         .timeout_config(
@@ -112,8 +138,45 @@ pub fn sdk_client(endpoint: &str, op_timeout: Duration) -> Client {
                 .operation_timeout(op_timeout)
                 .build(),
         )
-        .build();
-    Client::from_conf(config)
+        .build()
+}
+
+fn aws_credential_provider(
+    credentials: Credentials,
+) -> aws_sdk_dynamodb::config::SharedCredentialsProvider {
+    aws_sdk_dynamodb::config::SharedCredentialsProvider::new(credentials)
+}
+
+/// A DynamoDB client for one endpoint, with the side's SDK fault source installed.
+/// Bound on one page of a checker scan.
+const SCAN_PAGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on one administrative call (probe, create/delete table, plant).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(8);
+
+pub fn sdk_client(
+    endpoint: &str,
+    op_timeout: Duration,
+    faults: Option<&Arc<SideFaults>>,
+) -> Client {
+    let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk_config(endpoint, op_timeout));
+    if let Some(f) = faults {
+        config = config.interceptor(FaultInterceptor::new(f.clone()));
+    }
+    Client::from_conf(config.build())
+}
+
+/// A DynamoDB Streams client for one endpoint (moto serves Streams on the same one).
+pub fn streams_client(
+    endpoint: &str,
+    op_timeout: Duration,
+    faults: Option<&Arc<SideFaults>>,
+) -> aws_sdk_dynamodbstreams::Client {
+    let mut config =
+        aws_sdk_dynamodbstreams::config::Builder::from(&sdk_config(endpoint, op_timeout));
+    if let Some(f) = faults {
+        config = config.interceptor(FaultInterceptor::new(f.clone()));
+    }
+    aws_sdk_dynamodbstreams::Client::from_conf(config.build())
 }
 
 /// How a failed call is seen by the application: `Fail` when the request certainly
@@ -121,6 +184,10 @@ pub fn sdk_client(endpoint: &str, op_timeout: Duration) -> Client {
 pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     err: &SdkError<E, HttpResponse>,
 ) -> (SideOutcome, String) {
+    // An `sdk-error` fault raised before sending: certainly not applied.
+    if let Some(injected) = injected_in(err) {
+        return (SideOutcome::Fail, injected.code);
+    }
     match err {
         SdkError::ConstructionFailure(_) => (SideOutcome::Fail, "construction".into()),
         SdkError::TimeoutError(_) => (SideOutcome::Unknown, "timeout".into()),
@@ -138,10 +205,11 @@ pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         SdkError::ServiceError(s) if s.raw().status().as_u16() >= 500 => {
             // The server broke mid-request (moto answers HTML 500s under concurrent
             // transactions): the write may or may not have been applied.
-            (
-                SideOutcome::Unknown,
-                format!("http-{}", s.raw().status().as_u16()),
-            )
+            let class = match s.err().code() {
+                Some(code) => code.to_string(),
+                None => format!("http-{}", s.raw().status().as_u16()),
+            };
+            (SideOutcome::Unknown, class)
         }
         SdkError::ServiceError(s) => {
             let code = s.err().code().unwrap_or("ServiceError").to_string();
@@ -178,7 +246,7 @@ fn chain_mentions(err: &(dyn std::error::Error + 'static), needle: &str) -> bool
     false
 }
 
-fn error_text<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(
+pub fn error_text<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(
     err: &SdkError<E, R>,
 ) -> String {
     let mut text = err.to_string();
@@ -301,7 +369,7 @@ async fn create_table(client: &Client, name: &str, key: &str, stream: bool) -> a
 impl Store for DynamoStore {
     async fn probe(&mut self) -> anyhow::Result<()> {
         let endpoint = self.ctx.endpoint(Side::Primary).to_string();
-        self.clients[&Side::Primary].list_tables().limit(1).send().await.map_err(|e| {
+        self.admin[&Side::Primary].list_tables().limit(1).send().await.map_err(|e| {
             anyhow::anyhow!(
                 "DynamoDB at {endpoint} (primary side) does not answer: {}\n  hint: start the local stack (scripts/stack up) or check [target] in the scenario",
                 error_text(&e)
@@ -322,13 +390,21 @@ impl Store for DynamoStore {
             not_exercised: if moto {
                 vec![
                     "ClientRequestToken idempotency: moto re-executes a replayed token".into(),
-                    "TransactionConflictException: moto never raises it".into(),
+                    "TransactionConflictException: moto never raises it (inject it with an sdk-error fault)".into(),
                     "server-side throttling: moto never throttles (use sdk-error faults)".into(),
+                    "concurrent TransactWriteItems: moto is not thread-safe there and answers HTTP 500 (classified unknown)".into(),
                 ]
             } else {
                 Vec::new()
             },
         };
+        if moto && self.ctx.scenario.pattern.kind.is_async() {
+            // Read in moto's dynamodbstreams/dynamodb models (5.2.5).
+            self.info.not_exercised.extend([
+                "Streams shard rollover and splits: moto keeps one shard per table, never closed, so the relay's multi-shard and closed-shard paths do not run".to_string(),
+                "Streams 24 h retention and 15 min iterator expiry: moto never trims records or expires iterators".to_string(),
+            ]);
+        }
         Ok(())
     }
 
@@ -338,7 +414,7 @@ impl Store for DynamoStore {
 
     async fn prepare(&self) -> anyhow::Result<()> {
         let t = self.tables();
-        let client = &self.clients[&Side::Primary];
+        let client = &self.admin[&Side::Primary];
         let stream = self.ctx.scenario.pattern.kind.is_async();
         create_table(client, &t.orders, "order_id", stream).await?;
         create_table(client, &t.events, "event_id", false).await?;
@@ -357,19 +433,51 @@ impl Store for DynamoStore {
         Ok(match base.pattern.kind {
             PatternKind::Naive => Arc::new(NaiveClient(base)),
             PatternKind::Transaction => Arc::new(TransactionClient(base)),
-            other => anyhow::bail!("pattern `{other}` is not built for dynamodb yet"),
+            PatternKind::Streams | PatternKind::Outbox => Arc::new(PrimaryOnlyClient(base)),
+            other => anyhow::bail!("pattern `{other}` does not apply to dynamodb"),
         })
     }
 
     async fn relay(&self) -> anyhow::Result<Option<Arc<dyn RelayWorker>>> {
-        Ok(None)
+        let pattern = &self.ctx.scenario.pattern;
+        let source = match pattern.kind {
+            PatternKind::Streams => RelaySource::Changes,
+            PatternKind::Outbox => RelaySource::Outbox,
+            _ => return Ok(None),
+        };
+        let endpoint = self.ctx.endpoint(Side::Relay);
+        let faults = &self.faults[&Side::Relay];
+        let op_timeout = self.ctx.scenario.workload.op_timeout;
+        Ok(Some(Arc::new(StreamsRelay::new(
+            streams_client(endpoint, op_timeout, Some(faults)),
+            self.clients[&Side::Relay].clone(),
+            self.tables(),
+            source,
+            pattern.relay.idempotent,
+        ))))
+    }
+
+    async fn set_fault(&self, fault: &FaultSpec, active: bool) -> anyhow::Result<()> {
+        let FaultKind::SdkError { error, rate, when } = &fault.kind else {
+            anyhow::bail!(
+                "fault kind `{}` is not supported on dynamodb",
+                fault.kind.name()
+            );
+        };
+        let side = &self.faults[&fault.side];
+        if active {
+            side.activate(fault.index, error, *rate, *when);
+        } else {
+            side.deactivate(fault.index);
+        }
+        Ok(())
     }
 
     async fn scan(&self, side: Side, sink: &mut dyn ScanSink) -> anyhow::Result<()> {
         let t = self.tables();
         let (table, client) = match side {
-            Side::Primary => (&t.orders, &self.clients[&Side::Primary]),
-            _ => (&t.events, &self.clients[&Side::Secondary]),
+            Side::Primary => (&t.orders, &self.admin[&Side::Primary]),
+            _ => (&t.events, &self.admin[&Side::Secondary]),
         };
         let key = if side == Side::Primary {
             "order_id"
@@ -383,6 +491,17 @@ impl Store for DynamoStore {
                 .table_name(table)
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
+                .customize()
+                // A scan page of a large table takes far longer than one write: the
+                // checker must not inherit the workload's op_timeout.
+                .config_override(
+                    aws_sdk_dynamodb::config::Builder::default().timeout_config(
+                        TimeoutConfig::builder()
+                            .operation_timeout(SCAN_PAGE_TIMEOUT)
+                            .operation_attempt_timeout(SCAN_PAGE_TIMEOUT)
+                            .build(),
+                    ),
+                )
                 .send()
                 .await
                 .map_err(|e| anyhow::anyhow!("scan of {table} failed: {}", error_text(&e)))?;
@@ -421,7 +540,7 @@ impl Store for DynamoStore {
                     event_item(&record, event_id(record.order_id, KeyPolicy::Fresh)),
                 ),
             };
-            self.clients[&Side::Primary]
+            self.admin[&Side::Primary]
                 .put_item()
                 .table_name(table)
                 .set_item(Some(item))
@@ -438,7 +557,7 @@ impl Store for DynamoStore {
         } else {
             (&t.events, "event_id")
         };
-        self.clients[&Side::Primary]
+        self.admin[&Side::Primary]
             .put_item()
             .table_name(table)
             .item(attr, AttributeValue::S(key.to_string()))
@@ -448,205 +567,24 @@ impl Store for DynamoStore {
         Ok(())
     }
 
+    async fn bare_client(&self, writes: u8) -> Option<Arc<dyn PatternClient>> {
+        Some(Arc::new(BareClient {
+            primary: self.clients[&Side::Primary].clone(),
+            secondary: self.clients[&Side::Secondary].clone(),
+            tables: self.tables(),
+            writes,
+        }))
+    }
+
     async fn drop_namespace(&self) -> anyhow::Result<()> {
         let t = self.tables();
         for table in [&t.orders, &t.events] {
-            let _ = self.clients[&Side::Primary]
+            let _ = self.admin[&Side::Primary]
                 .delete_table()
                 .table_name(table)
                 .send()
                 .await;
         }
         Ok(())
-    }
-}
-
-/// What every DynamoDB pattern client holds.
-#[derive(Clone)]
-pub struct DynamoWriter {
-    pub primary: Client,
-    pub secondary: Client,
-    pub tables: Tables,
-    pub namespace: String,
-    pub pattern: Pattern,
-}
-
-impl DynamoWriter {
-    async fn put(
-        &self,
-        client: &Client,
-        table: &str,
-        item: HashMap<String, AttributeValue>,
-    ) -> (SideOutcome, Option<String>, Option<String>) {
-        match client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item))
-            .send()
-            .await
-        {
-            Ok(_) => (SideOutcome::Ok, None, None),
-            Err(e) => {
-                let (outcome, class) = classify(&e);
-                (outcome, Some(class), Some(error_text(&e)))
-            }
-        }
-    }
-}
-
-fn outcome_of(side: SideOutcome) -> Outcome {
-    match side {
-        SideOutcome::Ok | SideOutcome::Async => Outcome::Ok,
-        SideOutcome::Fail | SideOutcome::Skipped => Outcome::Fail,
-        SideOutcome::Unknown => Outcome::Unknown,
-    }
-}
-
-/// PutItem into orders, then into events; what happens when the second fails is
-/// the application's policy (`on_secondary_failure`).
-struct NaiveClient(DynamoWriter);
-
-#[async_trait]
-impl PatternClient for NaiveClient {
-    async fn write(&self, order: &Order) -> OpReport {
-        let w = &self.0;
-        let (primary, error, detail) = w.put(&w.primary, &w.tables.orders, order_item(order)).await;
-        if primary != SideOutcome::Ok {
-            return OpReport {
-                outcome: outcome_of(primary),
-                error,
-                primary,
-                secondary: SideOutcome::Skipped,
-                retries: 0,
-                detail,
-            };
-        }
-        let record = Record::of(order);
-        let mut retries = 0;
-        loop {
-            let item = event_item(&record, event_id(order.id, w.pattern.secondary_key));
-            let (secondary, error, detail) = w.put(&w.secondary, &w.tables.events, item).await;
-            if secondary == SideOutcome::Ok {
-                return OpReport::ok(primary, secondary).with_retries(retries);
-            }
-            let policy = w.pattern.on_secondary_failure;
-            if policy == OnSecondaryFailure::Retry && retries < w.pattern.retries {
-                retries += 1;
-                tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
-                continue;
-            }
-            let outcome = match policy {
-                // The error is logged and the caller hears "ok": the silent orphan.
-                OnSecondaryFailure::LogAndContinue => Outcome::Ok,
-                _ => outcome_of(secondary),
-            };
-            return OpReport {
-                outcome,
-                error,
-                primary,
-                secondary,
-                retries,
-                detail,
-            };
-        }
-    }
-}
-
-/// One TransactWriteItems with `attribute_not_exists` conditions and a client
-/// request token; retried with backoff and jitter on retryable errors.
-struct TransactionClient(DynamoWriter);
-
-impl TransactionClient {
-    fn token(&self, order: &Order) -> String {
-        match self.0.pattern.idempotency_token {
-            // Deterministic from the run and the order: a retry is the same request.
-            KeyPolicy::Stable => {
-                let mut t = format!("{}-{}", self.0.namespace, order.key());
-                t.truncate(36);
-                t
-            }
-            KeyPolicy::Fresh => format!("{:032x}", rand::random::<u128>()),
-        }
-    }
-}
-
-#[async_trait]
-impl PatternClient for TransactionClient {
-    async fn write(&self, order: &Order) -> OpReport {
-        let w = &self.0;
-        let record = Record::of(order);
-        let mut retries = 0;
-        let mut ambiguous = false;
-        let mut detail;
-        loop {
-            let put = |table: &str, item, key: &str| -> TransactWriteItem {
-                let put = Put::builder()
-                    .table_name(table)
-                    .set_item(Some(item))
-                    .condition_expression(format!("attribute_not_exists({key})"))
-                    .build()
-                    .expect("table, item and condition are set");
-                TransactWriteItem::builder().put(put).build()
-            };
-            let result = w
-                .primary
-                .transact_write_items()
-                .transact_items(put(&w.tables.orders, order_item(order), "order_id"))
-                .transact_items(put(
-                    &w.tables.events,
-                    event_item(&record, event_id(order.id, w.pattern.secondary_key)),
-                    "event_id",
-                ))
-                .client_request_token(self.token(order))
-                .send()
-                .await;
-            let (side, class) = match result {
-                Ok(_) => {
-                    return OpReport::ok(SideOutcome::Ok, SideOutcome::Ok).with_retries(retries);
-                }
-                Err(e) => {
-                    let (side, class) = classify(&e);
-                    detail = Some(error_text(&e));
-                    let condition_failed = e
-                        .as_service_error()
-                        .map(|s| format!("{s:?}").contains("ConditionalCheckFailed"))
-                        .unwrap_or(false);
-                    if condition_failed && ambiguous {
-                        // An earlier attempt whose answer was lost did commit.
-                        return OpReport::ok(SideOutcome::Ok, SideOutcome::Ok)
-                            .with_retries(retries);
-                    }
-                    (side, class)
-                }
-            };
-            ambiguous |= side == SideOutcome::Unknown;
-            let conflict =
-                class.contains("TransactionConflict") || class.contains("TransactionInProgress");
-            let retryable = side == SideOutcome::Unknown
-                || conflict
-                || class.contains("Throughput")
-                || class.contains("Throttling")
-                || class == "refused"
-                || class == "connect-timeout";
-            let drop = conflict && w.pattern.on_conflict == OnConflict::Drop;
-            if retryable && !drop && retries < w.pattern.retries {
-                retries += 1;
-                tokio::time::sleep(backoff(w.pattern.backoff, retries)).await;
-                continue;
-            }
-            let side = if ambiguous && side == SideOutcome::Fail {
-                SideOutcome::Unknown
-            } else {
-                side
-            };
-            return OpReport {
-                outcome: outcome_of(side),
-                error: Some(class),
-                primary: side,
-                secondary: side,
-                retries,
-                detail,
-            };
-        }
     }
 }

@@ -4,7 +4,14 @@
 //!
 //! Adding a store = one new file implementing [`Store`] + one arm in [`connect`].
 
+pub mod cassandra;
+mod cassandra_relay;
 pub mod dynamodb;
+pub mod dynamodb_clients;
+pub mod dynamodb_faults;
+pub mod dynamodb_relay;
+pub mod mongodb;
+mod mongodb_relay;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -114,6 +121,14 @@ pub trait Store: Send + Sync {
         )
     }
 
+    /// Benchmark only: a client doing the pattern's raw writes with no policy logic
+    /// (`writes` = 1: the primary only, the single-write baseline; 2: both sides),
+    /// to measure dualwrite's own overhead. `None` where not built.
+    async fn bare_client(&self, writes: u8) -> Option<Arc<dyn PatternClient>> {
+        let _ = writes;
+        None
+    }
+
     /// Drops the run's namespace.
     async fn drop_namespace(&self) -> anyhow::Result<()>;
 }
@@ -122,8 +137,8 @@ pub trait Store: Send + Sync {
 pub async fn connect(ctx: StoreContext) -> anyhow::Result<Box<dyn Store>> {
     let mut store: Box<dyn Store> = match ctx.scenario.target.store {
         StoreKind::DynamoDb => Box::new(dynamodb::DynamoStore::connect(ctx).await?),
-        StoreKind::Cassandra => anyhow::bail!("the cassandra store is not built yet"),
-        StoreKind::MongoDb => anyhow::bail!("the mongodb store is not built yet"),
+        StoreKind::Cassandra => Box::new(cassandra::CassandraStore::connect(ctx).await?),
+        StoreKind::MongoDb => Box::new(mongodb::MongoStore::connect(ctx).await?),
     };
     store.probe().await?;
     Ok(store)

@@ -66,7 +66,8 @@ impl Scratch {
         let latest = self.results().join(&scenario.name).join("latest");
         let result = RunResult::read(&latest)
             .unwrap_or_else(|e| panic!("no result ({e:#}); exit {code}\n{stdout}\n{stderr}"));
-        let (_, history) = History::read_jsonl(&latest.join("history.jsonl")).expect("history");
+        let (_, history) = History::read_jsonl(&latest.join("history.jsonl"))
+            .unwrap_or_else(|e| panic!("no history ({e}); exit {code}\n{stdout}\n{stderr}"));
         Run {
             code,
             result,

@@ -1,7 +1,11 @@
 //! End-to-end tests against the real local stack (scripts/stack up): Toxiproxy and
 //! the real servers. One test binary, one module per topic.
 
+mod cassandra;
 mod cli;
 mod common;
 mod dynamodb;
+mod dynamodb_patterns;
+mod mongodb;
+mod reliability;
 mod reports;

@@ -1,0 +1,606 @@
+//! `dualwrite bench`: the harness measured against itself and against the bare
+//! client, side by side in one run, reported as ratios (the machine is shared and
+//! noisy, so absolute numbers from different runs do not compare). Benchmarks
+//! report; they never assert wall-clock times in the test suite.
+
+use async_trait::async_trait;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use hdrhistogram::Histogram;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+use crate::checker::{self, CollectedScan};
+use crate::driver::{self, DriveSpec, LiveCounters};
+use crate::history::{History, HistoryWriter, OpReport, OpSummary, Outcome, SideOutcome};
+use crate::order::Order;
+use crate::pattern::PatternKind;
+use crate::run::{self, RunOptions};
+use crate::scenario::{self, Field, Scenario, Side, StoreKind};
+use crate::store::{self, PatternClient, Record, ScanSink};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Stores to measure (comma separated): dynamodb, cassandra, mongodb.
+    #[arg(
+        long,
+        default_value = "dynamodb,cassandra,mongodb",
+        value_delimiter = ','
+    )]
+    pub stores: Vec<String>,
+    /// Operations for the driver-ceiling and history-cost figures (no I/O sink).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub sink_ops: u64,
+    /// Records per side for the in-memory checker figure.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub checker_records: u64,
+    /// Shorter loads (for a quick look; the figures get noisier).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where the bench's own runs are written.
+    #[arg(long, default_value = "results/bench")]
+    pub results_dir: PathBuf,
+}
+
+/// A sink that does no I/O: benchmark only, never presented as a store.
+struct NullClient;
+
+#[async_trait]
+impl PatternClient for NullClient {
+    async fn write(&self, _order: &Order) -> OpReport {
+        OpReport::ok(SideOutcome::Ok, SideOutcome::Ok)
+    }
+}
+
+fn rss_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Summary(Vec<String>);
+
+impl Summary {
+    fn add(&mut self, line: String) {
+        println!("{line}");
+        self.0.push(line);
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "MET" } else { "NOT MET" }
+}
+
+pub async fn main(args: BenchArgs) -> i32 {
+    let mut summary = Summary(Vec::new());
+    println!(
+        "# dualwrite bench ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let ceiling = driver_ceiling(args.sink_ops, &mut summary).await;
+    checker_memory(args.checker_records, &mut summary);
+    let mut fastest_store: f64 = 0.0;
+    for name in args.stores.iter().filter(|s| !s.is_empty()) {
+        let Some(store) = StoreKind::parse(name) else {
+            eprintln!("error: unknown store `{name}`; use dynamodb, cassandra, mongodb");
+            return crate::exit::BAD_INPUT;
+        };
+        match store_figures(store, &args, &mut summary).await {
+            Ok(max) => fastest_store = fastest_store.max(max),
+            Err(e) => summary.add(format!("{store}: skipped ({e:#})")),
+        }
+    }
+    if fastest_store > 0.0 {
+        let ratio = ceiling / fastest_store;
+        summary.add(format!(
+            "SUMMARY driver ceiling: {ceiling:.0} ops/s = {ratio:.0}x the fastest store here ({fastest_store:.0} ops/s); goal >= 100x: {}",
+            met(ratio >= 100.0)
+        ));
+    }
+    println!("\n## Summary");
+    for line in summary.0.iter().filter(|l| l.starts_with("SUMMARY")) {
+        println!("{}", line.trim_start_matches("SUMMARY "));
+    }
+    crate::exit::PASS
+}
+
+/// Driver ceiling and history cost: the scheduler, history and histograms against a
+/// sink that does no I/O, with the history streamed to a file as in a real run.
+async fn driver_ceiling(ops: u64, summary: &mut Summary) -> f64 {
+    let dir = tempfile_dir();
+    let writer = HistoryWriter::create(&dir.join("history.jsonl")).ok();
+    let before = rss_kb("VmRSS:");
+    let spec = DriveSpec {
+        seed: 1,
+        rate: 1e9,
+        ops,
+        concurrency: 64,
+        customers: 1000,
+        payload_bytes: 64,
+        op_deadline: Duration::from_secs(10),
+    };
+    let (_tx, stop) = watch::channel(false);
+    let started = Instant::now();
+    let t0 = Instant::now();
+    let result = driver::drive(
+        Arc::new(NullClient),
+        spec,
+        t0,
+        writer,
+        stop,
+        Arc::new(LiveCounters::default()),
+    )
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let (stats, history, writer) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            summary.add(format!("driver ceiling: failed: {e:#}"));
+            return 0.0;
+        }
+    };
+    if let Some(w) = writer {
+        let _ = w.finish();
+    }
+    let after = rss_kb("VmRSS:");
+    let rate = stats.issued as f64 / elapsed;
+    let per_op = (after.saturating_sub(before) * 1024) as f64 / ops as f64;
+    let file = std::fs::metadata(dir.join("history.jsonl")).map_or(0, |m| m.len());
+    summary.add(format!(
+        "driver ceiling: {} ops through the scheduler, history and histograms in {elapsed:.2}s = {rate:.0} ops/s (history file {:.0} MB streamed to disk)",
+        stats.issued,
+        file as f64 / 1e6
+    ));
+    summary.add(format!(
+        "SUMMARY history cost: resident memory grew {:.1} MB over {ops} operations = {per_op:.1} B/op (in-memory summary {} B/op); goal <= 64 B/op: {}",
+        after.saturating_sub(before) as f64 / 1024.0,
+        std::mem::size_of::<OpSummary>(),
+        met(per_op <= 64.0)
+    ));
+    drop(history);
+    let _ = std::fs::remove_dir_all(&dir);
+    rate
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dualwrite-bench-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// Checker memory and speed on synthetic records (no store can hold 2 x 1M records
+/// and be scanned in a reasonable time on this machine; the real-scan ratio is
+/// measured per store below on a smaller table).
+fn checker_memory(records: u64, summary: &mut Summary) {
+    let hwm_before = rss_kb("VmRSS:");
+    let mut history = History::with_capacity(records as usize);
+    let mut p = CollectedScan::default();
+    let mut s = CollectedScan::default();
+    for id in 0..records {
+        history.record(
+            id,
+            OpSummary::new(
+                Outcome::Ok,
+                SideOutcome::Ok,
+                SideOutcome::Ok,
+                (id / 100) as u32,
+            ),
+        );
+        let r = Record {
+            order_id: id,
+            customer_id: id % 1000,
+            amount_cents: id,
+        };
+        // A permutation (7919 is prime and divides no power of ten): scans return
+        // records in arbitrary order.
+        let shuffled = id.wrapping_mul(7919) % records;
+        p.record(Record {
+            order_id: shuffled,
+            customer_id: shuffled % 1000,
+            amount_cents: shuffled,
+        });
+        s.record(r);
+    }
+    let started = Instant::now();
+    let report = checker::check(
+        p,
+        s,
+        &history,
+        &[Field::CustomerId, Field::AmountCents],
+        &[],
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    let grew = rss_kb("VmHWM:").saturating_sub(hwm_before) * 1024;
+    let per_record = grew as f64 / (2 * records) as f64;
+    summary.add(format!(
+        "SUMMARY checker memory: {records} records per side compared in {elapsed:.2}s ({:.0} records/s), peak memory {per_record:.1} B/record (incl. history); goal <= 64 B/record: {} (divergence found: {}, expected 0)",
+        (2 * records) as f64 / elapsed,
+        met(per_record <= 64.0),
+        report.divergence
+    ));
+}
+
+fn scenario_text(
+    store: StoreKind,
+    pattern: &str,
+    rate: f64,
+    limit: &str,
+    concurrency: usize,
+    extra: &str,
+) -> String {
+    let server = if store == StoreKind::MongoDb {
+        "server = \"mongoeco\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "name = \"bench-{store}-{pattern}\"\n[target]\nstore = \"{store}\"\n{server}[pattern]\nname = \"{pattern}\"\n{extra}[workload]\nrate = {rate}\n{limit}\nconcurrency = {concurrency}\nop_timeout = \"5s\"\n[check]\nsettle = \"10s\"\n[expect]\ndivergence = \"any\"\norphans = \"any\"\nlost_acks = \"any\"\nduplicates = \"any\"\nghosts = \"any\"\n"
+    )
+}
+
+fn parse(text: &str) -> anyhow::Result<Scenario> {
+    Ok(scenario::parse(Path::new("bench.toml"), text)?)
+}
+
+async fn run_one(text: &str, args: &BenchArgs) -> anyhow::Result<crate::result::RunResult> {
+    let opts = RunOptions {
+        results_dir: args.results_dir.clone(),
+        quiet: true,
+        verbose: false,
+        check_on_interrupt: false,
+        keep_data: false,
+        stack_state: PathBuf::from(".stack"),
+        stack_script: PathBuf::from("scripts/stack"),
+    };
+    let (_tx, rx) = watch::channel(false);
+    Ok(run::run_scenario(parse(text)?, &opts, rx).await?.0)
+}
+
+/// A closed loop of `concurrency` tasks calling `client` until `ops` are done.
+async fn bare_loop(
+    client: Arc<dyn PatternClient>,
+    ops: u64,
+    concurrency: usize,
+) -> (f64, Histogram<u64>) {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next) = (client.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h =
+                Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+            loop {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                if id >= ops {
+                    return h;
+                }
+                let order = Order::generate(9, id, 1000, 64);
+                let t = Instant::now();
+                client.write(&order).await;
+                h.saturating_record(t.elapsed().as_micros() as u64);
+            }
+        }));
+    }
+    let mut all = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    for t in tasks {
+        if let Ok(h) = t.await {
+            let _ = all.add(h);
+        }
+    }
+    (ops as f64 / started.elapsed().as_secs_f64(), all)
+}
+
+/// Every figure for one store. Returns the store's maximum throughput.
+async fn store_figures(
+    store: StoreKind,
+    args: &BenchArgs,
+    summary: &mut Summary,
+) -> anyhow::Result<f64> {
+    println!("\n## {store}");
+    let secs = if args.quick { 3 } else { 6 };
+    let sat_ops: u64 = if args.quick { 600 } else { 2000 };
+    let concurrency = 16;
+
+    // Overhead versus the bare client, interleaved A B A B so drift hits both.
+    let probe = Arc::new(parse(&scenario_text(
+        store, "naive", 10.0, "ops = 1", 1, "",
+    ))?);
+    let (bare_store, _) = store::connect_fresh(probe.clone()).await?;
+    let Some(bare) = bare_store.bare_client(2).await else {
+        anyhow::bail!("no bare client for {store} yet");
+    };
+    let (mut dw_tps, mut dw_p50, mut bare_tps, mut bare_p50) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let r = run_one(
+            &scenario_text(
+                store,
+                "naive",
+                100_000.0,
+                &format!("ops = {sat_ops}"),
+                concurrency,
+                "",
+            ),
+            args,
+        )
+        .await?;
+        dw_tps.push(r.workload.achieved_tps);
+        dw_p50.push(r.service_ms.p50);
+        let (tps, h) = bare_loop(bare.clone(), sat_ops, concurrency).await;
+        bare_tps.push(tps);
+        bare_p50.push(h.value_at_quantile(0.5) as f64 / 1000.0);
+    }
+    let _ = bare_store.drop_namespace().await;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (tps_ratio, p50_ratio) = (
+        mean(&dw_tps) / mean(&bare_tps),
+        mean(&dw_p50) / mean(&bare_p50),
+    );
+    summary.add(format!(
+        "SUMMARY overhead ({store} naive, concurrency {concurrency}, {sat_ops} ops x2 interleaved): dualwrite {:.0} ops/s vs bare loop {:.0} ops/s = {tps_ratio:.3}; p50 {:.2} ms vs {:.2} ms = {p50_ratio:.3}; goal >= 0.95 and p50 within 5%: {}",
+        mean(&dw_tps),
+        mean(&bare_tps),
+        mean(&dw_p50),
+        mean(&bare_p50),
+        met(tps_ratio >= 0.95 && (p50_ratio - 1.0).abs() <= 0.05)
+    ));
+    let max_tps = mean(&dw_tps).max(mean(&bare_tps));
+
+    // Rate accuracy up to (and past) what the store absorbs.
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "target/s",
+        "achieved/s",
+        "ratio",
+        "delayed ops",
+        "p50 ms",
+        "p99 ms",
+        "note",
+    ]);
+    let mut worst_below: f64 = f64::INFINITY;
+    for fraction in [0.1, 0.4, 0.8, 1.5] {
+        let rate = ((max_tps * fraction) / 10.0).round().max(1.0) * 10.0;
+        let r = run_one(
+            &scenario_text(
+                store,
+                "naive",
+                rate,
+                &format!("duration = \"{secs}s\""),
+                64,
+                "",
+            ),
+            args,
+        )
+        .await?;
+        let ratio = r.workload.achieved_tps / rate;
+        let saturated = fraction > 1.0;
+        if !saturated {
+            worst_below = worst_below.min(ratio);
+        }
+        table.add_row(vec![
+            format!("{rate:.0}"),
+            format!("{:.1}", r.workload.achieved_tps),
+            format!("{ratio:.3}"),
+            r.workload.delayed.to_string(),
+            format!("{:.2}", r.latency_ms.p50),
+            format!("{:.2}", r.latency_ms.p99),
+            if saturated {
+                "above capacity: delayed ops counted, latency from intended start".into()
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    println!("rate accuracy (naive, no faults, {secs}s per rate):\n{table}");
+    summary.add(format!(
+        "SUMMARY rate accuracy ({store}): worst achieved/target {worst_below:.3} at rates up to 0.8x capacity ({max_tps:.0} ops/s); goal >= 0.99: {}",
+        met(worst_below >= 0.99)
+    ));
+
+    // Pattern-overhead table against the single-write baseline, same rate, no faults.
+    let rate = (max_tps * 0.3 / 10.0).round().max(1.0) * 10.0;
+    let single = bare_store_single(store, probe.clone(), rate, secs).await?;
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "pattern",
+        "p50 ms",
+        "p99 ms",
+        "p50 / single",
+        "p99 / single",
+        "max ops/s",
+        "max / single",
+    ]);
+    table.add_row(vec![
+        "single write (baseline)".to_string(),
+        format!("{:.2}", single.0),
+        format!("{:.2}", single.1),
+        "1.00".into(),
+        "1.00".into(),
+        format!("{:.0}", single.2),
+        "1.00".into(),
+    ]);
+    for kind in PatternKind::ALL
+        .into_iter()
+        .filter(|k| k.applies_to(store).is_ok())
+    {
+        let variants: Vec<(&str, &str)> = match kind {
+            PatternKind::LoggedBatch => vec![
+                ("same", "partitioning = \"same\"\n"),
+                ("cross", "partitioning = \"cross\"\n"),
+            ],
+            PatternKind::Naive if store == StoreKind::Cassandra => {
+                vec![("", ""), ("lwt", "lwt_insert = true\n")]
+            }
+            PatternKind::Outbox | PatternKind::Streams if store == StoreKind::MongoDb => {
+                vec![("poll", "[pattern.relay]\nmode = \"poll\"\n")]
+            }
+            _ => vec![("", "")],
+        };
+        for (label, extra) in variants {
+            let name = if label.is_empty() {
+                kind.name().to_string()
+            } else {
+                format!("{kind} ({label})")
+            };
+            let at_rate = run_one(
+                &scenario_text(
+                    store,
+                    kind.name(),
+                    rate,
+                    &format!("duration = \"{secs}s\""),
+                    64,
+                    extra,
+                ),
+                args,
+            )
+            .await;
+            let max = run_one(
+                &scenario_text(
+                    store,
+                    kind.name(),
+                    100_000.0,
+                    &format!("ops = {sat_ops}"),
+                    concurrency,
+                    extra,
+                ),
+                args,
+            )
+            .await;
+            match (at_rate, max) {
+                (Ok(a), Ok(m)) => table.add_row(vec![
+                    name,
+                    format!("{:.2}", a.latency_ms.p50),
+                    format!("{:.2}", a.latency_ms.p99),
+                    format!("{:.2}", a.latency_ms.p50 / single.0),
+                    format!("{:.2}", a.latency_ms.p99 / single.1),
+                    format!("{:.0}", m.workload.achieved_tps),
+                    format!("{:.2}", m.workload.achieved_tps / single.2),
+                ]),
+                (Err(e), _) | (_, Err(e)) => {
+                    table.add_row(vec![name, format!("not run: {}", first_line(&e))])
+                }
+            };
+        }
+    }
+    println!(
+        "pattern overhead ({store}, {rate}/s for {secs}s for latency; {sat_ops} ops at concurrency {concurrency} for max):\n{table}"
+    );
+
+    // Checker cost on the real store: scan + compare versus a bare scan.
+    checker_on_store(store, probe, if args.quick { 500 } else { 3000 }, summary).await?;
+    Ok(max_tps)
+}
+
+fn first_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(80)
+        .collect()
+}
+
+/// The single-write baseline through the same driver: p50, p99 at `rate`, and max.
+async fn bare_store_single(
+    store: StoreKind,
+    probe: Arc<Scenario>,
+    rate: f64,
+    secs: u64,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let (s, _) = store::connect_fresh(probe).await?;
+    let client = s
+        .bare_client(1)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no bare client for {store}"))?;
+    let spec = DriveSpec {
+        seed: 3,
+        rate,
+        ops: (rate * secs as f64) as u64,
+        concurrency: 64,
+        customers: 1000,
+        payload_bytes: 64,
+        op_deadline: Duration::from_secs(10),
+    };
+    let (_tx, stop) = watch::channel(false);
+    let (stats, _, _) = driver::drive(
+        client.clone(),
+        spec,
+        Instant::now(),
+        None,
+        stop,
+        Arc::default(),
+    )
+    .await?;
+    let (max, _) = bare_loop(client, 1000, 16).await;
+    let _ = s.drop_namespace().await;
+    Ok((
+        stats.latency_us.value_at_quantile(0.5) as f64 / 1000.0,
+        stats.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
+        max,
+    ))
+}
+
+struct Counting(u64);
+
+impl ScanSink for Counting {
+    fn record(&mut self, _record: Record) {
+        self.0 += 1;
+    }
+    fn foreign(&mut self, _key: &str) {
+        self.0 += 1;
+    }
+}
+
+async fn checker_on_store(
+    store: StoreKind,
+    probe: Arc<Scenario>,
+    records: u64,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let (s, _) = store::connect_fresh(probe.clone()).await?;
+    let Some(writer) = s.bare_client(2).await else {
+        return Ok(());
+    };
+    let _ = bare_loop(writer, records, 16).await;
+    let mut history = History::with_capacity(records as usize);
+    for id in 0..records {
+        history.record(
+            id,
+            OpSummary::new(Outcome::Ok, SideOutcome::Ok, SideOutcome::Ok, 0),
+        );
+    }
+    let (mut bare, mut full) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let t = Instant::now();
+        let mut c = Counting(0);
+        s.scan(Side::Primary, &mut c).await?;
+        s.scan(Side::Secondary, &mut c).await?;
+        bare.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let (mut p, mut q) = (CollectedScan::default(), CollectedScan::default());
+        s.scan(Side::Primary, &mut p).await?;
+        s.scan(Side::Secondary, &mut q).await?;
+        let report = checker::check(p, q, &history, &probe.check.fields, &[]);
+        full.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(report.divergence == 0, "bare writes diverged: {report:?}");
+    }
+    let _ = s.drop_namespace().await;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let ratio = mean(&bare) / mean(&full);
+    summary.add(format!(
+        "SUMMARY checker cost ({store}, {records} records per side, x2 interleaved): scan+compare {:.0} records/s vs bare scan {:.0} records/s = {ratio:.3}; goal >= 0.9: {}",
+        (2 * records) as f64 / mean(&full),
+        (2 * records) as f64 / mean(&bare),
+        met(ratio >= 0.9)
+    ));
+    Ok(())
+}
