@@ -85,8 +85,8 @@ fn every_format_from_real_dynamodb_runs() {
         let page = std::fs::read_to_string(s.path().join(format!("report-{name}.html"))).unwrap();
         assert_eq!(page.matches("<svg").count(), 3);
         assert!(
-            page.contains(&format!("name = \"{name}\"")),
-            "scenario text"
+            page.contains(&format!("name = &quot;{name}&quot;")),
+            "scenario text, HTML-escaped"
         );
         // Rebuilt later from the run directory alone: the same page.
         let again = s.path().join("again.html");
