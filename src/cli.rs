@@ -386,10 +386,22 @@ async fn run(args: RunArgs) -> i32 {
                     this
                 }
             }
-            Ok(Err(e)) => {
+            Ok(Err(failed)) => {
                 // Scenario errors were caught before the run: what is left is the
                 // environment (store, proxy, results directory).
-                eprintln!("error: {e:#}");
+                eprintln!("error: {:#}", failed.error);
+                // The error result on disk still belongs in the summary and JUnit.
+                if let Some(written) = failed.written {
+                    let (result, dir) = *written;
+                    if !json {
+                        println!("result: {}", dir.result_file().display());
+                    }
+                    finished.push(result);
+                    let r = finished.last().expect("just pushed");
+                    if let Err(e) = run_outputs(&args, r, &dir.path, &finished, several) {
+                        eprintln!("error: {e:#}");
+                    }
+                }
                 exit::INFRA
             }
             Err(panic) => {

@@ -131,13 +131,22 @@ fn run_dir_of(p: &Path) -> PathBuf {
 pub fn write_html(r: &RunResult, run_dir: &Path, out: &Path) -> anyhow::Result<()> {
     let scenario = std::fs::read_to_string(run_dir.join("scenario.toml")).ok();
     let html = report::html::render(r, scenario.as_deref());
-    result::write_atomic(out, html.as_bytes())
+    write_output(out, html.as_bytes())
         .with_context(|| format!("cannot write the HTML report {}", out.display()))
 }
 
 pub fn write_junit(runs: &[RunResult], policy: FailOn, out: &Path) -> anyhow::Result<()> {
-    result::write_atomic(out, report::junit::render(runs, policy).as_bytes())
+    write_output(out, report::junit::render(runs, policy).as_bytes())
         .with_context(|| format!("cannot write the JUnit file {}", out.display()))
+}
+
+/// Writes a report file the user named, making its directory first: a missing
+/// `reports/` must not turn a finished run into an infrastructure error.
+pub fn write_output(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    result::write_atomic(out, bytes)
 }
 
 /// The exit code of one finished run under a gate policy.
@@ -211,7 +220,7 @@ pub fn history(run: &Path, out: Option<&Path>) -> i32 {
     };
     let text = report::jepsen::export(&entries);
     match out {
-        Some(path) => match result::write_atomic(path, text.as_bytes()) {
+        Some(path) => match write_output(path, text.as_bytes()) {
             Ok(()) => exit::PASS,
             Err(e) => {
                 eprintln!("error: cannot write {}: {e}", path.display());
