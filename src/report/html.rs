@@ -100,7 +100,9 @@ fn overview(r: &RunResult) -> String {
             "run",
             escape(&format!(
                 "{} · {} → {}",
-                r.run_id, r.started_at, r.finished_at
+                r.run_id,
+                readable_time(&r.started_at),
+                readable_time(&r.finished_at)
             )),
         ),
         (
@@ -443,4 +445,16 @@ fn server(r: &RunResult) -> String {
         s.push_str("</ul>\n");
     }
     s
+}
+
+/// `2026-11-28T13:15:24.249470479+00:00` -> `2026-11-28 13:15:24 UTC` (the result
+/// keeps full precision); anything unparsable is shown as it is.
+fn readable_time(t: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| {
+            d.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| t.to_string())
 }

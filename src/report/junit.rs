@@ -40,10 +40,10 @@ pub fn render(runs: &[RunResult], policy: FailOn) -> String {
         cases.push_str(&format!(
             "      <system-out>{}</system-out>\n",
             escape(&format!(
-                "run {} on {} {}: {:.1}/s of {}/s, p50 {} ms, p99 {} ms; {}",
+                "run {} on {}: {:.1}/s of {}/s, p50 {} ms, p99 {} ms; {}",
                 r.run_id,
-                r.server.product,
-                r.server.version,
+                // moto reports no version: no dangling space before the colon.
+                format!("{} {}", r.server.product, r.server.version).trim_end(),
                 r.workload.achieved_tps,
                 r.workload.target_tps,
                 r.latency_ms.p50,

@@ -81,8 +81,10 @@ pub fn render(c: &Chart) -> String {
     let (y_step, y_max) = if data_max <= 0.0 {
         (1.0, 1.0)
     } else {
+        // At least 15% headroom: the fault labels sit at the top of the plot and
+        // must not be drawn over the tallest bar or line.
         let step = nice_step(data_max, 5.0);
-        (step, (data_max / step).ceil().max(1.0) * step)
+        (step, (data_max * 1.15 / step).ceil().max(1.0) * step)
     };
     let pw = W - LEFT - RIGHT;
     let ph = H - TOP - BOTTOM;
