@@ -297,3 +297,45 @@ fn infrastructure_errors_appear_in_summaries() {
         .unwrap();
     assert_eq!(stdout(&parsed), "2 0 2 2\n");
 }
+
+/// JUnit from a real failing run (naive, secondary down for 1 s: exit 1) is read
+/// back by a real XML parser and reports the failure with the run's own counts.
+#[test]
+fn junit_reports_the_failure_of_a_real_failing_run() {
+    let _guard = lock("dynamodb");
+    let s = Scratch::new();
+    let text = scenario("e2e-report-fail", "naive").replace(
+        "name = \"naive\"",
+        "name = \"naive\"\non_secondary_failure = \"log-and-continue\"",
+    ) + "[[faults]]\nkind = \"down\"\nside = \"secondary\"\nstart = \"0.5s\"\nduration = \"1s\"\n";
+    let file = s.write("fail.toml", &text);
+    let junit = s.path().join("junit.xml");
+    let out = s.dualwrite(&[
+        "run",
+        file.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let r = RunResult::read(&s.results().join("e2e-report-fail/latest")).unwrap();
+    assert!(r.checker.orphans > 0, "{:?}", r.checker);
+    let parsed = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys,xml.etree.ElementTree as E;s=E.parse(sys.argv[1]).getroot().find('testsuite');f=s.find('testcase/failure');print(s.get('tests'),s.get('failures'),s.get('errors'),f.get('type'));print(f.get('message'))",
+        ])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    let text = stdout(&parsed);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("1 1 0 divergence"), "{text}");
+    let message = lines.next().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!("divergence {}:", r.checker.divergence))
+            && message.contains(&format!("orphans {}", r.checker.orphans)),
+        "{message} vs {:?}",
+        r.checker
+    );
+}
