@@ -47,7 +47,13 @@ pub fn render(r: &RunResult, scenario_text: Option<&str>) -> String {
         h.push_str("</ul>\n");
     }
     h.push_str("<h2>Over time</h2>\n");
-    h.push_str(&charts(r));
+    if r.timeline.is_empty() {
+        // An error before the load (store or proxy unreachable): empty axes
+        // would only suggest a run that measured nothing.
+        h.push_str("<p class=\"muted\">No load ran: nothing to chart.</p>\n");
+    } else {
+        h.push_str(&charts(r));
+    }
     h.push_str(&counts(r));
     h.push_str(&attribution(r));
     h.push_str(&fault_windows(r));
@@ -89,12 +95,13 @@ fn overview(r: &RunResult) -> String {
     let mut rows = vec![
         (
             "store / pattern",
-            escape(&format!(
-                "{} ({}) / {}",
-                r.target,
-                format!("{} {}", r.server.product, r.server.version).trim(),
-                r.pattern
-            )),
+            escape(
+                &match format!("{} {}", r.server.product, r.server.version).trim() {
+                    // The server was never reached.
+                    "" => format!("{} / {}", r.target, r.pattern),
+                    server => format!("{} ({server}) / {}", r.target, r.pattern),
+                },
+            ),
         ),
         (
             "run",

@@ -314,6 +314,22 @@ fn unchecked_runs_show_no_counts() {
 }
 
 #[test]
+fn html_of_a_run_that_never_reached_the_store() {
+    let mut r = naive();
+    r.checked = false;
+    r.verdict = Verdict::Error;
+    r.timeline.clear();
+    r.server = ServerInfo::default();
+    let page = crate::report::html::render(&r, None);
+    assert_eq!(page.matches("<svg").count(), 0, "no empty charts");
+    assert!(page.contains("No load ran"));
+    assert!(
+        page.contains("dynamodb / naive"),
+        "no empty () for the server"
+    );
+}
+
+#[test]
 fn markdown_escapes_pipes() {
     let mut r = naive();
     r.scenario.name = "a|b".into();
