@@ -4,11 +4,12 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use tokio::sync::watch;
 
+use crate::commands;
 use crate::exit;
 use crate::fault::{self, toxiproxy::Toxiproxy};
 use crate::pattern::PatternKind;
-use crate::report;
-use crate::result::Verdict;
+use crate::report::{self, Format, gate::FailOn};
+use crate::result::RunResult;
 use crate::run::{self, RunOptions};
 use crate::scenario::{self, FaultKind, Side, SideEndpoint, StoreKind};
 
@@ -23,8 +24,30 @@ Exit codes:
 Examples:
   dualwrite run scenarios/dynamo-naive.toml
   dualwrite run scenarios/*.toml --results-dir /tmp/results
+  dualwrite run scenarios/*.toml --junit junit.xml --fail-on any-divergence
+  dualwrite compare results/ --format markdown --baseline results/dynamo-naive/latest
+  dualwrite report results/dynamo-naive/latest --html report.html
+  dualwrite history results/dynamo-naive/latest --format jepsen > history.jsonl
   dualwrite validate scenarios/*.toml
-  dualwrite list";
+  dualwrite list
+
+Colour: only on a terminal, never when NO_COLOR is set.";
+
+const COMPARE_HELP: &str = "\
+Inputs: result.json files, run directories, scenario directories (their latest run),
+a results directory (the latest run of each scenario), or quoted globs of these.
+
+Columns (for --columns and --sort): scenario, run_id, store, pattern, faults,
+target_tps, achieved_tps, p50_ms, p99_ms, p999_ms, latency_ratio, throughput_ratio,
+orphans, ghosts, duplicates, mismatches, lost_acks, strays, divergence, ttc_p99_ms,
+verdict. Ratios need --baseline: latency_ratio = p50 / baseline p50,
+throughput_ratio = achieved / baseline achieved.
+
+Examples:
+  dualwrite compare results/
+  dualwrite compare 'results/dynamo-*/latest' --format markdown --baseline results/dynamo-naive/latest
+  dualwrite compare results/ --sort divergence:desc --columns scenario,pattern,p99_ms,divergence,verdict
+  dualwrite compare results/ --format csv > runs.csv";
 
 #[derive(Debug, Parser)]
 #[command(name = "dualwrite", version, about = "How much data does each dual-write pattern lose or duplicate under faults? Runs it against the real store and counts.", after_help = AFTER_HELP)]
@@ -45,6 +68,64 @@ pub enum Command {
     },
     /// Patterns x stores, and fault kinds.
     List,
+    /// Compare runs side by side: one row per run (from result files only).
+    #[command(after_help = COMPARE_HELP)]
+    Compare {
+        /// Result files, run directories, results directories or globs.
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// The run the latency and throughput ratios are relative to.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Sort rows by a column: COL, COL:asc or COL:desc.
+        #[arg(long, value_name = "COL")]
+        sort: Option<String>,
+        /// Comma-separated columns to show, in this order.
+        #[arg(long, value_name = "a,b,c")]
+        columns: Option<String>,
+    },
+    /// Rebuild the reports of one run from its directory (HTML, JUnit, summary).
+    #[command(
+        after_help = "Examples:\n  dualwrite report results/dynamo-naive/latest --html report.html\n  dualwrite report results/dynamo-naive/latest --junit junit.xml --fail-on any-divergence\n  dualwrite report results/dynamo-naive/latest --format json"
+    )]
+    Report {
+        /// A run directory (or its result.json, or a scenario directory: its latest run).
+        run: PathBuf,
+        /// Write a self-contained HTML report with charts here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Write JUnit XML here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "expect")]
+        fail_on: FailOn,
+        /// `table` prints the summary; `json` prints the result document.
+        #[arg(long, value_enum, default_value = "table")]
+        format: SummaryFormat,
+    },
+    /// Export a run's history for other checkers (docs/HISTORY.md).
+    #[command(
+        after_help = "Examples:\n  dualwrite history results/dynamo-naive/latest --format jepsen > history.jsonl"
+    )]
+    History {
+        /// A run directory holding history.jsonl.
+        run: PathBuf,
+        #[arg(long, value_enum, default_value = "jepsen")]
+        format: HistoryFormat,
+        /// Write here instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  dualwrite completions bash > ~/.local/share/bash-completion/completions/dualwrite\n  dualwrite completions zsh > ~/.zfunc/_dualwrite\n  dualwrite completions fish > ~/.config/fish/completions/dualwrite.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Measure the harness: rate accuracy, overhead versus the bare client, driver
     /// ceiling, checker and history cost, pattern-overhead table.
     Bench(crate::bench::BenchArgs),
@@ -81,6 +162,30 @@ pub struct RunArgs {
     /// Local stack state directory (pids of managed servers, for process faults).
     #[arg(long, default_value = ".stack", env = "DUALWRITE_STATE")]
     pub stack_state: PathBuf,
+    /// Write an HTML report here (several scenarios: FILE-<scenario>.html).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write JUnit XML here (one test case per scenario), rewritten after each run.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// The CI gate: each scenario's [expect] limits, or zero divergence everywhere.
+    #[arg(long, value_enum, default_value = "expect")]
+    pub fail_on: FailOn,
+    /// `json`: print the comparison of the runs as JSON at the end instead of tables.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: SummaryFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    /// JSON lines of invoke / ok / fail / info records.
+    Jepsen,
 }
 
 /// Runs the command; returns the process exit code.
@@ -93,6 +198,47 @@ pub async fn main(cli: Cli) -> i32 {
         }
         Command::Reset { toxiproxy } => reset(&toxiproxy).await,
         Command::Run(args) => run(args).await,
+        Command::Compare {
+            inputs,
+            format,
+            baseline,
+            sort,
+            columns,
+        } => commands::compare(commands::CompareArgs {
+            inputs: &inputs,
+            format,
+            baseline: baseline.as_deref(),
+            sort: sort.as_deref(),
+            columns: columns.as_deref(),
+        }),
+        Command::Report {
+            run,
+            html,
+            junit,
+            fail_on,
+            format,
+        } => commands::report(commands::ReportArgs {
+            run: &run,
+            html: html.as_deref(),
+            junit: junit.as_deref(),
+            fail_on,
+            json: format == SummaryFormat::Json,
+        }),
+        Command::History {
+            run,
+            format: HistoryFormat::Jepsen,
+            output,
+        } => commands::history(&run, output.as_deref()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "dualwrite",
+                &mut std::io::stdout(),
+            );
+            exit::PASS
+        }
         Command::Bench(args) => crate::bench::main(args).await,
     }
 }
@@ -204,6 +350,9 @@ async fn run(args: RunArgs) -> i32 {
         stack_script,
     };
     let mut code = exit::PASS;
+    let several = scenarios.len() > 1;
+    let json = args.format == SummaryFormat::Json;
+    let mut finished: Vec<RunResult> = Vec::new();
     for s in scenarios {
         if *interrupt_rx.borrow() {
             break;
@@ -222,22 +371,37 @@ async fn run(args: RunArgs) -> i32 {
         let joined = tokio::spawn(async move { run::run_scenario(s, &opts2, rx).await }).await;
         let this = match joined {
             Ok(Ok((result, dir))) => {
-                println!("{}", report::table::summary(&result));
-                println!("result: {}", dir.result_file().display());
-                if result.interrupted.is_some() {
-                    exit::INTERRUPTED
+                if !json {
+                    println!("{}", report::table::summary(&result));
+                    println!("result: {}", dir.result_file().display());
+                }
+                let this = commands::exit_code(&result, args.fail_on);
+                finished.push(result);
+                let r = finished.last().expect("just pushed");
+                let outputs = run_outputs(&args, r, &dir.path, &finished, several);
+                if let Err(e) = outputs {
+                    eprintln!("error: {e:#}");
+                    exit::worst(this, exit::INFRA)
                 } else {
-                    match result.verdict {
-                        Verdict::Pass => exit::PASS,
-                        Verdict::Fail => exit::DIVERGENCE,
-                        Verdict::Error => exit::INFRA,
-                    }
+                    this
                 }
             }
-            Ok(Err(e)) => {
+            Ok(Err(failed)) => {
                 // Scenario errors were caught before the run: what is left is the
                 // environment (store, proxy, results directory).
-                eprintln!("error: {e:#}");
+                eprintln!("error: {:#}", failed.error);
+                // The error result on disk still belongs in the summary and JUnit.
+                if let Some(written) = failed.written {
+                    let (result, dir) = *written;
+                    if !json {
+                        println!("result: {}", dir.result_file().display());
+                    }
+                    finished.push(result);
+                    let r = finished.last().expect("just pushed");
+                    if let Err(e) = run_outputs(&args, r, &dir.path, &finished, several) {
+                        eprintln!("error: {e:#}");
+                    }
+                }
                 exit::INFRA
             }
             Err(panic) => {
@@ -248,5 +412,38 @@ async fn run(args: RunArgs) -> i32 {
         };
         code = exit::worst(code, this);
     }
+    let cmp = report::compare::compare(&finished, None, &Default::default());
+    if json {
+        commands::print_out(&report::render(&cmp, Format::Json, false));
+    } else if several {
+        println!(
+            "{}",
+            report::table::comparison(&cmp, report::color_enabled())
+        );
+    }
     code
+}
+
+/// The report files of `run`, rewritten after each run so a crash loses nothing.
+fn run_outputs(
+    args: &RunArgs,
+    r: &RunResult,
+    run_dir: &std::path::Path,
+    finished: &[RunResult],
+    several: bool,
+) -> anyhow::Result<()> {
+    if let Some(out) = &args.html {
+        commands::write_html(
+            r,
+            run_dir,
+            &commands::html_path_for(out, &r.scenario.name, several),
+        )?;
+    }
+    if let Some(out) = &args.junit {
+        commands::write_junit(finished, args.fail_on, out)?;
+    }
+    if several {
+        commands::write_summary(&args.results_dir, finished)?;
+    }
+    Ok(())
 }

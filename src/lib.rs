@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod bench;
 pub mod checker;
 pub mod cli;
+pub mod commands;
 pub mod driver;
 pub mod exit;
 pub mod fault;

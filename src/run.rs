@@ -59,16 +59,37 @@ pub fn new_run_id(prefix: &str) -> (String, String) {
     (run_id, namespace)
 }
 
+/// A run that ended with an error. Unless not even its run directory could be
+/// made, an error result (verdict `error`, the reason) is already on disk and
+/// carried here too, so summaries and JUnit list the run instead of dropping it.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+pub struct RunFailed {
+    pub error: anyhow::Error,
+    pub written: Option<Box<(RunResult, RunDir)>>,
+}
+
+impl RunFailed {
+    fn bare(error: anyhow::Error) -> Self {
+        Self {
+            error,
+            written: None,
+        }
+    }
+}
+
 /// Runs one scenario and writes its result. `interrupt` turns true on Ctrl-C/SIGTERM.
 pub async fn run_scenario(
     scenario: Scenario,
     opts: &RunOptions,
     interrupt: watch::Receiver<bool>,
-) -> anyhow::Result<(RunResult, RunDir)> {
+) -> Result<(RunResult, RunDir), RunFailed> {
     let scenario = Arc::new(scenario);
     let (run_id, namespace) = new_run_id(&scenario.namespace.prefix);
-    let dir = RunDir::create(&opts.results_dir, &scenario.name, &run_id).map_err(infra)?;
-    result::write_atomic(&dir.scenario_file(), scenario.source.as_bytes())?;
+    let dir = RunDir::create(&opts.results_dir, &scenario.name, &run_id)
+        .map_err(|e| RunFailed::bare(infra(e)))?;
+    result::write_atomic(&dir.scenario_file(), scenario.source.as_bytes())
+        .map_err(|e| RunFailed::bare(infra(e.into())))?;
     let started_at = chrono::Utc::now();
     let toxiproxy = Toxiproxy::new(&scenario.target.toxiproxy);
     // A synchronous pattern never uses the relay side: leave its proxy to others.
@@ -83,19 +104,26 @@ pub async fn run_scenario(
     let proxy_names: Vec<String> = proxies.values().cloned().collect();
     // Held until the proxies are restored below.
     let holder = format!("run {run_id} of scenario {}", scenario.name);
-    let _locks = fault::lock::acquire(toxiproxy.base(), &proxy_names, &holder).map_err(infra)?;
     let mut notes = Vec::new();
-    let outcome = run_inner(
-        &scenario, opts, interrupt, &dir, &run_id, &namespace, &toxiproxy, &proxies, &mut notes,
-    )
-    .await;
-    // Restore on every path, including errors; a crash of this process is handled
-    // by the same function at the start of the next run.
-    if !proxy_names.is_empty()
-        && let Err(e) = fault::restore(&toxiproxy, &proxy_names).await
-    {
-        notes.push(format!("could not verify proxies were restored: {e:#}"));
-    }
+    let outcome = match fault::lock::acquire(toxiproxy.base(), &proxy_names, &holder) {
+        Ok(_locks) => {
+            let outcome = run_inner(
+                &scenario, opts, interrupt, &dir, &run_id, &namespace, &toxiproxy, &proxies,
+                &mut notes,
+            )
+            .await;
+            // Restore on every path, including errors; a crash of this process is
+            // handled by the same function at the start of the next run.
+            if !proxy_names.is_empty()
+                && let Err(e) = fault::restore(&toxiproxy, &proxy_names).await
+            {
+                notes.push(format!("could not verify proxies were restored: {e:#}"));
+            }
+            outcome
+        }
+        // Another run owns the proxies: leave them alone (no restore).
+        Err(e) => Err(infra(e)),
+    };
     let finished_at = chrono::Utc::now();
     let mut result = match outcome {
         Ok(r) => r,
@@ -107,15 +135,24 @@ pub async fn run_scenario(
             r.started_at = started_at.to_rfc3339();
             r.finished_at = finished_at.to_rfc3339();
             r.notes = notes;
-            r.write(&dir.result_file())?;
+            if let Err(w) = r.write(&dir.result_file()) {
+                return Err(RunFailed::bare(anyhow::anyhow!(
+                    "{e:#} (and its error result could not be written: {w:#})"
+                )));
+            }
             let _ = dir.mark_latest();
-            return Err(e);
+            return Err(RunFailed {
+                error: e,
+                written: Some(Box::new((r, dir))),
+            });
         }
     };
     result.started_at = started_at.to_rfc3339();
     result.finished_at = finished_at.to_rfc3339();
     result.notes.extend(notes);
-    result.write(&dir.result_file())?;
+    result
+        .write(&dir.result_file())
+        .map_err(|e| RunFailed::bare(infra(e)))?;
     let _ = dir.mark_latest();
     Ok((result, dir))
 }

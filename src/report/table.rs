@@ -1,8 +1,41 @@
-//! The terminal summary of one run (comfy-table).
+//! Terminal tables (comfy-table): the summary of one run, and the comparison of
+//! many. Colour only on a terminal and only without `NO_COLOR`.
 
-use comfy_table::{Cell, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{
+    Cell, CellAlignment, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED,
+};
 
+use super::compare::{Comparison, Value, legend};
 use crate::result::RunResult;
+
+/// The comparison as a terminal table, with the legend underneath.
+pub fn comparison(cmp: &Comparison, color: bool) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    if color {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
+    t.set_header(cmp.columns.iter().map(|c| c.header()));
+    for r in &cmp.rows {
+        t.add_row(r.iter().map(|v| {
+            let text = v.display();
+            let cell = Cell::new(&text);
+            let cell = match v {
+                Value::Number(_) => cell.set_alignment(CellAlignment::Right),
+                Value::Text(_) => cell,
+            };
+            match (color, text.as_str()) {
+                (true, "PASS") => cell.fg(Color::Green),
+                (true, "FAIL") | (true, "ERROR") => cell.fg(Color::Red),
+                _ => cell,
+            }
+        }));
+    }
+    format!("{t}\n{}", legend(cmp))
+}
 
 pub fn summary(r: &RunResult) -> String {
     let mut t = Table::new();

@@ -8,3 +8,4 @@ mod dynamodb;
 mod dynamodb_patterns;
 mod mongodb;
 mod reliability;
+mod reports;

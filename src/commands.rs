@@ -1,0 +1,260 @@
+//! The bodies of the reporting commands (`compare`, `report`, `history`,
+//! `completions`) and the report outputs of `run`. Every one reads result files
+//! only: reports can be rebuilt at any time from `results/`.
+
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+
+use crate::exit;
+use crate::history::History;
+use crate::report::compare::{self, CompareOptions};
+use crate::report::gate::{FailOn, gate};
+use crate::report::{self, Format};
+use crate::result::{self, RunResult, Verdict};
+
+/// Prints to stdout; a closed pipe (`dualwrite history ... | head`) is success.
+pub fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+
+/// Expands `compare` inputs into result files, in the order given:
+/// a result file; a run directory (holds `result.json`); a scenario directory
+/// (its `latest` run); a results directory (the `latest` run of each scenario);
+/// a glob of any of these.
+pub fn resolve_inputs(inputs: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let paths: Vec<PathBuf> = if input.contains(['*', '?', '[']) {
+            let matched: Vec<PathBuf> = glob::glob(input)
+                .with_context(|| format!("bad glob pattern '{input}'"))?
+                .filter_map(Result::ok)
+                .collect();
+            if matched.is_empty() {
+                bail!(
+                    "'{input}' matches no file; check the pattern (quote it so the shell does not expand it first)"
+                );
+            }
+            matched
+        } else {
+            vec![PathBuf::from(input)]
+        };
+        for p in paths {
+            files.extend(resolve_one(&p)?);
+        }
+    }
+    Ok(files)
+}
+
+fn resolve_one(p: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if p.is_file() {
+        return Ok(vec![p.to_path_buf()]);
+    }
+    if !p.is_dir() {
+        bail!(
+            "{} does not exist; pass result.json files, run directories or a results directory",
+            p.display()
+        );
+    }
+    if p.join("result.json").is_file() {
+        return Ok(vec![p.join("result.json")]);
+    }
+    if p.join("latest").join("result.json").is_file() {
+        return Ok(vec![p.join("latest").join("result.json")]);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+        .with_context(|| format!("cannot list {}", p.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("latest").join("result.json"))
+        .filter(|f| f.is_file())
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        bail!(
+            "{} holds no result.json, no latest run and no scenario directories with one",
+            p.display()
+        );
+    }
+    Ok(found)
+}
+
+/// Arguments of `dualwrite compare`, already parsed by clap.
+pub struct CompareArgs<'a> {
+    pub inputs: &'a [String],
+    pub format: Format,
+    pub baseline: Option<&'a Path>,
+    pub sort: Option<&'a str>,
+    pub columns: Option<&'a str>,
+}
+
+pub fn compare(args: CompareArgs) -> i32 {
+    let built = (|| -> anyhow::Result<String> {
+        let opts = CompareOptions::parse(args.columns, args.sort)?;
+        let runs = resolve_inputs(args.inputs)?
+            .iter()
+            .map(|f| RunResult::read(f))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let baseline = match args.baseline {
+            Some(b) => Some(RunResult::read(&resolve_one(b)?[0])?),
+            None => None,
+        };
+        let cmp = compare::compare(&runs, baseline.as_ref(), &opts);
+        Ok(report::render(&cmp, args.format, report::color_enabled()))
+    })();
+    match built {
+        Ok(text) => {
+            print_out(&text);
+            exit::PASS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::BAD_INPUT
+        }
+    }
+}
+
+/// The run directory of a result file or directory argument.
+fn run_dir_of(p: &Path) -> PathBuf {
+    if p.is_dir() {
+        if p.join("result.json").is_file() {
+            p.to_path_buf()
+        } else {
+            p.join("latest")
+        }
+    } else {
+        p.parent().unwrap_or(Path::new(".")).to_path_buf()
+    }
+}
+
+/// Writes the HTML report of one run (reading `scenario.toml` beside its result).
+pub fn write_html(r: &RunResult, run_dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let scenario = std::fs::read_to_string(run_dir.join("scenario.toml")).ok();
+    let html = report::html::render(r, scenario.as_deref());
+    write_output(out, html.as_bytes())
+        .with_context(|| format!("cannot write the HTML report {}", out.display()))
+}
+
+pub fn write_junit(runs: &[RunResult], policy: FailOn, out: &Path) -> anyhow::Result<()> {
+    write_output(out, report::junit::render(runs, policy).as_bytes())
+        .with_context(|| format!("cannot write the JUnit file {}", out.display()))
+}
+
+/// Writes a report file the user named, making its directory first: a missing
+/// `reports/` must not turn a finished run into an infrastructure error.
+pub fn write_output(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    result::write_atomic(out, bytes)
+}
+
+/// The exit code of one finished run under a gate policy.
+pub fn exit_code(r: &RunResult, policy: FailOn) -> i32 {
+    if r.interrupted.is_some() {
+        return exit::INTERRUPTED;
+    }
+    match gate(r, policy).0 {
+        Verdict::Pass => exit::PASS,
+        Verdict::Fail => exit::DIVERGENCE,
+        Verdict::Error => exit::INFRA,
+    }
+}
+
+/// Arguments of `dualwrite report`.
+pub struct ReportArgs<'a> {
+    pub run: &'a Path,
+    pub html: Option<&'a Path>,
+    pub junit: Option<&'a Path>,
+    pub fail_on: FailOn,
+    pub json: bool,
+}
+
+pub fn report(args: ReportArgs) -> i32 {
+    let dir = run_dir_of(args.run);
+    let r = match RunResult::read(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let written = (|| -> anyhow::Result<()> {
+        if let Some(out) = args.html {
+            write_html(&r, &dir, out)?;
+            eprintln!("html: {}", out.display());
+        }
+        if let Some(out) = args.junit {
+            write_junit(std::slice::from_ref(&r), args.fail_on, out)?;
+            eprintln!("junit: {}", out.display());
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        eprintln!("error: {e:#}");
+        return exit::INFRA;
+    }
+    if args.json {
+        print_out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&r).unwrap_or_default()
+        ));
+    } else if args.html.is_none() && args.junit.is_none() {
+        println!("{}", report::table::summary(&r));
+    }
+    exit_code(&r, args.fail_on)
+}
+
+/// `dualwrite history RUN_DIR --format jepsen`: the neutral JSON-lines history.
+pub fn history(run: &Path, out: Option<&Path>) -> i32 {
+    let file = run_dir_of(run).join("history.jsonl");
+    let entries = match History::read_jsonl(&file) {
+        Ok((_, entries)) => entries,
+        Err(e) => {
+            eprintln!(
+                "error: cannot read {}: {e} (pass a run directory holding history.jsonl)",
+                file.display()
+            );
+            return exit::BAD_INPUT;
+        }
+    };
+    let text = report::jepsen::export(&entries);
+    match out {
+        Some(path) => match write_output(path, text.as_bytes()) {
+            Ok(()) => exit::PASS,
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                exit::INFRA
+            }
+        },
+        None => {
+            print_out(&text);
+            exit::PASS
+        }
+    }
+}
+
+/// Rewrites `summary.md` and `summary.json` in the results directory: called after
+/// every run of a multi-scenario `run`, so a crash later loses nothing.
+pub fn write_summary(results_dir: &Path, runs: &[RunResult]) -> anyhow::Result<()> {
+    let cmp = compare::compare(runs, None, &CompareOptions::default());
+    result::write_atomic(
+        &results_dir.join("summary.md"),
+        report::markdown::comparison(&cmp).as_bytes(),
+    )?;
+    result::write_atomic(
+        &results_dir.join("summary.json"),
+        report::json::comparison(&cmp).as_bytes(),
+    )
+    .with_context(|| format!("cannot write the summary in {}", results_dir.display()))
+}
+
+/// Where the HTML report of one of several runs goes: `report.html` ->
+/// `report-<scenario>.html`.
+pub fn html_path_for(out: &Path, scenario: &str, several: bool) -> PathBuf {
+    if !several {
+        return out.to_path_buf();
+    }
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("report");
+    out.with_file_name(format!("{stem}-{scenario}.html"))
+}

@@ -1,0 +1,349 @@
+//! The comparison row model shared by every multi-run format (terminal table,
+//! Markdown, CSV, JSON): one row per run, one [`Column`] per figure, optional
+//! ratios against a baseline run, sorting and column selection. Formats only
+//! decide how a cell is printed.
+
+use anyhow::bail;
+
+use crate::result::RunResult;
+
+/// One column of the comparison. The order here is the default order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Scenario,
+    RunId,
+    Store,
+    Pattern,
+    Faults,
+    TargetTps,
+    AchievedTps,
+    P50,
+    P99,
+    P999,
+    LatencyRatio,
+    ThroughputRatio,
+    Orphans,
+    Ghosts,
+    Duplicates,
+    Mismatches,
+    LostAcks,
+    Strays,
+    Divergence,
+    TtcP99,
+    Verdict,
+}
+
+impl Column {
+    pub const ALL: [Column; 21] = [
+        Column::Scenario,
+        Column::RunId,
+        Column::Store,
+        Column::Pattern,
+        Column::Faults,
+        Column::TargetTps,
+        Column::AchievedTps,
+        Column::P50,
+        Column::P99,
+        Column::P999,
+        Column::LatencyRatio,
+        Column::ThroughputRatio,
+        Column::Orphans,
+        Column::Ghosts,
+        Column::Duplicates,
+        Column::Mismatches,
+        Column::LostAcks,
+        Column::Strays,
+        Column::Divergence,
+        Column::TtcP99,
+        Column::Verdict,
+    ];
+
+    /// The name used by `--sort`, `--columns`, CSV headers and JSON keys.
+    pub fn key(self) -> &'static str {
+        match self {
+            Column::Scenario => "scenario",
+            Column::RunId => "run_id",
+            Column::Store => "store",
+            Column::Pattern => "pattern",
+            Column::Faults => "faults",
+            Column::TargetTps => "target_tps",
+            Column::AchievedTps => "achieved_tps",
+            Column::P50 => "p50_ms",
+            Column::P99 => "p99_ms",
+            Column::P999 => "p999_ms",
+            Column::LatencyRatio => "latency_ratio",
+            Column::ThroughputRatio => "throughput_ratio",
+            Column::Orphans => "orphans",
+            Column::Ghosts => "ghosts",
+            Column::Duplicates => "duplicates",
+            Column::Mismatches => "mismatches",
+            Column::LostAcks => "lost_acks",
+            Column::Strays => "strays",
+            Column::Divergence => "divergence",
+            Column::TtcP99 => "ttc_p99_ms",
+            Column::Verdict => "verdict",
+        }
+    }
+
+    /// The short header of tables (Markdown and terminal).
+    pub fn header(self) -> &'static str {
+        match self {
+            Column::Scenario => "scenario",
+            Column::RunId => "run",
+            Column::Store => "store",
+            Column::Pattern => "pattern",
+            Column::Faults => "faults",
+            Column::TargetTps => "target/s",
+            Column::AchievedTps => "achieved/s",
+            Column::P50 => "p50 ms",
+            Column::P99 => "p99 ms",
+            Column::P999 => "p999 ms",
+            Column::LatencyRatio => "p50 ×base",
+            Column::ThroughputRatio => "tput ×base",
+            Column::Orphans => "orphans",
+            Column::Ghosts => "ghosts",
+            Column::Duplicates => "dups",
+            Column::Mismatches => "mismatch",
+            Column::LostAcks => "lost acks",
+            Column::Strays => "strays",
+            Column::Divergence => "divergence",
+            Column::TtcP99 => "ttc p99 ms",
+            Column::Verdict => "verdict",
+        }
+    }
+
+    pub fn parse(name: &str) -> anyhow::Result<Column> {
+        match Column::ALL.iter().find(|c| c.key() == name.trim()) {
+            Some(c) => Ok(*c),
+            None => bail!(
+                "unknown column '{}'; use one of: {}",
+                name.trim(),
+                Column::ALL.map(|c| c.key()).join(", ")
+            ),
+        }
+    }
+
+    /// Columns shown when `--columns` is not given: every column the issue lists,
+    /// the ratios only when there is a baseline.
+    pub fn defaults(with_baseline: bool) -> Vec<Column> {
+        Column::ALL
+            .into_iter()
+            .filter(|c| !matches!(c, Column::RunId | Column::Divergence))
+            .filter(|c| {
+                with_baseline || !matches!(c, Column::LatencyRatio | Column::ThroughputRatio)
+            })
+            .collect()
+    }
+}
+
+/// One cell: text or a number (`None` = not applicable, printed as `-`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Text(String),
+    Number(Option<f64>),
+}
+
+impl Value {
+    /// Human form: integers without decimals, rates and latencies with up to 2.
+    pub fn display(&self) -> String {
+        match self {
+            Value::Text(s) => s.clone(),
+            Value::Number(None) => "-".into(),
+            Value::Number(Some(n)) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{n:.0}"),
+            Value::Number(Some(n)) => {
+                let s = format!("{n:.2}");
+                s.trim_end_matches('0').trim_end_matches('.').to_string()
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Text(s) => serde_json::Value::String(s.clone()),
+            Value::Number(None) => serde_json::Value::Null,
+            Value::Number(Some(n)) if n.fract() == 0.0 && n.abs() < 1e15 => {
+                serde_json::Value::from(*n as i64)
+            }
+            Value::Number(Some(n)) => serde_json::Value::from(*n),
+        }
+    }
+}
+
+/// How to build the comparison.
+#[derive(Debug, Clone, Default)]
+pub struct CompareOptions {
+    /// `None` = the default columns.
+    pub columns: Option<Vec<Column>>,
+    /// Sort by this column; `true` = descending.
+    pub sort: Option<(Column, bool)>,
+}
+
+impl CompareOptions {
+    /// Parses `--columns a,b,c` and `--sort COL[:desc]`.
+    pub fn parse(columns: Option<&str>, sort: Option<&str>) -> anyhow::Result<Self> {
+        let columns = columns
+            .map(|list| {
+                list.split(',')
+                    .filter(|c| !c.trim().is_empty())
+                    .map(Column::parse)
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+            .transpose()?;
+        let sort = sort
+            .map(|s| {
+                let (name, desc) = match s.rsplit_once(':') {
+                    Some((name, "desc")) => (name, true),
+                    Some((name, "asc")) => (name, false),
+                    Some((_, other)) => {
+                        bail!("unknown sort order '{other}' in --sort {s}; use COL, COL:asc or COL:desc")
+                    }
+                    None => (s, false),
+                };
+                Ok((Column::parse(name)?, desc))
+            })
+            .transpose()?;
+        Ok(Self { columns, sort })
+    }
+}
+
+/// The comparison: chosen columns and one row of values per run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Value>>,
+    /// The baseline's scenario and run id, when there is one.
+    pub baseline: Option<String>,
+}
+
+/// Builds the comparison of `runs` (in the given order unless sorted).
+pub fn compare(
+    runs: &[RunResult],
+    baseline: Option<&RunResult>,
+    opts: &CompareOptions,
+) -> Comparison {
+    let columns = opts
+        .columns
+        .clone()
+        .unwrap_or_else(|| Column::defaults(baseline.is_some()));
+    let mut order: Vec<&RunResult> = runs.iter().collect();
+    if let Some((col, desc)) = opts.sort {
+        // Stable: equal keys keep the input order.
+        order.sort_by(|a, b| {
+            let ord = cmp_values(&value(a, baseline, col), &value(b, baseline, col));
+            if desc { ord.reverse() } else { ord }
+        });
+    }
+    let rows = order
+        .iter()
+        .map(|r| columns.iter().map(|c| value(r, baseline, *c)).collect())
+        .collect();
+    Comparison {
+        columns,
+        rows,
+        baseline: baseline.map(|b| format!("{} ({})", b.scenario.name, b.run_id)),
+    }
+}
+
+fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x, y) {
+            (Some(x), Some(y)) => x.total_cmp(y),
+            // Not applicable sorts last.
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        },
+        _ => a.display().cmp(&b.display()),
+    }
+}
+
+fn ratio(x: f64, base: f64) -> Option<f64> {
+    (base > 0.0).then(|| (x / base * 100.0).round() / 100.0)
+}
+
+/// Counts are `None` when the checker did not run: a zero would claim too much.
+fn count(r: &RunResult, n: u64) -> Value {
+    Value::Number(r.checked.then_some(n as f64))
+}
+
+/// One cell of one run.
+pub fn value(r: &RunResult, baseline: Option<&RunResult>, col: Column) -> Value {
+    let num = |n: f64| Value::Number(Some(n));
+    let c = &r.checker;
+    match col {
+        Column::Scenario => Value::Text(r.scenario.name.clone()),
+        Column::RunId => Value::Text(r.run_id.clone()),
+        Column::Store => Value::Text(r.target.clone()),
+        Column::Pattern => Value::Text(r.pattern.clone()),
+        Column::Faults => Value::Text(if r.scenario.faults.is_empty() {
+            "none".into()
+        } else {
+            r.scenario.faults.join("; ")
+        }),
+        Column::TargetTps => num(r.workload.target_tps),
+        Column::AchievedTps => num((r.workload.achieved_tps * 100.0).round() / 100.0),
+        Column::P50 => num(r.latency_ms.p50),
+        Column::P99 => num(r.latency_ms.p99),
+        Column::P999 => num(r.latency_ms.p999),
+        Column::LatencyRatio => {
+            Value::Number(baseline.and_then(|b| ratio(r.latency_ms.p50, b.latency_ms.p50)))
+        }
+        Column::ThroughputRatio => Value::Number(
+            baseline.and_then(|b| ratio(r.workload.achieved_tps, b.workload.achieved_tps)),
+        ),
+        Column::Orphans => count(r, c.orphans),
+        Column::Ghosts => count(r, c.ghosts),
+        Column::Duplicates => count(r, c.duplicates),
+        Column::Mismatches => count(r, c.mismatches),
+        Column::LostAcks => count(r, c.lost_acks),
+        Column::Strays => count(r, c.strays),
+        Column::Divergence => count(r, c.divergence),
+        Column::TtcP99 => Value::Number(
+            r.relay
+                .as_ref()
+                .map(|relay| relay.time_to_consistency_ms.p99),
+        ),
+        Column::Verdict => Value::Text(r.verdict.name().to_uppercase()),
+    }
+}
+
+/// The one-line legend printed under Markdown and terminal tables.
+pub fn legend(cmp: &Comparison) -> String {
+    let mut s = String::from(
+        "Latencies in ms from the intended start (p50/p99/p999); orphans = on primary only, \
+         ghosts = on secondary only, dups = extra copies, mismatch = fields differ, \
+         lost acks = acknowledged but missing, strays = written by no operation of the run; \
+         ttc = time to consistency through the relay; - = not applicable or not checked.",
+    );
+    if let Some(b) = &cmp.baseline {
+        s.push_str(&format!(
+            " ×base = ratio to the baseline {b} (p50 latency, achieved throughput)."
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_column_names_the_choices() {
+        let e = CompareOptions::parse(Some("scenario,p42"), None).unwrap_err();
+        assert!(e.to_string().contains("unknown column 'p42'"));
+        assert!(e.to_string().contains("p99_ms"));
+        let e = CompareOptions::parse(None, Some("p99_ms:down")).unwrap_err();
+        assert!(e.to_string().contains("COL:desc"));
+        let o = CompareOptions::parse(Some("scenario, p99_ms"), Some("orphans:desc")).unwrap();
+        assert_eq!(o.columns, Some(vec![Column::Scenario, Column::P99]));
+        assert_eq!(o.sort, Some((Column::Orphans, true)));
+    }
+
+    #[test]
+    fn numbers_print_plainly() {
+        assert_eq!(Value::Number(Some(50.0)).display(), "50");
+        assert_eq!(Value::Number(Some(12.345)).display(), "12.35");
+        assert_eq!(Value::Number(Some(1.5)).display(), "1.5");
+        assert_eq!(Value::Number(None).display(), "-");
+    }
+}

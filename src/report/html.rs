@@ -1,0 +1,467 @@
+//! The HTML report of one run: one self-contained file (inline CSS and SVG, no
+//! scripts, nothing fetched), with charts over time (achieved rate, latency
+//! p50/p99, divergent operations by intended start) under shaded fault windows,
+//! the counts per category with sample ids, fault attribution, the scenario text,
+//! and what the server could and could not exercise.
+
+use super::junit::escape;
+use super::svg::{self, Band, Chart, Series};
+use crate::checker::CATEGORIES;
+use crate::result::{RunResult, Verdict};
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:960px;margin:24px auto;color:#222;padding:0 12px}\
+h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}\
+td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4}\
+.verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:bold}\
+.pass{background:#2e7d32}.fail{background:#c62828}.error{background:#6d4c41}\
+pre{background:#f7f7f7;border:1px solid #ddd;padding:8px;overflow-x:auto}.muted{color:#666}\
+.alarm{color:#c62828;font-weight:bold}";
+
+/// Renders the report. `scenario_text` is the `scenario.toml` beside the result.
+pub fn render(r: &RunResult, scenario_text: Option<&str>) -> String {
+    let mut h = String::new();
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    h.push_str(&format!(
+        "<title>dualwrite: {} {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        escape(&r.scenario.name),
+        escape(&r.run_id)
+    ));
+    let verdict_class = match r.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Error => "error",
+    };
+    h.push_str(&format!(
+        "<h1>{} <span class=\"verdict {verdict_class}\">{}</span></h1>\n<p class=\"muted\">{}</p>\n",
+        escape(&r.scenario.name),
+        r.verdict.name().to_uppercase(),
+        escape(&r.scenario.description)
+    ));
+    h.push_str(&overview(r));
+    if !r.verdict_reasons.is_empty() {
+        h.push_str("<h2>Verdict reasons</h2>\n<ul>\n");
+        for reason in &r.verdict_reasons {
+            h.push_str(&format!("<li>{}</li>\n", escape(reason)));
+        }
+        h.push_str("</ul>\n");
+    }
+    h.push_str("<h2>Over time</h2>\n");
+    if r.timeline.is_empty() {
+        // An error before the load (store or proxy unreachable): empty axes
+        // would only suggest a run that measured nothing.
+        h.push_str("<p class=\"muted\">No load ran: nothing to chart.</p>\n");
+    } else {
+        h.push_str(&charts(r));
+    }
+    h.push_str(&counts(r));
+    h.push_str(&attribution(r));
+    h.push_str(&fault_windows(r));
+    h.push_str(&errors(r));
+    h.push_str(&server(r));
+    h.push_str("<h2>Scenario</h2>\n");
+    match scenario_text {
+        Some(text) => h.push_str(&format!(
+            "<p class=\"muted\">{} (sha256 {})</p>\n<pre>{}</pre>\n",
+            escape(&r.scenario.file),
+            escape(&r.scenario.sha256),
+            escape(text)
+        )),
+        None => h.push_str("<p class=\"muted\">scenario.toml not found beside the result.</p>\n"),
+    }
+    h.push_str(&format!(
+        "<p class=\"muted\">{} {} · result schema {} · seed {} · namespace {}</p>\n</body>\n</html>\n",
+        escape(&r.tool.name),
+        escape(&r.tool.version),
+        r.schema_version,
+        r.seed,
+        escape(&r.namespace)
+    ));
+    h
+}
+
+fn kv_table(rows: &[(&str, String)]) -> String {
+    let mut s = String::from("<table>\n");
+    for (k, v) in rows {
+        s.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>\n", escape(k), v));
+    }
+    s.push_str("</table>\n");
+    s
+}
+
+fn overview(r: &RunResult) -> String {
+    let w = &r.workload;
+    let l = &r.latency_ms;
+    let mut rows = vec![
+        (
+            "store / pattern",
+            escape(
+                &match format!("{} {}", r.server.product, r.server.version).trim() {
+                    // The server was never reached.
+                    "" => format!("{} / {}", r.target, r.pattern),
+                    server => format!("{} ({server}) / {}", r.target, r.pattern),
+                },
+            ),
+        ),
+        (
+            "run",
+            escape(&format!(
+                "{} · {} → {}",
+                r.run_id,
+                readable_time(&r.started_at),
+                readable_time(&r.finished_at)
+            )),
+        ),
+        (
+            "faults",
+            escape(&if r.scenario.faults.is_empty() {
+                "none".to_string()
+            } else {
+                r.scenario.faults.join("; ")
+            }),
+        ),
+        (
+            "rate",
+            format!(
+                "{:.1}/s achieved of {}/s target over {:.1} s (concurrency {})",
+                w.achieved_tps, w.target_tps, w.load_s, w.concurrency
+            ),
+        ),
+        (
+            "operations",
+            format!(
+                "{} of {} planned: {} ok, {} fail, {} unknown; {} retries, {} started late (max {} ms)",
+                w.ops.total,
+                w.ops.planned,
+                w.ops.ok,
+                w.ops.fail,
+                w.ops.unknown,
+                w.retries,
+                w.delayed,
+                w.max_start_delay_ms
+            ),
+        ),
+        (
+            "latency ms",
+            format!(
+                "p50 {} · p90 {} · p99 {} · p999 {} · max {} (from the intended start)",
+                l.p50, l.p90, l.p99, l.p999, l.max
+            ),
+        ),
+    ];
+    if let Some(relay) = &r.relay {
+        let t = &relay.time_to_consistency_ms;
+        rows.push((
+            "relay",
+            format!(
+                "time to consistency p50 {} · p99 {} · max {} ms; {} delivered, {} self crashes, {} fault crashes, drained: {}",
+                t.p50,
+                t.p99,
+                t.max,
+                relay.stats.delivered,
+                relay.stats.self_crashes,
+                relay.stats.fault_crashes,
+                relay.stats.drained
+            ),
+        ));
+    }
+    if !r.complete {
+        rows.push((
+            "complete",
+            format!(
+                "<span class=\"alarm\">no</span> {}",
+                escape(r.interrupted.as_deref().unwrap_or(""))
+            ),
+        ));
+    }
+    kv_table(&rows)
+}
+
+fn charts(r: &RunResult) -> String {
+    let seconds = r
+        .timeline
+        .len()
+        .max(r.checker.divergent_by_second.len())
+        .max(r.workload.load_s.ceil() as usize);
+    let x_max = r
+        .faults
+        .iter()
+        .filter_map(|f| f.end_s)
+        .fold(seconds as f64, f64::max)
+        .ceil();
+    let bands: Vec<Band> = r
+        .faults
+        .iter()
+        .filter_map(|f| {
+            let start = f.start_s?;
+            Some(Band {
+                start,
+                end: f.end_s.unwrap_or(x_max),
+                label: f.label(),
+            })
+        })
+        .collect();
+    let per_second = |f: fn(&crate::driver::Second) -> f64| -> Vec<f64> {
+        let mut v = vec![
+            0.0;
+            r.timeline
+                .iter()
+                .map(|s| s.t as usize + 1)
+                .max()
+                .unwrap_or(0)
+        ];
+        for s in &r.timeline {
+            v[s.t as usize] = f(s);
+        }
+        v
+    };
+    let rate = Chart {
+        title: "Achieved rate per second".into(),
+        y_label: "operations / s".into(),
+        x_max,
+        lines: vec![
+            Series {
+                name: "target".into(),
+                color: "#888888",
+                values: vec![r.workload.target_tps; seconds],
+                dashed: true,
+            },
+            Series {
+                name: "ok".into(),
+                color: "#2e7d32",
+                values: per_second(|s| s.ok as f64),
+                dashed: false,
+            },
+            Series {
+                name: "fail + unknown".into(),
+                color: "#c62828",
+                values: per_second(|s| (s.fail + s.unknown) as f64),
+                dashed: false,
+            },
+        ],
+        bars: None,
+        bands: bands.clone(),
+    };
+    let latency = Chart {
+        title: "Latency per second (from the intended start)".into(),
+        y_label: "ms".into(),
+        x_max,
+        lines: vec![
+            Series {
+                name: "p50".into(),
+                color: "#1565c0",
+                values: per_second(|s| s.p50_ms),
+                dashed: false,
+            },
+            Series {
+                name: "p99".into(),
+                color: "#6a1b9a",
+                values: per_second(|s| s.p99_ms),
+                dashed: false,
+            },
+        ],
+        bars: None,
+        bands: bands.clone(),
+    };
+    let divergent = Chart {
+        title: "Divergent operations by intended start".into(),
+        y_label: "operations".into(),
+        x_max,
+        lines: vec![],
+        bars: Some(Series {
+            name: "divergent ops".into(),
+            color: "#c62828",
+            values: r
+                .checker
+                .divergent_by_second
+                .iter()
+                .map(|n| *n as f64)
+                .collect(),
+            dashed: false,
+        }),
+        bands,
+    };
+    [rate, latency, divergent]
+        .iter()
+        .map(|c| format!("<figure>{}</figure>\n", svg::render(c)))
+        .collect()
+}
+
+fn counts(r: &RunResult) -> String {
+    let mut s = String::from("<h2>Divergence by category</h2>\n");
+    if !r.checked {
+        s.push_str("<p class=\"alarm\">The checker did not run: no counts.</p>\n");
+        return s;
+    }
+    let c = &r.checker;
+    s.push_str(
+        "<table>\n<tr><th>category</th><th>count</th><th>allowed</th><th>sample ids</th></tr>\n",
+    );
+    let limits = [
+        r.expect.orphans,
+        r.expect.ghosts,
+        r.expect.duplicates,
+        r.expect.mismatches,
+        r.expect.lost_acks,
+        r.expect.strays,
+    ];
+    for (cat, limit) in CATEGORIES.iter().zip(limits) {
+        let samples = c
+            .samples
+            .get(*cat)
+            .map(|v| v.join(", "))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "<tr><td>{cat}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>\n",
+            c.count(cat),
+            limit.map_or("any".to_string(), |n| n.to_string()),
+            escape(&samples)
+        ));
+    }
+    s.push_str(&format!(
+        "<tr><th>divergence</th><th class=\"n\">{}</th><th class=\"n\">{}</th><th>{} distinct operations</th></tr>\n</table>\n",
+        c.divergence,
+        r.expect.divergence.map_or("any".to_string(), |n| n.to_string()),
+        c.divergent_ops
+    ));
+    s.push_str(&format!(
+        "<p>Scanned {} records on the primary, {} on the secondary.</p>\n",
+        c.scanned_primary, c.scanned_secondary
+    ));
+    s.push_str("<table>\n<tr><th>client saw</th><th>landed nowhere</th><th>primary only</th><th>secondary only</th><th>both</th></tr>\n");
+    for (name, l) in [
+        ("fail", &c.ambiguous_fail),
+        ("unknown", &c.ambiguous_unknown),
+    ] {
+        s.push_str(&format!(
+            "<tr><td>{name}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>\n",
+            l.none, l.primary_only, l.secondary_only, l.both
+        ));
+    }
+    s.push_str("</table>\n");
+    s
+}
+
+fn attribution(r: &RunResult) -> String {
+    let mut s = String::from("<h2>Fault attribution</h2>\n");
+    let a = &r.checker.attribution;
+    if a.is_empty() {
+        s.push_str("<p>No divergent record to attribute.</p>\n");
+        return s;
+    }
+    let mut labels: Vec<&String> = a.values().flat_map(|x| x.windows.keys()).collect();
+    labels.sort();
+    labels.dedup();
+    s.push_str("<p>Each divergent record is tied to the fault windows in force between its intended start and its end. Records outside every window are the alarming ones.</p>\n<table>\n<tr><th>category</th>");
+    for l in &labels {
+        s.push_str(&format!("<th>in {}</th>", escape(l)));
+    }
+    s.push_str("<th>outside any window</th></tr>\n");
+    for (cat, at) in a {
+        s.push_str(&format!("<tr><td>{}</td>", escape(cat)));
+        for l in &labels {
+            s.push_str(&format!(
+                "<td class=\"n\">{}</td>",
+                at.windows.get(*l).copied().unwrap_or(0)
+            ));
+        }
+        let class = if at.outside > 0 { "n alarm" } else { "n" };
+        s.push_str(&format!("<td class=\"{class}\">{}</td></tr>\n", at.outside));
+    }
+    s.push_str("</table>\n");
+    s
+}
+
+fn fault_windows(r: &RunResult) -> String {
+    let mut s = String::from("<h2>Fault windows</h2>\n");
+    if r.faults.is_empty() {
+        s.push_str("<p>No fault was applied.</p>\n");
+        return s;
+    }
+    s.push_str("<table>\n<tr><th>window</th><th>direction</th><th>toxicity</th><th>proxy</th><th>planned s</th><th>applied s</th><th>error</th></tr>\n");
+    let secs = |v: Option<f64>| v.map_or("never".to_string(), |v| format!("{v:.3}"));
+    for f in &r.faults {
+        s.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{} – {}</td><td>{} – {}</td><td>{}</td></tr>\n",
+            escape(&f.label()),
+            escape(&f.direction),
+            f.toxicity,
+            escape(f.proxy.as_deref().unwrap_or("-")),
+            f.planned_start_s,
+            f.planned_end_s,
+            secs(f.start_s),
+            secs(f.end_s),
+            escape(f.error.as_deref().unwrap_or(""))
+        ));
+    }
+    s.push_str("</table>\n");
+    s
+}
+
+fn errors(r: &RunResult) -> String {
+    let w = &r.workload;
+    if w.errors.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "<h2>Errors seen by the client</h2>\n<table>\n<tr><th>class</th><th>count</th><th>first message</th></tr>\n",
+    );
+    for (class, n) in &w.errors {
+        s.push_str(&format!(
+            "<tr><td>{}</td><td class=\"n\">{n}</td><td>{}</td></tr>\n",
+            escape(class),
+            escape(w.error_samples.get(class).map_or("", String::as_str))
+        ));
+    }
+    s.push_str("</table>\n");
+    s
+}
+
+fn server(r: &RunResult) -> String {
+    let sv = &r.server;
+    let mut s = format!(
+        "<h2>Server</h2>\n<p>{} {}</p>\n",
+        escape(&sv.product),
+        escape(&sv.version)
+    );
+    if !sv.capabilities.is_empty() {
+        s.push_str("<table>\n<tr><th>capability</th><th>supported</th></tr>\n");
+        for (cap, yes) in &sv.capabilities {
+            s.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td></tr>\n",
+                escape(cap),
+                if *yes { "yes" } else { "no" }
+            ));
+        }
+        s.push_str("</table>\n");
+    }
+    if !sv.not_exercised.is_empty() {
+        s.push_str(
+            "<p>Not exercised on this server (a zero there means less than it seems):</p>\n<ul>\n",
+        );
+        for n in &sv.not_exercised {
+            s.push_str(&format!("<li>{}</li>\n", escape(n)));
+        }
+        s.push_str("</ul>\n");
+    }
+    if !r.notes.is_empty() {
+        s.push_str("<p>Notes:</p>\n<ul>\n");
+        for n in &r.notes {
+            s.push_str(&format!("<li>{}</li>\n", escape(n)));
+        }
+        s.push_str("</ul>\n");
+    }
+    s
+}
+
+/// `2026-11-28T13:15:24.249470479+00:00` -> `2026-11-28 13:15:24 UTC` (the result
+/// keeps full precision); anything unparsable is shown as it is.
+fn readable_time(t: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| {
+            d.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| t.to_string())
+}

@@ -1,0 +1,440 @@
+//! Snapshot tests of every report format on hand-built results. The expected files
+//! live in tests/fixtures/reports/; after a deliberate change, regenerate them with
+//! `UPDATE_SNAPSHOTS=1 cargo test --lib report::` and review the diff by eye.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::compare::{CompareOptions, compare};
+use super::gate::FailOn;
+use super::{Format, html, jepsen, junit, render};
+use crate::checker::{Attribution, CheckerReport, Landed};
+use crate::driver::Second;
+use crate::fault::FaultWindow;
+use crate::history::{HistoryEntry, Outcome, SideOutcome};
+use crate::relay::RelayStats;
+use crate::result::{
+    Latency, Ops, RelayResult, RunResult, SCHEMA_VERSION, ScenarioInfo, Tool, Verdict,
+    WorkloadResult,
+};
+use crate::scenario::{Expect, Side};
+use crate::store::ServerInfo;
+
+fn snapshot(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/reports")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; generate with UPDATE_SNAPSHOTS=1 cargo test --lib report::",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{} differs from the snapshot at line {}:\n expected: {:?}\n   actual: {:?}\n(UPDATE_SNAPSHOTS=1 to accept)",
+            path.display(),
+            line + 1,
+            expected.lines().nth(line),
+            actual.lines().nth(line)
+        );
+    }
+}
+
+fn window(fault: usize, side: Side, start: f64, end: f64) -> FaultWindow {
+    FaultWindow {
+        fault,
+        window: 0,
+        kind: "down".into(),
+        side,
+        direction: "downstream".into(),
+        toxicity: 1.0,
+        proxy: Some(format!("dynamodb_{side}")),
+        planned_start_s: start.floor(),
+        planned_end_s: end.floor(),
+        start_s: Some(start),
+        end_s: Some(end),
+        error: None,
+    }
+}
+
+fn timeline(rate: u64, seconds: u64, slow: std::ops::Range<u64>) -> Vec<Second> {
+    (0..seconds)
+        .map(|t| Second {
+            t,
+            attempted: rate,
+            ok: if slow.contains(&t) { rate / 2 } else { rate },
+            fail: 0,
+            unknown: if slow.contains(&t) { rate / 2 } else { 0 },
+            p50_ms: if slow.contains(&t) { 400.0 } else { 12.5 },
+            p99_ms: if slow.contains(&t) { 1000.0 } else { 30.0 },
+        })
+        .collect()
+}
+
+/// A failing naive run: 100 orphans (all acknowledged) under a secondary outage,
+/// 2 of them outside it, and one stray.
+pub(crate) fn naive() -> RunResult {
+    let mut checker = CheckerReport {
+        orphans: 100,
+        lost_acks: 100,
+        strays: 1,
+        divergence: 200,
+        divergent_ops: 100,
+        scanned_primary: 501,
+        scanned_secondary: 400,
+        divergent_by_second: vec![0, 0, 0, 49, 49, 0, 0, 2],
+        ..CheckerReport::default()
+    };
+    let ids = |from: u64| (from..from + 10).map(crate::order::order_key).collect();
+    checker.samples.insert("orphans".into(), ids(150));
+    checker.samples.insert("lost_acks".into(), ids(150));
+    checker
+        .samples
+        .insert("strays".into(), vec!["o999999999999".into()]);
+    for cat in ["orphans", "lost_acks"] {
+        checker.attribution.insert(
+            cat.into(),
+            Attribution {
+                windows: BTreeMap::from([("#0.0 down@secondary".to_string(), 98)]),
+                outside: 2,
+            },
+        );
+    }
+    RunResult {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool {
+            name: "dualwrite".into(),
+            version: "0.1.0".into(),
+        },
+        run_id: "20260101T000000Z-0001".into(),
+        scenario: ScenarioInfo {
+            name: "dynamo-naive".into(),
+            file: "scenarios/dynamo-naive.toml".into(),
+            sha256: "ab".repeat(32),
+            description: "PutItem to two tables, log-and-continue".into(),
+            faults: vec!["down@secondary/down 3s+2s".into()],
+        },
+        seed: 42,
+        target: "dynamodb".into(),
+        pattern: "naive".into(),
+        pattern_options: serde_json::json!({"kind": "naive"}),
+        server: ServerInfo {
+            product: "moto".into(),
+            version: "5.1".into(),
+            capabilities: BTreeMap::from([
+                ("streams".to_string(), true),
+                ("transaction_conflicts".to_string(), false),
+            ]),
+            not_exercised: vec!["TransactionConflictException: moto never raises it".into()],
+        },
+        namespace: "dw_test_0001".into(),
+        started_at: "2026-01-01T00:00:00+00:00".into(),
+        finished_at: "2026-01-01T00:00:12+00:00".into(),
+        complete: true,
+        interrupted: None,
+        workload: WorkloadResult {
+            target_tps: 50.0,
+            achieved_tps: 50.0,
+            load_s: 10.0,
+            concurrency: 32,
+            ops: Ops {
+                planned: 500,
+                total: 500,
+                ok: 500,
+                fail: 0,
+                unknown: 0,
+            },
+            errors: BTreeMap::from([("refused".to_string(), 100)]),
+            error_samples: BTreeMap::from([(
+                "refused".to_string(),
+                "dispatch failure: connection refused <127.0.0.1:25001>".to_string(),
+            )]),
+            ..WorkloadResult::default()
+        },
+        latency_ms: Latency {
+            p50: 12.98,
+            p90: 14.79,
+            p99: 34.43,
+            p999: 91.9,
+            max: 91.9,
+            mean: 13.5,
+            count: 500,
+        },
+        service_ms: Latency {
+            p50: 12.1,
+            p90: 13.9,
+            p99: 30.2,
+            p999: 80.4,
+            max: 80.4,
+            mean: 12.6,
+            count: 500,
+        },
+        timeline: timeline(50, 10, 0..0),
+        faults: vec![window(0, Side::Secondary, 3.0, 5.0)],
+        relay: None,
+        checker,
+        checked: true,
+        expect: Expect::zero(),
+        verdict: Verdict::Fail,
+        verdict_reasons: vec![
+            "orphans: 100 > allowed 0 (e.g. o000000000150)".into(),
+            "lost_acks: 100 > allowed 0 (e.g. o000000000150)".into(),
+            "strays: 1 > allowed 0 (e.g. o999999999999)".into(),
+            "divergence: 200 > allowed 0".into(),
+        ],
+        notes: vec![],
+    }
+}
+
+/// A passing transaction run, slower, with a primary outage.
+pub(crate) fn transaction() -> RunResult {
+    let mut r = naive();
+    r.run_id = "20260101T000100Z-0002".into();
+    r.scenario.name = "dynamo-transaction".into();
+    r.scenario.description = "TransactWriteItems with a deterministic token".into();
+    r.scenario.faults = vec!["down@primary/down 3s+2s".into()];
+    r.pattern = "transaction".into();
+    r.workload.achieved_tps = 40.0;
+    r.workload.ops.ok = 400;
+    r.workload.ops.unknown = 100;
+    r.latency_ms.p50 = 25.96;
+    r.latency_ms.p99 = 1000.0;
+    r.latency_ms.p999 = 1002.0;
+    r.timeline = timeline(50, 10, 3..5);
+    r.faults = vec![window(0, Side::Primary, 3.0, 5.0)];
+    r.checker = CheckerReport {
+        ambiguous_unknown: Landed {
+            none: 60,
+            both: 40,
+            ..Landed::default()
+        },
+        scanned_primary: 440,
+        scanned_secondary: 440,
+        ..CheckerReport::default()
+    };
+    r.verdict = Verdict::Pass;
+    r.verdict_reasons = vec![];
+    r
+}
+
+/// A streams run with a relay: time to consistency, an error-free pass.
+pub(crate) fn streams() -> RunResult {
+    let mut r = transaction();
+    r.run_id = "20260101T000200Z-0003".into();
+    r.scenario.name = "dynamo-streams".into();
+    r.scenario.faults = vec![];
+    r.pattern = "streams".into();
+    r.workload.achieved_tps = 49.5;
+    r.latency_ms.p50 = 6.5;
+    r.latency_ms.p99 = 15.25;
+    r.faults = vec![];
+    r.relay = Some(RelayResult {
+        stats: RelayStats {
+            workers: 1,
+            delivered: 500,
+            drained: true,
+            drain_ms: 800,
+            ..RelayStats::default()
+        },
+        time_to_consistency_ms: Latency {
+            p50: 510.0,
+            p99: 1480.0,
+            max: 1600.0,
+            ..Latency::default()
+        },
+    });
+    r
+}
+
+fn runs() -> Vec<RunResult> {
+    vec![naive(), transaction(), streams()]
+}
+
+#[test]
+fn fixture_results_match_snapshots() {
+    // Also the inputs of the CLI tests in tests/e2e/reports.rs.
+    for r in runs() {
+        let mut json = serde_json::to_string_pretty(&r).unwrap();
+        json.push('\n');
+        snapshot(&format!("results/{}/result.json", r.scenario.name), &json);
+        let back: RunResult = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+    }
+}
+
+#[test]
+fn comparison_formats_match_snapshots() {
+    let cmp = compare(&runs(), None, &CompareOptions::default());
+    snapshot("compare.txt", &render(&cmp, Format::Table, false));
+    snapshot("compare.md", &render(&cmp, Format::Markdown, false));
+    snapshot("compare.csv", &render(&cmp, Format::Csv, false));
+    snapshot("compare.json", &render(&cmp, Format::Json, false));
+}
+
+#[test]
+fn baseline_ratios_sorting_and_columns() {
+    let opts = CompareOptions::parse(
+        Some("scenario,p50_ms,latency_ratio,throughput_ratio,divergence,verdict"),
+        Some("latency_ratio:desc"),
+    )
+    .unwrap();
+    let cmp = compare(&runs(), Some(&naive()), &opts);
+    // 25.96 / 12.98 = 2, 6.5 / 12.98 = 0.5; achieved 40 / 50 = 0.8.
+    snapshot(
+        "compare-baseline.md",
+        &render(&cmp, Format::Markdown, false),
+    );
+    let order: Vec<String> = cmp.rows.iter().map(|r| r[0].display()).collect();
+    assert_eq!(
+        order,
+        ["dynamo-transaction", "dynamo-naive", "dynamo-streams"]
+    );
+    assert_eq!(cmp.rows[0][2].display(), "2");
+    assert_eq!(cmp.rows[0][3].display(), "0.8");
+}
+
+#[test]
+fn unchecked_runs_show_no_counts() {
+    let mut r = naive();
+    r.checked = false;
+    let opts = CompareOptions::parse(Some("orphans"), None).unwrap();
+    let cmp = compare(&[r], None, &opts);
+    assert_eq!(render(&cmp, Format::Csv, false), "orphans\r\n\r\n");
+}
+
+#[test]
+fn html_of_a_run_that_never_reached_the_store() {
+    let mut r = naive();
+    r.checked = false;
+    r.verdict = Verdict::Error;
+    r.timeline.clear();
+    r.server = ServerInfo::default();
+    let page = crate::report::html::render(&r, None);
+    assert_eq!(page.matches("<svg").count(), 0, "no empty charts");
+    assert!(page.contains("No load ran"));
+    assert!(
+        page.contains("dynamodb / naive"),
+        "no empty () for the server"
+    );
+}
+
+#[test]
+fn markdown_escapes_pipes() {
+    let mut r = naive();
+    r.scenario.name = "a|b".into();
+    let opts = CompareOptions::parse(Some("scenario"), None).unwrap();
+    let md = render(&compare(&[r], None, &opts), Format::Markdown, false);
+    assert!(md.contains("| a\\|b |"), "{md}");
+}
+
+#[test]
+fn junit_matches_snapshot_and_parses_back() {
+    let xml = junit::render(&runs(), FailOn::Expect);
+    snapshot("junit.xml", &xml);
+    // Read it back with a real XML parser (python3's ElementTree).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("junit.xml");
+    std::fs::write(&file, &xml).unwrap();
+    let script = r#"
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == "testsuites", root.tag
+suite = root.find("testsuite")
+cases = suite.findall("testcase")
+print(suite.get("tests"), suite.get("failures"), suite.get("errors"), len(cases))
+for c in cases:
+    f = c.find("failure")
+    print(c.get("name"), "FAIL:" + f.get("message") if f is not None else "PASS")
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&file)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text,
+        "3 1 0 3\n\
+         dynamo-naive FAIL:divergence 200: orphans 100, lost_acks 100, strays 1; first ids: o000000000150, o000000000151, o000000000152\n\
+         dynamo-transaction PASS\n\
+         dynamo-streams PASS\n"
+    );
+}
+
+#[test]
+fn junit_any_divergence_fails_runs_the_scenario_allowed() {
+    let mut r = naive();
+    r.verdict = Verdict::Pass;
+    r.verdict_reasons.clear();
+    let xml = junit::render(std::slice::from_ref(&r), FailOn::Expect);
+    assert!(xml.contains("failures=\"0\""), "{xml}");
+    let xml = junit::render(&[r], FailOn::AnyDivergence);
+    assert!(xml.contains("failures=\"1\""), "{xml}");
+    assert!(xml.contains("orphans: 100 &gt; allowed 0"), "{xml}");
+}
+
+#[test]
+fn html_matches_snapshot_and_is_self_contained() {
+    let r = naive();
+    let page = html::render(&r, Some("name = \"dynamo-naive\"\n# <b>not markup</b>\n"));
+    snapshot("report.html", &page);
+    // Nothing fetched: the only URL is the SVG namespace identifier.
+    let urls = page.matches("://").count();
+    let svg_ns = page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count();
+    assert_eq!(urls, svg_ns, "a network reference in the report");
+    assert!(!page.contains("<script"));
+    assert_eq!(svg_ns, 3, "three charts");
+    assert!(page.contains("&lt;b&gt;not markup&lt;/b&gt;"));
+    // The fault window is shaded in every chart, and 2 orphans are outside it.
+    assert_eq!(page.matches("class=\"fault\"").count(), 3);
+    assert!(page.contains("<td class=\"n alarm\">2</td>"));
+}
+
+#[test]
+fn jepsen_history_matches_snapshot() {
+    let e = |id, start_us, end_us, outcome, secondary| HistoryEntry {
+        id,
+        intended_us: id * 20_000,
+        start_us,
+        end_us,
+        outcome,
+        error: (outcome != Outcome::Ok).then(|| "timeout".to_string()),
+        primary: SideOutcome::Ok,
+        secondary,
+        retries: 0,
+    };
+    let entries = vec![
+        e(0, 100, 5_000, Outcome::Ok, SideOutcome::Ok),
+        // Overlaps op 0: a second process. Indeterminate: process 1 is retired.
+        e(1, 1_000, 9_000, Outcome::Unknown, SideOutcome::Unknown),
+        // Starts after op 0 ended: reuses process 0.
+        e(2, 6_000, 7_000, Outcome::Fail, SideOutcome::Fail),
+        // Both earlier processes are busy or retired: a new process 2.
+        e(3, 6_500, 8_000, Outcome::Ok, SideOutcome::Ok),
+    ];
+    let text = jepsen::export(&entries);
+    snapshot("history.jepsen.jsonl", &text);
+    let procs: Vec<u64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "invoke")
+        .map(|v| v["process"].as_u64().unwrap())
+        .collect();
+    assert_eq!(procs, [0, 1, 0, 2]);
+}
