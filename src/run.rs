@@ -339,6 +339,17 @@ async fn run_inner(
     // taken back (Arc::try_unwrap) after the settle period, also when the driver
     // failed (before the `?`).
     drop(targets);
+    // Belt and braces before settle and scan: a fault request that timed out may
+    // have landed after the nemesis gave up on it (seen in a 30-minute soak on a
+    // loaded machine: a proxy left disabled made the final scan fail).
+    if !proxy_names.is_empty()
+        && let Ok(fixed) = fault::restore(toxiproxy, &proxy_names).await
+    {
+        for line in fixed {
+            say(format!("note: {line} after the load"));
+            notes.push(format!("{line} after the load"));
+        }
+    }
     let (stats, history, writer) = driven?;
     if let Some(w) = writer {
         w.finish().context("writing history.jsonl")?;

@@ -180,6 +180,9 @@ impl Nemesis {
         // Removals first at equal times, so back-to-back windows do not overlap.
         events.sort_by(|a, b| a.at.cmp(&b.at).then(a.apply.cmp(&b.apply)));
         let mut down_count: HashMap<String, u32> = HashMap::new();
+        // Windows whose apply request failed: a timed-out request may still have
+        // been carried out, so their removal is still sent (removals are idempotent).
+        let mut maybe_applied: Vec<bool> = vec![false; windows.len()];
         for ev in events {
             let stopped = tokio::select! {
                 _ = tokio::time::sleep_until((t0 + ev.at).into()) => false,
@@ -190,7 +193,7 @@ impl Nemesis {
             }
             let w = &mut windows[ev.window];
             let spec = &specs[&(w.fault, w.window)];
-            if !ev.apply && w.start_s.is_none() {
+            if !ev.apply && w.start_s.is_none() && !maybe_applied[ev.window] {
                 continue; // never applied (an error was recorded)
             }
             // The window is recorded conservatively: it opens when the request to
@@ -216,7 +219,9 @@ impl Nemesis {
                         if ev.apply { "applied" } else { "removed" }
                     );
                     w.error = Some(format!("{e:#}"));
-                    if !ev.apply {
+                    if ev.apply {
+                        maybe_applied[ev.window] = true;
+                    } else {
                         w.end_s = Some(now);
                     }
                 }
@@ -224,7 +229,7 @@ impl Nemesis {
         }
         // Stopped early, or windows that outlast the load: remove what is in force.
         for i in 0..windows.len() {
-            if windows[i].start_s.is_some() && windows[i].end_s.is_none() {
+            if (windows[i].start_s.is_some() || maybe_applied[i]) && windows[i].end_s.is_none() {
                 let spec = specs[&(windows[i].fault, windows[i].window)].clone();
                 let w = &mut windows[i];
                 if let Err(e) = self.act(&spec, w, false, targets, &mut down_count).await {
