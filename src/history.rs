@@ -94,6 +94,23 @@ impl OpReport {
         }
     }
 
+    /// Benchmark only: a bare client's report, with no error classification.
+    pub fn bare(ok: bool) -> Self {
+        let (outcome, side) = if ok {
+            (Outcome::Ok, SideOutcome::Ok)
+        } else {
+            (Outcome::Fail, SideOutcome::Fail)
+        };
+        Self {
+            outcome,
+            error: None,
+            primary: side,
+            secondary: side,
+            retries: 0,
+            detail: None,
+        }
+    }
+
     pub fn with_retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self

@@ -322,18 +322,6 @@ impl PatternClient for BareClient {
                     .send()
                     .await
                     .is_ok());
-        let side = if ok {
-            SideOutcome::Ok
-        } else {
-            SideOutcome::Fail
-        };
-        OpReport {
-            outcome: outcome_of(side),
-            error: None,
-            primary: side,
-            secondary: side,
-            retries: 0,
-            detail: None,
-        }
+        OpReport::bare(ok)
     }
 }

@@ -336,18 +336,6 @@ impl PatternClient for BareClient {
             let events: Collection<Document> = self.secondary.collection(EVENTS);
             ok = events.insert_one(event).await.is_ok();
         }
-        let side = if ok {
-            SideOutcome::Ok
-        } else {
-            SideOutcome::Fail
-        };
-        OpReport {
-            outcome: outcome_of(side),
-            error: None,
-            primary: side,
-            secondary: side,
-            retries: 0,
-            detail: None,
-        }
+        OpReport::bare(ok)
     }
 }

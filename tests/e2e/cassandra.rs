@@ -3,10 +3,10 @@
 use std::time::{Duration, Instant};
 
 use dualwrite::fault::toxiproxy::Toxiproxy;
-use dualwrite::history::{History, OpSummary, Outcome, SideOutcome};
+use dualwrite::history::SideOutcome;
 use dualwrite::scenario::Side;
 use dualwrite::store::cassandra::CassandraStore;
-use dualwrite::store::{Record, StoreContext, resolve_endpoints};
+use dualwrite::store::{StoreContext, resolve_endpoints};
 
 use crate::common::*;
 
@@ -260,53 +260,13 @@ fn outbox_crash_between_publish_and_mark_duplicates_exactly_once_per_crash() {
 fn checker_counts_planted_divergence_exactly() {
     // Another test may take this store's proxies down meanwhile.
     let _guard = lock("cassandra");
-    block_on(planted_divergence_is_counted_exactly());
-}
-
-async fn planted_divergence_is_counted_exactly() {
     // The outbox pattern's secondary side is `events`, keyed (order_id, event_id):
     // a second copy of an order is a second row there.
-    let scenario = parse(OUTBOX);
-    let store = fresh_store(scenario.clone()).await;
-    let rec = |id: u64, amount: u64| Record {
-        order_id: id,
-        customer_id: 3,
-        amount_cents: amount,
-    };
-    let mut history = History::default();
-    for id in 0..10 {
-        history.record(
-            id,
-            OpSummary::new(Outcome::Ok, SideOutcome::Ok, SideOutcome::Async, 0),
-        );
-    }
-    // 0..4 consistent; 4,5 orphans; 6 ghost; 7 on the secondary 3 times (2 extra);
-    // 8 mismatched amount; 9 missing everywhere (lost ack); one foreign key (stray).
-    for id in 0..4 {
-        store.plant(Side::Primary, rec(id, 100), 1).await.unwrap();
-        store.plant(Side::Secondary, rec(id, 100), 1).await.unwrap();
-    }
-    store.plant(Side::Primary, rec(4, 100), 1).await.unwrap();
-    store.plant(Side::Primary, rec(5, 100), 1).await.unwrap();
-    store.plant(Side::Secondary, rec(6, 100), 1).await.unwrap();
-    store.plant(Side::Primary, rec(7, 100), 1).await.unwrap();
-    store.plant(Side::Secondary, rec(7, 100), 3).await.unwrap();
-    store.plant(Side::Primary, rec(8, 100), 1).await.unwrap();
-    store.plant(Side::Secondary, rec(8, 999), 1).await.unwrap();
-    store
-        .plant_foreign(Side::Secondary, "not-an-order")
-        .await
-        .unwrap();
-    let c = check(store.as_ref(), &history, &scenario).await;
-    store.drop_namespace().await.unwrap();
-    assert_eq!(c.orphans, 2, "{c:?}");
-    assert_eq!(c.ghosts, 1, "{c:?}");
-    assert_eq!(c.duplicates, 2, "{c:?}");
-    assert_eq!(c.mismatches, 1, "{c:?}");
-    assert_eq!(c.lost_acks, 4, "{c:?}"); // 4, 5, 6 (one side missing) and 9 (both)
-    assert_eq!(c.strays, 1, "{c:?}");
-    assert_eq!(c.divergence, 10);
-    assert_eq!((c.scanned_primary, c.scanned_secondary), (8, 10));
+    block_on(planted_divergence_is_counted_exactly(
+        parse(OUTBOX),
+        SideOutcome::Async,
+        "cassandra",
+    ));
 }
 
 #[test]
