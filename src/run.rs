@@ -105,11 +105,22 @@ pub async fn run_scenario(
     // Held until the proxies are restored below.
     let holder = format!("run {run_id} of scenario {}", scenario.name);
     let mut notes = Vec::new();
+    // The load's figures, once the load is over: an error in the checker phase
+    // still reports what the load did.
+    let mut after_load = None;
     let outcome = match fault::lock::acquire(toxiproxy.base(), &proxy_names, &holder) {
         Ok(_locks) => {
             let outcome = run_inner(
-                &scenario, opts, interrupt, &dir, &run_id, &namespace, &toxiproxy, &proxies,
+                &scenario,
+                opts,
+                interrupt,
+                &dir,
+                &run_id,
+                &namespace,
+                &toxiproxy,
+                &proxies,
                 &mut notes,
+                &mut after_load,
             )
             .await;
             // Restore on every path, including errors; a crash of this process is
@@ -129,7 +140,8 @@ pub async fn run_scenario(
         Ok(r) => r,
         Err(e) => {
             // Nothing is lost: an error still leaves a result saying what happened.
-            let mut r = empty_result(&scenario, &run_id, &namespace);
+            let mut r = after_load.unwrap_or_else(|| empty_result(&scenario, &run_id, &namespace));
+            r.complete = false;
             r.verdict = Verdict::Error;
             r.verdict_reasons = vec![format!("{e:#}")];
             r.started_at = started_at.to_rfc3339();
@@ -213,6 +225,7 @@ async fn run_inner(
     toxiproxy: &Toxiproxy,
     proxies: &BTreeMap<Side, String>,
     notes: &mut Vec<String>,
+    after_load: &mut Option<RunResult>,
 ) -> anyhow::Result<RunResult> {
     let say = |line: String| {
         if !opts.quiet {
@@ -421,39 +434,8 @@ async fn run_inner(
         None => None,
     };
 
-    let checker = if do_check {
-        say("checking: full scan of both sides".to_string());
-        let mut primary = CollectedScan::default();
-        store
-            .scan(Side::Primary, &mut primary)
-            .await
-            .map_err(infra)?;
-        let mut secondary = CollectedScan::default();
-        store
-            .scan(Side::Secondary, &mut secondary)
-            .await
-            .map_err(infra)?;
-        Some(checker::check(
-            primary,
-            secondary,
-            &history,
-            &scenario.check.fields,
-            &windows,
-        ))
-    } else {
-        None
-    };
-    if !scenario.namespace.keep && !opts.keep_data {
-        if let Err(e) = store.drop_namespace().await {
-            notes.push(format!("could not drop namespace {namespace}: {e:#}"));
-        }
-    } else {
-        notes.push(format!("data kept in namespace {namespace}"));
-    }
-
     let mut result = empty_result(scenario, run_id, namespace);
     result.server = server;
-    result.complete = !interrupted && checker.is_some();
     result.interrupted = interrupted.then(|| "interrupted by signal".to_string());
     result.workload.achieved_tps = (stats.achieved_tps * 100.0).round() / 100.0;
     result.workload.load_s = (stats.load_s * 1000.0).round() / 1000.0;
@@ -474,6 +456,39 @@ async fn run_inner(
     result.timeline = stats.timeline.clone();
     result.faults = windows;
     result.relay = relay_result;
+    *after_load = Some(result.clone());
+
+    let checker = if do_check {
+        say("checking: full scan of both sides".to_string());
+        let mut primary = CollectedScan::default();
+        store
+            .scan(Side::Primary, &mut primary)
+            .await
+            .map_err(infra)?;
+        let mut secondary = CollectedScan::default();
+        store
+            .scan(Side::Secondary, &mut secondary)
+            .await
+            .map_err(infra)?;
+        Some(checker::check(
+            primary,
+            secondary,
+            &history,
+            &scenario.check.fields,
+            &result.faults,
+        ))
+    } else {
+        None
+    };
+    if !scenario.namespace.keep && !opts.keep_data {
+        if let Err(e) = store.drop_namespace().await {
+            notes.push(format!("could not drop namespace {namespace}: {e:#}"));
+        }
+    } else {
+        notes.push(format!("data kept in namespace {namespace}"));
+    }
+
+    result.complete = !interrupted && checker.is_some();
     match checker {
         Some(c) => {
             let (verdict, reasons) = result::judge(&c, &scenario.expect);

@@ -550,3 +550,63 @@ fn black_holed_relay_proxy_mongodb_polling_outbox_ends_in_bounded_time() {
         "[pattern]\nname = \"outbox\"\n[pattern.relay]\nmode = \"poll\"\npoll_interval = \"50ms\"",
     );
 }
+
+#[test]
+fn a_scan_that_fails_after_the_load_still_reports_the_load() {
+    let _guard = lock("dynamodb");
+    let s = Scratch::new();
+    let text = SHORT
+        .replace("e2e-reliability", "e2e-scan-fails")
+        .replace("duration = \"3s\"", "duration = \"2s\"")
+        + "[check]\nsettle = \"8s\"\n";
+    let mut child = spawn_run(&s, &s.write("scan-fails.toml", &text));
+    // The history is complete once the load is over; the settle period follows.
+    let planned = 40;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let history = loop {
+        let found = walk(&s.results())
+            .into_iter()
+            .find(|p| p.ends_with("history.jsonl"));
+        if let Some(p) = &found
+            && std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                >= planned
+        {
+            break p.clone();
+        }
+        assert!(Instant::now() < deadline, "the load never finished");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Pull the secondary away in the settle period: the checker's scan must fail.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = dualwrite::fault::toxiproxy::Toxiproxy::new("http://127.0.0.1:8474");
+    rt.block_on(api.set_enabled("dynamodb_secondary", false))
+        .unwrap();
+    let status = child.wait().unwrap();
+    let restored_by_the_run = proxy_state("dynamodb_secondary").0;
+    rt.block_on(api.set_enabled("dynamodb_secondary", true))
+        .unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    let result =
+        dualwrite::result::RunResult::read(&s.results().join("e2e-scan-fails/latest")).unwrap();
+    assert_eq!(result.verdict, dualwrite::result::Verdict::Error);
+    assert!(!result.complete && !result.checked, "{result:?}");
+    // What the load did is still there, and agrees with the history on disk.
+    let lines = std::fs::read_to_string(&history).unwrap().lines().count() as u64;
+    assert_eq!(result.workload.ops.total, lines, "{:?}", result.workload);
+    assert_eq!(
+        result.workload.ops.ok + result.workload.ops.fail + result.workload.ops.unknown,
+        lines
+    );
+    assert!(result.latency_ms.p50 > 0.0, "{:?}", result.latency_ms);
+    assert!(!result.timeline.is_empty());
+    // And the proxy disabled behind its back was restored by the run itself.
+    assert!(restored_by_the_run);
+}
