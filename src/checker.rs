@@ -328,6 +328,7 @@ mod tests {
             direction: "downstream".into(),
             toxicity: 1.0,
             proxy: None,
+            server: None,
             planned_start_s: 1.0,
             planned_end_s: 2.0,
             start_s: Some(1.0),

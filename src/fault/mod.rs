@@ -30,6 +30,9 @@ pub struct FaultWindow {
     pub toxicity: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+    /// The server a process fault acts on (`side` means nothing for those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     pub planned_start_s: f64,
     pub planned_end_s: f64,
     /// When it was really applied / removed; `None` if it never was.
@@ -61,10 +64,13 @@ impl FaultWindow {
     }
 
     pub fn label(&self) -> String {
-        format!(
-            "#{}.{} {}@{}",
-            self.fault, self.window, self.kind, self.side
-        )
+        match &self.server {
+            Some(server) => format!("#{}.{} {}@{}", self.fault, self.window, self.kind, server),
+            None => format!(
+                "#{}.{} {}@{}",
+                self.fault, self.window, self.kind, self.side
+            ),
+        }
     }
 }
 
@@ -129,6 +135,7 @@ impl Nemesis {
                         .is_network()
                         .then(|| self.proxies.get(&spec.side).cloned())
                         .flatten(),
+                    server: spec.kind.server().map(str::to_string),
                     planned_start_s: start.as_secs_f64(),
                     planned_end_s: end.as_secs_f64(),
                     start_s: None,

@@ -60,6 +60,7 @@ fn window(fault: usize, side: Side, start: f64, end: f64) -> FaultWindow {
         direction: "downstream".into(),
         toxicity: 1.0,
         proxy: Some(format!("dynamodb_{side}")),
+        server: None,
         planned_start_s: start.floor(),
         planned_end_s: end.floor(),
         start_s: Some(start),

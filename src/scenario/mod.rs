@@ -288,6 +288,14 @@ impl FaultKind {
         }
     }
 
+    /// The server a process fault acts on (it has no side).
+    pub fn server(&self) -> Option<&str> {
+        match self {
+            FaultKind::ProcessKill { server } | FaultKind::ProcessPause { server } => Some(server),
+            _ => None,
+        }
+    }
+
     /// Toxiproxy toxics (and `down`) act on a proxy; the others have their own source.
     pub fn is_network(&self) -> bool {
         !matches!(
@@ -348,10 +356,14 @@ impl FaultSpec {
             .every
             .map(|e| format!(" every {}", fmt_duration(e)))
             .unwrap_or_default();
+        let target = match self.kind.server() {
+            Some(server) => server.to_string(),
+            None => self.side.to_string(),
+        };
         format!(
             "{}@{}{} {}+{}{}",
             self.kind.name(),
-            self.side,
+            target,
             dir,
             fmt_duration(self.start),
             fmt_duration(self.duration),

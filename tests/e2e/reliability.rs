@@ -314,6 +314,115 @@ fn a_paused_store_gives_unknowns_and_the_checker_runs_after_recovery() {
     );
 }
 
+/// FerretDB keeps its data in SQLite, so it can be killed and restarted mid-run
+/// without losing what landed (moto and mongoeco are in memory).
+#[test]
+fn a_killed_and_restarted_store_fails_operations_and_the_checker_counts_after_recovery() {
+    let _guard = lock("mongodb");
+    let s = Scratch::new();
+    let text = r#"
+name = "e2e-process-kill"
+seed = 3
+[target]
+store = "mongodb"
+server = "ferretdb"
+[pattern]
+name = "naive"
+on_secondary_failure = "log-and-continue"
+[workload]
+rate = 20
+duration = "12s"
+op_timeout = "1s"
+[[faults]]
+kind = "process-kill"
+server = "ferretdb"
+start = "3s"
+duration = "3s"
+[expect]
+divergence = "any"
+orphans = "any"
+lost_acks = "any"
+"#;
+    let file = s.write("kill.toml", text);
+    let state = std::env::var("DUALWRITE_STATE")
+        .unwrap_or_else(|_| repo().join(".stack").display().to_string());
+    let out = Command::new(bin())
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--quiet",
+            "--stack-state",
+            &state,
+        ])
+        .arg("--results-dir")
+        .arg(s.results())
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let latest = s.results().join("e2e-process-kill/latest");
+    let result = dualwrite::result::RunResult::read(&latest).unwrap();
+    let (_, history) =
+        dualwrite::history::History::read_jsonl(&latest.join("history.jsonl")).unwrap();
+    use dualwrite::history::{Outcome, SideOutcome};
+    let count = |f: &dyn Fn(&dualwrite::history::HistoryEntry) -> bool| {
+        history.iter().filter(|e| f(e)).count() as u64
+    };
+    let c = &result.checker;
+    assert!(result.complete && result.checked, "{:?}", result.notes);
+    let window = &result.faults[0];
+    assert!(
+        window.start_s.is_some() && window.end_s.is_some(),
+        "{:?}",
+        result.faults
+    );
+    // While the server is dead, operations fail or are unknown; none hangs the run.
+    assert!(
+        count(&|e| e.outcome != Outcome::Ok) > 0,
+        "{:?}",
+        result.workload
+    );
+    // After the restart the run goes on and writes succeed again.
+    let restarted_us = (window.end_s.unwrap() * 1e6) as u64;
+    assert!(
+        history
+            .iter()
+            .any(|e| e.intended_us > restarted_us && e.outcome == Outcome::Ok),
+        "no successful write after the restart at {restarted_us} us"
+    );
+    // The checker scans the restarted server: everything acknowledged is there, and
+    // an unknown write counts only if it landed.
+    let primary_ok = count(&|e| e.primary == SideOutcome::Ok);
+    let primary_unknown = count(&|e| e.primary == SideOutcome::Unknown);
+    assert!(
+        (primary_ok..=primary_ok + primary_unknown).contains(&c.scanned_primary),
+        "{c:?}"
+    );
+    // Orphans from the history: the secondary insert failed, or was cut (unknown) and
+    // did not land, after a primary insert that succeeded; or the primary insert was
+    // cut, landed, and the secondary was never tried.
+    let secondary_failed =
+        count(&|e| e.primary == SideOutcome::Ok && e.secondary == SideOutcome::Fail);
+    let secondary_cut =
+        count(&|e| e.primary == SideOutcome::Ok && e.secondary == SideOutcome::Unknown);
+    let secondary_landed_cut = c.scanned_secondary - count(&|e| e.secondary == SideOutcome::Ok);
+    let primary_landed_cut = c.scanned_primary - primary_ok;
+    assert_eq!(
+        c.orphans,
+        secondary_failed + secondary_cut - secondary_landed_cut + primary_landed_cut,
+        "{c:?}"
+    );
+    assert_eq!(
+        (c.ghosts, c.duplicates, c.mismatches, c.strays),
+        (0, 0, 0, 0),
+        "{c:?}"
+    );
+}
+
 #[test]
 fn sigterm_with_check_on_interrupt_still_counts_divergence() {
     let _guard = lock("dynamodb");
