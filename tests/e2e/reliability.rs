@@ -251,35 +251,12 @@ fn a_paused_store_gives_unknowns_and_the_checker_runs_after_recovery() {
         .replace("duration = \"3s\"", "duration = \"6s\"")
         .replace("op_timeout = \"1s\"", "op_timeout = \"500ms\"")
         + "[[faults]]\nkind = \"process-pause\"\nserver = \"moto\"\nstart = \"2s\"\nduration = \"2s\"\n";
-    let file = s.write("pause.toml", &text);
-    let state = std::env::var("DUALWRITE_STATE")
-        .unwrap_or_else(|_| repo().join(".stack").display().to_string());
-    let out = Command::new(bin())
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--quiet",
-            "--stack-state",
-            &state,
-            "--results-dir",
-        ])
-        .arg(s.results())
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let latest = s.results().join("e2e-pause/latest");
-    let result = dualwrite::result::RunResult::read(&latest).unwrap();
-    let (_, history) =
-        dualwrite::history::History::read_jsonl(&latest.join("history.jsonl")).unwrap();
+    // `--stack-state` defaults to $DUALWRITE_STATE or ./.stack, as the stack's own.
+    let run = s.run(&s.write("pause.toml", &text));
+    assert!(matches!(run.code, 0 | 1), "{}", run.explain());
     use dualwrite::history::{Outcome, SideOutcome};
-    let count = |f: &dyn Fn(&dualwrite::history::HistoryEntry) -> bool| {
-        history.iter().filter(|e| f(e)).count() as u64
-    };
+    let (result, history) = (&run.result, &run.history);
+    let count = |f: &dyn Fn(&dualwrite::history::HistoryEntry) -> bool| run.count(f);
     let c = &result.checker;
     assert!(result.complete && result.checked, "{:?}", result.notes);
     assert!(
@@ -343,35 +320,12 @@ divergence = "any"
 orphans = "any"
 lost_acks = "any"
 "#;
-    let file = s.write("kill.toml", text);
-    let state = std::env::var("DUALWRITE_STATE")
-        .unwrap_or_else(|_| repo().join(".stack").display().to_string());
-    let out = Command::new(bin())
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--quiet",
-            "--stack-state",
-            &state,
-        ])
-        .arg("--results-dir")
-        .arg(s.results())
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let latest = s.results().join("e2e-process-kill/latest");
-    let result = dualwrite::result::RunResult::read(&latest).unwrap();
-    let (_, history) =
-        dualwrite::history::History::read_jsonl(&latest.join("history.jsonl")).unwrap();
+    // `--stack-state` defaults to $DUALWRITE_STATE or ./.stack, as the stack's own.
+    let run = s.run(&s.write("kill.toml", text));
+    assert!(matches!(run.code, 0 | 1), "{}", run.explain());
     use dualwrite::history::{Outcome, SideOutcome};
-    let count = |f: &dyn Fn(&dualwrite::history::HistoryEntry) -> bool| {
-        history.iter().filter(|e| f(e)).count() as u64
-    };
+    let (result, history) = (&run.result, &run.history);
+    let count = |f: &dyn Fn(&dualwrite::history::HistoryEntry) -> bool| run.count(f);
     let c = &result.checker;
     assert!(result.complete && result.checked, "{:?}", result.notes);
     let window = &result.faults[0];
