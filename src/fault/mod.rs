@@ -64,13 +64,8 @@ impl FaultWindow {
     }
 
     pub fn label(&self) -> String {
-        match &self.server {
-            Some(server) => format!("#{}.{} {}@{}", self.fault, self.window, self.kind, server),
-            None => format!(
-                "#{}.{} {}@{}",
-                self.fault, self.window, self.kind, self.side
-            ),
-        }
+        let target = self.server.clone().unwrap_or_else(|| self.side.to_string());
+        format!("#{}.{} {}@{}", self.fault, self.window, self.kind, target)
     }
 }
 

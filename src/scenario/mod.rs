@@ -356,10 +356,10 @@ impl FaultSpec {
             .every
             .map(|e| format!(" every {}", fmt_duration(e)))
             .unwrap_or_default();
-        let target = match self.kind.server() {
-            Some(server) => server.to_string(),
-            None => self.side.to_string(),
-        };
+        let target = self
+            .kind
+            .server()
+            .map_or_else(|| self.side.to_string(), str::to_string);
         format!(
             "{}@{}{} {}+{}{}",
             self.kind.name(),
