@@ -18,8 +18,9 @@ use crate::history::{History, HistoryWriter, OpReport, OpSummary, Outcome, SideO
 use crate::order::Order;
 use crate::pattern::PatternKind;
 use crate::run::{self, RunOptions};
-use crate::scenario::{self, Field, Scenario, Side, StoreKind};
-use crate::store::{self, PatternClient, Record, ScanSink};
+use crate::scenario::{self, Field, Scenario, StoreKind};
+use crate::store::{self, Record, ScanSink};
+use crate::writer::Writer as PatternClient;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -215,6 +216,7 @@ fn checker_memory(records: u64, summary: &mut Summary) {
         &history,
         &[Field::CustomerId, Field::AmountCents],
         &[],
+        &checker::Causes::new(),
     );
     let elapsed = started.elapsed().as_secs_f64();
     let grew = rss_kb("VmHWM:").saturating_sub(hwm_before) * 1024;
@@ -235,11 +237,7 @@ fn scenario_text(
     concurrency: usize,
     extra: &str,
 ) -> String {
-    let server = if store == StoreKind::MongoDb {
-        "server = \"mongoeco\"\n"
-    } else {
-        ""
-    };
+    let server = format!("server = \"{}\"\n", store.spec().bench.server);
     format!(
         "name = \"bench-{store}-{pattern}\"\n[target]\nstore = \"{store}\"\n{server}[pattern]\nname = \"{pattern}\"\n{extra}[workload]\nrate = {rate}\n{limit}\nconcurrency = {concurrency}\nop_timeout = \"5s\"\n[check]\nsettle = \"10s\"\n[expect]\ndivergence = \"any\"\norphans = \"any\"\nlost_acks = \"any\"\nduplicates = \"any\"\nghosts = \"any\"\n"
     )
@@ -345,7 +343,7 @@ async fn store_figures(
                 dw_p50.push(r.service_ms.p50);
             } else {
                 let (bare_store, _) = store::connect_fresh(probe.clone()).await?;
-                let Some(bare) = bare_store.bare_client(2).await else {
+                let Some(bare) = bare_store.primary.bare_client(2).await else {
                     anyhow::bail!("no bare client for {store} yet");
                 };
                 let (tps, h) = bare_loop(bare, sat_ops, concurrency).await;
@@ -445,21 +443,9 @@ async fn store_figures(
     ]);
     for kind in PatternKind::ALL
         .into_iter()
-        .filter(|k| k.applies_to(store).is_ok())
+        .filter(|k| k.on(store.spec()).is_ok())
     {
-        let variants: Vec<(&str, &str)> = match kind {
-            PatternKind::LoggedBatch => vec![
-                ("same", "partitioning = \"same\"\n"),
-                ("cross", "partitioning = \"cross\"\n"),
-            ],
-            PatternKind::Naive if store == StoreKind::Cassandra => {
-                vec![("", ""), ("lwt", "lwt_insert = true\n")]
-            }
-            PatternKind::Outbox | PatternKind::Streams if store == StoreKind::MongoDb => {
-                vec![("poll", "[pattern.relay]\nmode = \"poll\"\n")]
-            }
-            _ => vec![("", "")],
-        };
+        let variants = variants(store, kind);
         for (label, extra) in variants {
             let name = if label.is_empty() {
                 kind.name().to_string()
@@ -514,15 +500,37 @@ async fn store_figures(
     // Enough records that the scan takes seconds, not milliseconds (noise), within
     // what the store writes in about a minute here (moto and mongoeco ~100-150
     // ops/s, Cassandra thousands).
-    let records = match (args.quick, store) {
-        (true, _) => 500,
-        (false, StoreKind::Cassandra) => 20_000,
-        (false, _) => 3000,
+    let records = if args.quick {
+        500
+    } else {
+        store.spec().bench.checker_records
     };
     checker_on_store(store, probe, records, summary).await?;
     // The store's rate here is the fastest anything reached on it, the single-write
     // baseline included: the driver ceiling is judged against that.
     Ok(max_tps.max(single.2))
+}
+
+/// The variants of a pattern worth a row, from the options the store honours:
+/// both partitionings of a logged batch, `lwt_insert`, a polling relay.
+fn variants(store: StoreKind, kind: PatternKind) -> Vec<(&'static str, &'static str)> {
+    let honours = |option: &str| match store.spec().support(kind) {
+        crate::store::spec::Support::Yes { options, .. } => options.contains(&option),
+        crate::store::spec::Support::No(_) => false,
+    };
+    let mut v = Vec::new();
+    if honours("partitioning") {
+        v.push(("same", "partitioning = \"same\"\n"));
+        v.push(("cross", "partitioning = \"cross\"\n"));
+    } else if honours("relay.mode") {
+        v.push(("poll", "[pattern.relay]\nmode = \"poll\"\n"));
+    } else {
+        v.push(("", ""));
+    }
+    if honours("lwt_insert") {
+        v.push(("lwt", "lwt_insert = true\n"));
+    }
+    v
 }
 
 fn first_line(e: &anyhow::Error) -> String {
@@ -544,6 +552,7 @@ async fn bare_store_single(
 ) -> anyhow::Result<(f64, f64, f64)> {
     let (s, _) = store::connect_fresh(probe).await?;
     let client = s
+        .primary
         .bare_client(1)
         .await
         .ok_or_else(|| anyhow::anyhow!("no bare client for {store}"))?;
@@ -593,9 +602,10 @@ async fn checker_on_store(
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let (s, _) = store::connect_fresh(probe.clone()).await?;
-    let Some(writer) = s.bare_client(2).await else {
+    let Some(writer) = s.primary.bare_client(2).await else {
         return Ok(());
     };
+    let (primary, secondary) = s.sides().await?;
     let _ = bare_loop(writer, records, 16).await;
     let mut history = History::with_capacity(records as usize);
     for id in 0..records {
@@ -608,14 +618,21 @@ async fn checker_on_store(
     for _ in 0..2 {
         let t = Instant::now();
         let mut c = Counting(0);
-        s.scan(Side::Primary, &mut c).await?;
-        s.scan(Side::Secondary, &mut c).await?;
+        primary.scan(&mut c).await?;
+        secondary.scan(&mut c).await?;
         bare.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         let (mut p, mut q) = (CollectedScan::default(), CollectedScan::default());
-        s.scan(Side::Primary, &mut p).await?;
-        s.scan(Side::Secondary, &mut q).await?;
-        let report = checker::check(p, q, &history, &probe.check.fields, &[]);
+        primary.scan(&mut p).await?;
+        secondary.scan(&mut q).await?;
+        let report = checker::check(
+            p,
+            q,
+            &history,
+            &probe.check.fields,
+            &[],
+            &checker::Causes::new(),
+        );
         full.push(t.elapsed().as_secs_f64());
         anyhow::ensure!(report.divergence == 0, "bare writes diverged: {report:?}");
     }

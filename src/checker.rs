@@ -1,14 +1,14 @@
 //! The checker: after the run and the settle period, compares full scans of both
 //! sides with each other and with the history, and counts each category of
-//! divergence (see DESIGN.md). Pure arithmetic over sorted records: stores only scan.
+//! divergence (docs/RESULTS.md "checker"). Pure arithmetic over sorted records: stores only scan.
 //!
 //! Memory: 24 bytes per scanned record, 8 per operation, plus a bitmap.
 
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::fault::FaultWindow;
 use crate::history::{History, OpSummary, Outcome};
+pub use crate::result::{Attribution, CATEGORIES, CheckerReport, Landed};
 use crate::scenario::Field;
 use crate::store::{Record, ScanSink};
 
@@ -35,83 +35,10 @@ impl ScanSink for CollectedScan {
     }
 }
 
-/// What landed for operations the client did not see succeed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Landed {
-    pub none: u64,
-    pub primary_only: u64,
-    pub secondary_only: u64,
-    pub both: u64,
-}
-
-impl Landed {
-    fn add(&mut self, p: bool, s: bool) {
-        match (p, s) {
-            (false, false) => self.none += 1,
-            (true, false) => self.primary_only += 1,
-            (false, true) => self.secondary_only += 1,
-            (true, true) => self.both += 1,
-        }
-    }
-}
-
-/// Divergent records of one category, tied to the fault windows in force at any
-/// time between their intended start and their end. `outside` counts those that fell in no window: the alarming ones.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Attribution {
-    pub windows: BTreeMap<String, u64>,
-    pub outside: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct CheckerReport {
-    pub orphans: u64,
-    pub ghosts: u64,
-    pub duplicates: u64,
-    pub mismatches: u64,
-    pub lost_acks: u64,
-    pub strays: u64,
-    /// orphans + ghosts + duplicates + mismatches + lost_acks (one record can count
-    /// in two categories: an acknowledged orphan is also a lost ack).
-    pub divergence: u64,
-    /// Distinct operations with any divergence.
-    pub divergent_ops: u64,
-    /// Operations answered `fail`, by what actually landed.
-    pub ambiguous_fail: Landed,
-    /// Operations answered `unknown`, by what actually landed.
-    pub ambiguous_unknown: Landed,
-    pub scanned_primary: u64,
-    pub scanned_secondary: u64,
-    /// Up to 10 order ids per category (strays: keys).
-    pub samples: BTreeMap<String, Vec<String>>,
-    pub attribution: BTreeMap<String, Attribution>,
-    /// Divergent operations per second of intended start (for charts).
-    pub divergent_by_second: Vec<u64>,
-}
-
-pub const CATEGORIES: [&str; 6] = [
-    "orphans",
-    "ghosts",
-    "duplicates",
-    "mismatches",
-    "lost_acks",
-    "strays",
-];
-
-impl CheckerReport {
-    pub fn count(&self, category: &str) -> u64 {
-        match category {
-            "orphans" => self.orphans,
-            "ghosts" => self.ghosts,
-            "duplicates" => self.duplicates,
-            "mismatches" => self.mismatches,
-            "lost_acks" => self.lost_acks,
-            "strays" => self.strays,
-            "divergence" => self.divergence,
-            _ => 0,
-        }
-    }
-}
+/// Known causes of extra copies, by order id (a relay's crash between publishing
+/// it and marking it, an outbox flag set again): a duplicate of such an order is
+/// attributed to its cause rather than to whatever window its write fell in.
+pub type Causes = BTreeMap<u64, String>;
 
 /// Compares both sides with each other and with the history.
 pub fn check(
@@ -120,6 +47,7 @@ pub fn check(
     history: &History,
     fields: &[Field],
     windows: &[FaultWindow],
+    causes: &Causes,
 ) -> CheckerReport {
     primary.records.sort_unstable();
     secondary.records.sort_unstable();
@@ -192,7 +120,7 @@ pub fn check(
             Some(Outcome::Unknown) => r.ambiguous_unknown.add(!on_p.is_empty(), !on_s.is_empty()),
             _ => {}
         }
-        record_hits(&mut r, id, op, &hit, windows);
+        record_hits(&mut r, id, op, &hit, windows, causes);
     }
     // Operations found on neither side.
     for (id, op) in history.iter() {
@@ -202,7 +130,7 @@ pub fn check(
         match op.outcome() {
             Some(Outcome::Ok) => {
                 r.lost_acks += 1;
-                record_hits(&mut r, id, op, &["lost_acks"], windows);
+                record_hits(&mut r, id, op, &["lost_acks"], windows, causes);
             }
             Some(Outcome::Fail) => r.ambiguous_fail.add(false, false),
             Some(Outcome::Unknown) => r.ambiguous_unknown.add(false, false),
@@ -233,6 +161,7 @@ fn record_hits(
     op: &OpSummary,
     hit: &[&'static str],
     windows: &[FaultWindow],
+    causes: &Causes,
 ) {
     let intended_ms = op.intended_ms;
     if hit.is_empty() {
@@ -244,25 +173,67 @@ fn record_hits(
         r.divergent_by_second.resize(second + 1, 0);
     }
     r.divergent_by_second[second] += 1;
+    // The history keeps whole milliseconds (truncated): the end's millisecond
+    // counts as a whole, so an operation ending 0.9 ms into a window is in it.
+    let (from, to) = (
+        u64::from(intended_ms),
+        u64::from(op.end_ms.max(intended_ms)) + 1,
+    );
     let active: Vec<String> = windows
         .iter()
-        .filter(|w| {
-            w.overlaps_ms(
-                u64::from(intended_ms),
-                u64::from(op.end_ms.max(intended_ms)),
-            )
-        })
+        .filter(|w| w.overlaps_ms(from, to))
+        .map(FaultWindow::label)
+        .collect();
+    let tails: Vec<String> = windows
+        .iter()
+        .filter(|w| !w.overlaps_ms(from, to) && w.tail_overlaps_ms(from, to))
         .map(FaultWindow::label)
         .collect();
     for category in hit {
         sample(r, category, crate::order::order_key(id));
         let a = r.attribution.entry(category.to_string()).or_default();
-        if active.is_empty() {
+        // A duplicate is made when it is published, not when the order was
+        // written: a known cause of the extra copy comes first.
+        let cause = (*category == "duplicates")
+            .then(|| causes.get(&id))
+            .flatten();
+        if let Some(cause) = cause {
+            *a.causes.entry(cause.clone()).or_default() += 1;
+        } else if !active.is_empty() {
+            for label in &active {
+                *a.windows.entry(label.clone()).or_default() += 1;
+            }
+        } else if !tails.is_empty() {
+            for label in &tails {
+                *a.recovery.entry(label.clone()).or_default() += 1;
+            }
+        } else {
             a.outside += 1;
         }
-        for label in &active {
-            *a.windows.entry(label.clone()).or_default() += 1;
-        }
+    }
+}
+
+/// Each window's recovery tail from the history: when the faulted side next
+/// acknowledged a write after the window ended (process faults: either side).
+pub fn recovery_tails(windows: &mut [FaultWindow], history: &History) {
+    use crate::history::SideOutcome;
+    use crate::scenario::Side;
+    for w in windows.iter_mut() {
+        let Some(end_s) = w.end_s else { continue };
+        let end_ms = (end_s * 1000.0) as u32;
+        let side_ok = |op: &OpSummary| match w.side {
+            None => op.primary() == SideOutcome::Ok || op.secondary() == SideOutcome::Ok,
+            Some(Side::Primary) => op.primary() == SideOutcome::Ok,
+            Some(Side::Secondary) => op.secondary() == SideOutcome::Ok,
+            // The relay's writes are not operations of the history.
+            Some(Side::Relay) => false,
+        };
+        w.recovered_s = history
+            .iter()
+            .filter(|(_, op)| op.end_ms >= end_ms && side_ok(op))
+            .map(|(_, op)| op.end_ms)
+            .min()
+            .map(|ms| f64::from(ms) / 1000.0);
     }
 }
 
@@ -324,7 +295,7 @@ mod tests {
             fault: 0,
             window: 0,
             kind: "down".into(),
-            side: crate::scenario::Side::Secondary,
+            side: Some(crate::scenario::Side::Secondary),
             direction: "downstream".into(),
             toxicity: 1.0,
             proxy: None,
@@ -333,9 +304,17 @@ mod tests {
             planned_end_s: 2.0,
             start_s: Some(1.0),
             end_s: Some(2.0),
+            recovered_s: None,
             error: None,
         }];
-        let r = check(p, s, &h, &[Field::CustomerId, Field::AmountCents], &windows);
+        let r = check(
+            p,
+            s,
+            &h,
+            &[Field::CustomerId, Field::AmountCents],
+            &windows,
+            &Causes::new(),
+        );
         assert_eq!(r.orphans, 2);
         assert_eq!(r.ghosts, 1);
         assert_eq!(r.duplicates, 1);
@@ -363,7 +342,14 @@ mod tests {
             0,
             OpSummary::new(Outcome::Ok, SideOutcome::Ok, SideOutcome::Ok, 0),
         );
-        let r = check(scan(vec![rec(0, 1)]), scan(vec![rec(0, 2)]), &h, &[], &[]);
+        let r = check(
+            scan(vec![rec(0, 1)]),
+            scan(vec![rec(0, 2)]),
+            &h,
+            &[],
+            &[],
+            &Causes::new(),
+        );
         assert_eq!(r.divergence, 0);
     }
 }

@@ -8,10 +8,11 @@ use crate::commands;
 use crate::exit;
 use crate::fault::{self, toxiproxy::Toxiproxy};
 use crate::pattern::PatternKind;
-use crate::report::{self, Format, gate::FailOn};
+use crate::report::{self, Format};
 use crate::result::RunResult;
 use crate::run::{self, RunOptions};
-use crate::scenario::{self, FaultKind, Side, SideEndpoint, StoreKind};
+use crate::scenario::{self, FaultKind, Side, SideEndpoint};
+use crate::verdict::FailOn;
 
 const AFTER_HELP: &str = "\
 Exit codes:
@@ -99,7 +100,7 @@ pub enum Command {
         /// Write JUnit XML here.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "expect")]
+        #[arg(long, default_value = "expect", value_parser = FailOn::parse, help = FailOn::HELP)]
         fail_on: FailOn,
         /// `table` prints the summary; `json` prints the result document.
         #[arg(long, value_enum, default_value = "table")]
@@ -151,6 +152,8 @@ pub struct RunArgs {
     /// Print nothing but errors and the final table.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Also print each fault window as applied: planned and real times, and how
+    /// long its side took to recover.
     #[arg(long, short)]
     pub verbose: bool,
     /// On Ctrl-C/SIGTERM, still scan both sides and count divergence.
@@ -168,8 +171,9 @@ pub struct RunArgs {
     /// Write JUnit XML here (one test case per scenario), rewritten after each run.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// The CI gate: each scenario's [expect] limits, or zero divergence everywhere.
-    #[arg(long, value_enum, default_value = "expect")]
+    /// The CI gate: each scenario's [expect] limits, plus zero divergence
+    /// everywhere (any-divergence) and/or the availability warnings (unavailable).
+    #[arg(long, default_value = "expect", value_parser = FailOn::parse)]
     pub fail_on: FailOn,
     /// `json`: print the comparison of the runs as JSON at the end instead of tables.
     #[arg(long, value_enum, default_value = "table")]
@@ -247,14 +251,20 @@ fn validate(files: &[PathBuf]) -> i32 {
     let mut code = exit::PASS;
     for f in files {
         match scenario::load(f) {
-            Ok(s) => println!(
-                "{}: ok ({} / {}, {} ops, {} fault(s))",
-                f.display(),
-                s.target.store,
-                s.pattern.kind,
-                s.workload.planned_ops(),
-                s.faults.len()
-            ),
+            Ok(s) => {
+                println!(
+                    "{}: ok ({} ({}) / {}, {} ops, {} fault(s))",
+                    f.display(),
+                    s.target.stores_label(),
+                    s.target.servers_label(),
+                    s.pattern.kind,
+                    s.workload.planned_ops(),
+                    s.faults.len()
+                );
+                for w in &s.warnings {
+                    println!("  warning: {w}");
+                }
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 code = exit::BAD_INPUT;
@@ -264,21 +274,45 @@ fn validate(files: &[PathBuf]) -> i32 {
     code
 }
 
+/// Patterns × stores, the servers of each store and its own fault kinds: all
+/// read from the store registry.
 pub fn list() -> String {
-    let mut out = String::from("pattern         mongodb  dynamodb  cassandra\n");
+    let stores = crate::store::REGISTRY;
+    let mut out = format!("{:<15}", "pattern");
+    for s in stores {
+        out.push_str(&format!(" {:<10}", s.name));
+    }
+    out.push('\n');
     for p in PatternKind::ALL {
         out.push_str(&format!("{:<15}", p.name()));
-        for s in [
-            StoreKind::MongoDb,
-            StoreKind::DynamoDb,
-            StoreKind::Cassandra,
-        ] {
+        for s in stores {
             out.push_str(&format!(
-                " {:<9}",
-                if p.applies_to(s).is_ok() { "yes" } else { "-" }
+                " {:<10}",
+                if p.on(s).is_ok() { "yes" } else { "-" }
             ));
         }
         out.push('\n');
+    }
+    out.push_str("\nstores:\n");
+    for s in stores {
+        let servers: Vec<String> = s
+            .servers
+            .iter()
+            .map(|v| match &v.local {
+                Some(l) if l.in_memory => format!("{} (local, in memory)", v.name),
+                Some(_) => format!("{} (local)", v.name),
+                None => v.name.to_string(),
+            })
+            .collect();
+        out.push_str(&format!("  {:<10} {}\n", s.name, s.about));
+        out.push_str(&format!("  {:<10} servers: {}\n", "", servers.join(", ")));
+        if !s.fault_kinds.is_empty() {
+            out.push_str(&format!(
+                "  {:<10} own faults: {}\n",
+                "",
+                s.fault_kinds.join(", ")
+            ));
+        }
     }
     out.push_str("\nfault kinds: ");
     out.push_str(&FaultKind::NAMES.join(", "));
@@ -336,10 +370,8 @@ async fn run(args: RunArgs) -> i32 {
         eprintln!("\ninterrupted: stopping the load and restoring proxies");
         let _ = interrupt_tx.send(true);
     });
-    let stack_script = std::env::current_exe()
-        .ok()
-        .and_then(|_| std::env::var_os("DUALWRITE_STACK_SCRIPT").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("scripts/stack"));
+    // Resolved against the stack's own record at set-up (fault::process).
+    let stack_script = PathBuf::from("scripts/stack");
     let opts = RunOptions {
         results_dir: args.results_dir.clone(),
         quiet: args.quiet,
@@ -361,7 +393,7 @@ async fn run(args: RunArgs) -> i32 {
             .iter()
             .filter_map(|side| match s.target.endpoint(*side) {
                 SideEndpoint::Proxy(p) => Some(p.clone()),
-                SideEndpoint::Direct(_) => None,
+                _ => None,
             })
             .collect();
         let toxiproxy_url = s.target.toxiproxy.clone();
@@ -375,7 +407,7 @@ async fn run(args: RunArgs) -> i32 {
                     println!("{}", report::table::summary(&result));
                     println!("result: {}", dir.result_file().display());
                 }
-                let this = commands::exit_code(&result, args.fail_on);
+                let this = crate::verdict::exit_code(&result, args.fail_on);
                 finished.push(result);
                 let r = finished.last().expect("just pushed");
                 let outputs = run_outputs(&args, r, &dir.path, &finished, several);

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use crate::exit;
 use crate::history::History;
 use crate::report::compare::{self, CompareOptions};
-use crate::report::gate::{FailOn, gate};
 use crate::report::{self, Format};
-use crate::result::{self, RunResult, Verdict};
+use crate::result::{self, RunResult};
+use crate::verdict::FailOn;
 
 /// Prints to stdout; a closed pipe (`dualwrite history ... | head`) is success.
 pub fn print_out(text: &str) {
@@ -149,18 +149,6 @@ pub fn write_output(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result::write_atomic(out, bytes)
 }
 
-/// The exit code of one finished run under a gate policy.
-pub fn exit_code(r: &RunResult, policy: FailOn) -> i32 {
-    if r.interrupted.is_some() {
-        return exit::INTERRUPTED;
-    }
-    match gate(r, policy).0 {
-        Verdict::Pass => exit::PASS,
-        Verdict::Fail => exit::DIVERGENCE,
-        Verdict::Error => exit::INFRA,
-    }
-}
-
 /// Arguments of `dualwrite report`.
 pub struct ReportArgs<'a> {
     pub run: &'a Path,
@@ -202,7 +190,7 @@ pub fn report(args: ReportArgs) -> i32 {
     } else if args.html.is_none() && args.junit.is_none() {
         println!("{}", report::table::summary(&r));
     }
-    exit_code(&r, args.fail_on)
+    crate::verdict::exit_code(&r, args.fail_on)
 }
 
 /// `dualwrite history RUN_DIR --format jepsen`: the neutral JSON-lines history.

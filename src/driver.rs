@@ -5,7 +5,6 @@
 //! (no coordinated omission). One consumer task owns the history and the figures.
 
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +14,8 @@ use crate::history::{
     History, HistoryEntry, HistoryWriter, OpReport, OpSummary, Outcome, SideOutcome,
 };
 use crate::order::Order;
-use crate::store::PatternClient;
+pub use crate::result::Second;
+use crate::writer::Writer as PatternClient;
 
 /// An operation that starts later than this after its intended time counts as
 /// delayed (the timer's own granularity is about 1 ms).
@@ -41,21 +41,6 @@ pub struct LiveCounters {
     pub ok: AtomicU64,
     pub fail: AtomicU64,
     pub unknown: AtomicU64,
-}
-
-/// One second of the run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Second {
-    pub t: u64,
-    /// Operations whose intended start fell in this second.
-    pub attempted: u64,
-    /// Completions in this second, by outcome.
-    pub ok: u64,
-    pub fail: u64,
-    pub unknown: u64,
-    /// Latency of the completions in this second (from the intended start).
-    pub p50_ms: f64,
-    pub p99_ms: f64,
 }
 
 #[derive(Debug, Clone)]

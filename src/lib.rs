@@ -23,3 +23,5 @@ pub mod result;
 pub mod run;
 pub mod scenario;
 pub mod store;
+pub mod verdict;
+pub mod writer;

@@ -66,12 +66,37 @@ fn line(t0: Instant, load: Duration, live: &LiveCounters, active: &Mutex<Vec<Str
     let issued = live.issued.load(Ordering::Relaxed);
     let faults = active.lock().unwrap().join(", ");
     format!(
-        "[{elapsed:6.1}s/{:.0}s] {:8.1} ops/s  ok {}  fail {}  unknown {}  faults: {}",
-        load.as_secs_f64(),
+        "[{}] {:8.1} ops/s  ok {}  fail {}  unknown {}  faults: {}",
+        clock(elapsed, load.as_secs_f64()),
         issued as f64 / elapsed,
         live.ok.load(Ordering::Relaxed),
         live.fail.load(Ordering::Relaxed),
         live.unknown.load(Ordering::Relaxed),
         if faults.is_empty() { "none" } else { &faults }
     )
+}
+
+/// `  12.0s/20s`, or, once the load runs past its plan (operations still in
+/// flight, a store that stalls), `  25.0s: 5.0s over the planned 20s`.
+fn clock(elapsed: f64, planned: f64) -> String {
+    if elapsed <= planned {
+        format!("{elapsed:6.1}s/{planned:.0}s")
+    } else {
+        format!(
+            "{elapsed:6.1}s: {:.1}s over the planned {planned:.0}s",
+            elapsed - planned
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_clock_says_when_the_load_overran_its_plan() {
+        assert_eq!(super::clock(2.5, 3.0), "   2.5s/3s");
+        assert_eq!(
+            super::clock(50.0, 3.0),
+            "  50.0s: 47.0s over the planned 3s"
+        );
+    }
 }

@@ -1,6 +1,10 @@
-//! One run of one scenario, box by box: set-up -> driver + nemesis (+ relay) ->
-//! settle -> checker -> result. Proxies are restored on every path out of here;
-//! `main` also restores them after a panic.
+//! One run of one scenario, in phases, as Jepsen's `run!`: [`Run::set_up`] (proxies
+//! clean, stores connected and prepared, the writer and relay built) →
+//! [`Run::load`] (driver + nemesis) → [`Run::settle`] (the relay drains, the
+//! stores quiesce) → [`Run::check`] (both sides scanned) → [`Run::finish`] (the
+//! verdict, the result written). The result is filled as the phases go, so an
+//! error in a later phase still reports what the earlier ones did. Proxies are
+//! restored on every path out of here; `main` also restores them after a panic.
 
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -10,18 +14,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-use crate::checker::{self, CheckerReport, CollectedScan};
-use crate::driver::{self, DriveSpec, LiveCounters};
+use crate::checker::{self, Causes, CheckerReport, CollectedScan};
+use crate::driver::{self, DriveSpec, DriverStats, LiveCounters};
+use crate::fault::process::ProcessControl;
 use crate::fault::toxiproxy::Toxiproxy;
-use crate::fault::{self, FaultTargets, Nemesis};
-use crate::history::HistoryWriter;
+use crate::fault::{self, FaultTargets, FaultWindow, Nemesis};
+use crate::history::{History, HistoryWriter};
 use crate::progress::Progress;
 use crate::relay::Relay;
 use crate::result::{
-    self, Latency, Ops, RelayResult, RunDir, RunResult, ScenarioInfo, Tool, Verdict, WorkloadResult,
+    self, Availability, Latency, Ops, RelayResult, RunDir, RunResult, ScenarioInfo, Tool, Verdict,
+    WorkloadResult,
 };
-use crate::scenario::{Scenario, Side, SideEndpoint};
-use crate::store::{self, StoreContext};
+use crate::scenario::{FaultKind, Scenario, Side, SideEndpoint};
+use crate::store::{self, SideStore, Stores};
+use crate::verdict;
+use crate::writer::Writer;
 
 /// How to run (from the command line).
 #[derive(Debug, Clone)]
@@ -84,91 +92,550 @@ pub async fn run_scenario(
     opts: &RunOptions,
     interrupt: watch::Receiver<bool>,
 ) -> Result<(RunResult, RunDir), RunFailed> {
-    let scenario = Arc::new(scenario);
-    let (run_id, namespace) = new_run_id(&scenario.namespace.prefix);
-    let dir = RunDir::create(&opts.results_dir, &scenario.name, &run_id)
-        .map_err(|e| RunFailed::bare(infra(e)))?;
-    result::write_atomic(&dir.scenario_file(), scenario.source.as_bytes())
-        .map_err(|e| RunFailed::bare(infra(e.into())))?;
-    let started_at = chrono::Utc::now();
-    let toxiproxy = Toxiproxy::new(&scenario.target.toxiproxy);
-    // A synchronous pattern never uses the relay side: leave its proxy to others.
-    let proxies: BTreeMap<Side, String> = Side::ALL
-        .into_iter()
-        .filter(|s| *s != Side::Relay || scenario.pattern.kind.is_async())
-        .filter_map(|s| match scenario.target.endpoint(s) {
-            SideEndpoint::Proxy(p) => Some((s, p.clone())),
-            SideEndpoint::Direct(_) => None,
-        })
-        .collect();
-    let proxy_names: Vec<String> = proxies.values().cloned().collect();
+    let mut run = Run::new(scenario, opts).map_err(|e| RunFailed::bare(infra(e)))?;
     // Held until the proxies are restored below.
-    let holder = format!("run {run_id} of scenario {}", scenario.name);
-    let mut notes = Vec::new();
-    // The load's figures, once the load is over: an error in the checker phase
-    // still reports what the load did.
-    let mut after_load = None;
-    let outcome = match fault::lock::acquire(toxiproxy.base(), &proxy_names, &holder) {
+    let holder = format!("run {} of scenario {}", run.run_id, run.scenario.name);
+    let outcome = match fault::lock::acquire(run.toxiproxy.base(), &run.proxy_names(), &holder) {
         Ok(_locks) => {
-            let outcome = run_inner(
-                &scenario,
-                opts,
-                interrupt,
-                &dir,
-                &run_id,
-                &namespace,
-                &toxiproxy,
-                &proxies,
-                &mut notes,
-                &mut after_load,
-            )
-            .await;
+            let outcome = run.phases(interrupt).await;
             // Restore on every path, including errors; a crash of this process is
             // handled by the same function at the start of the next run.
-            if !proxy_names.is_empty()
-                && let Err(e) = fault::restore(&toxiproxy, &proxy_names).await
-            {
-                notes.push(format!("could not verify proxies were restored: {e:#}"));
-            }
+            run.restore_proxies("").await;
             outcome
         }
         // Another run owns the proxies: leave them alone (no restore).
         Err(e) => Err(infra(e)),
     };
-    let finished_at = chrono::Utc::now();
-    let mut result = match outcome {
-        Ok(r) => r,
-        Err(e) => {
-            // Nothing is lost: an error still leaves a result saying what happened.
-            let mut r = after_load.unwrap_or_else(|| empty_result(&scenario, &run_id, &namespace));
-            r.complete = false;
-            r.verdict = Verdict::Error;
-            r.verdict_reasons = vec![format!("{e:#}")];
-            r.started_at = started_at.to_rfc3339();
-            r.finished_at = finished_at.to_rfc3339();
-            r.notes = notes;
-            if let Err(w) = r.write(&dir.result_file()) {
-                return Err(RunFailed::bare(anyhow::anyhow!(
-                    "{e:#} (and its error result could not be written: {w:#})"
-                )));
-            }
-            let _ = dir.mark_latest();
-            return Err(RunFailed {
-                error: e,
-                written: Some(Box::new((r, dir))),
-            });
-        }
-    };
-    result.started_at = started_at.to_rfc3339();
-    result.finished_at = finished_at.to_rfc3339();
-    result.notes.extend(notes);
-    result
-        .write(&dir.result_file())
-        .map_err(|e| RunFailed::bare(infra(e)))?;
-    let _ = dir.mark_latest();
-    Ok((result, dir))
+    run.finish(outcome)
 }
 
+/// One run's identity, its files, and the result as filled so far.
+struct Run<'a> {
+    scenario: Arc<Scenario>,
+    opts: &'a RunOptions,
+    run_id: String,
+    namespace: String,
+    dir: RunDir,
+    toxiproxy: Toxiproxy,
+    /// The proxy of each connection that goes through one.
+    proxies: BTreeMap<Side, String>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    result: RunResult,
+}
+
+/// What set-up built.
+struct SetUp {
+    stores: Arc<Stores>,
+    writer: Arc<dyn Writer>,
+    relay: Option<Arc<tokio::sync::Mutex<Relay>>>,
+    processes: Option<ProcessControl>,
+}
+
+/// What the load left.
+struct Load {
+    t0: Instant,
+    stats: DriverStats,
+    history: History,
+    windows: Vec<FaultWindow>,
+    interrupted: bool,
+    ended: Instant,
+}
+
+impl<'a> Run<'a> {
+    fn new(scenario: Scenario, opts: &'a RunOptions) -> anyhow::Result<Self> {
+        let scenario = Arc::new(scenario);
+        let (run_id, namespace) = new_run_id(&scenario.namespace.prefix);
+        let dir = RunDir::create(&opts.results_dir, &scenario.name, &run_id)?;
+        result::write_atomic(&dir.scenario_file(), scenario.source.as_bytes())?;
+        // A synchronous pattern never uses the relay connection: leave its proxy to others.
+        let proxies = Side::ALL
+            .into_iter()
+            .filter(|s| *s != Side::Relay || scenario.pattern.kind.is_async())
+            .filter_map(|s| match scenario.target.endpoint(s) {
+                SideEndpoint::Proxy(p) => Some((s, p.clone())),
+                _ => None,
+            })
+            .collect();
+        let result = empty_result(&scenario, &run_id, &namespace);
+        Ok(Self {
+            toxiproxy: Toxiproxy::new(&scenario.target.toxiproxy),
+            scenario,
+            opts,
+            run_id,
+            namespace,
+            dir,
+            proxies,
+            started_at: chrono::Utc::now(),
+            result,
+        })
+    }
+
+    fn proxy_names(&self) -> Vec<String> {
+        self.proxies.values().cloned().collect()
+    }
+
+    fn say(&self, line: String) {
+        if !self.opts.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    fn note(&mut self, line: String) {
+        self.result.notes.push(line);
+    }
+
+    /// Puts every proxy of the run back; `when` is added to what it reports.
+    async fn restore_proxies(&mut self, when: &str) {
+        let names = self.proxy_names();
+        if names.is_empty() {
+            return;
+        }
+        match fault::restore(&self.toxiproxy, &names).await {
+            Ok(fixed) => {
+                for line in fixed {
+                    self.note(format!("{line}{when}"));
+                }
+            }
+            Err(e) => self.note(format!("could not verify proxies were restored: {e:#}")),
+        }
+    }
+
+    async fn phases(&mut self, interrupt: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let setup = self.set_up().await?;
+        let load = self.load(&setup, interrupt).await?;
+        let causes = self.settle(&setup, &load).await?;
+        self.check(&setup, &load, &causes).await?;
+        self.drop_namespace(&setup).await;
+        Ok(())
+    }
+
+    /// Proxies clean, stores connected and prepared, the writer and relay built.
+    async fn set_up(&mut self) -> anyhow::Result<SetUp> {
+        if !self.proxies.is_empty() {
+            self.toxiproxy.version().await.map_err(infra)?;
+            for line in fault::restore(&self.toxiproxy, &self.proxy_names())
+                .await
+                .map_err(infra)?
+            {
+                self.say(format!(
+                    "note: {line} (left by an earlier run that did not finish)"
+                ));
+                self.note(line);
+            }
+        }
+        let processes = self.process_control().map_err(infra)?;
+        let endpoints = if self.scenario.target.uses_toxiproxy() {
+            store::resolve_endpoints(&self.scenario.target, &self.toxiproxy)
+                .await
+                .map_err(infra)?
+        } else {
+            Side::ALL.iter().map(|s| (*s, String::new())).collect()
+        };
+        let stores = tokio::time::timeout(
+            Duration::from_secs(10),
+            Stores::connect(&self.scenario, &self.namespace, &endpoints),
+        )
+        .await
+        .map_err(|_| {
+            InfraError(format!(
+                "{} did not answer within 10s (is the local stack up? scripts/stack up)",
+                self.scenario.target.stores_label()
+            ))
+        })?
+        .map_err(infra)?;
+        self.result.server = stores.server_info();
+        stores.prepare().await.map_err(infra)?;
+        let writer = crate::pattern::writer(&self.scenario.pattern, &stores)
+            .await
+            .map_err(infra)?;
+        let relay = if self.scenario.pattern.kind.is_async() {
+            let source = stores.primary.relay_source().await.map_err(infra)?;
+            let sink: Arc<dyn SideStore> = stores
+                .secondary
+                .side(Side::Secondary)
+                .await
+                .map_err(infra)?;
+            Some(Arc::new(tokio::sync::Mutex::new(Relay::start(
+                source,
+                sink,
+                self.scenario.pattern.relay.clone(),
+                self.scenario.seed,
+            ))))
+        } else {
+            None
+        };
+        Ok(SetUp {
+            stores: Arc::new(stores),
+            writer,
+            relay,
+            processes,
+        })
+    }
+
+    /// The local stack's processes, resolved before the load when the schedule
+    /// has process faults (a missing pid file or script is an error now, not a
+    /// server left down mid-run).
+    fn process_control(&self) -> anyhow::Result<Option<ProcessControl>> {
+        let servers: Vec<&str> = self
+            .scenario
+            .faults
+            .iter()
+            .filter_map(|f| f.kind.server())
+            .collect();
+        if servers.is_empty() {
+            return Ok(None);
+        }
+        ProcessControl::resolve(&self.opts.stack_state, &self.opts.stack_script, &servers).map(Some)
+    }
+
+    /// The driver and the nemesis, side by side until the load ends.
+    async fn load(
+        &mut self,
+        setup: &SetUp,
+        interrupt: watch::Receiver<bool>,
+    ) -> anyhow::Result<Load> {
+        let scenario = self.scenario.clone();
+        let history_writer = HistoryWriter::create(&self.dir.history_file())?;
+        let live = Arc::new(LiveCounters::default());
+        let active = Arc::new(Mutex::new(Vec::new()));
+        let planned = scenario.workload.planned_duration();
+        let nemesis = Nemesis::new(
+            self.toxiproxy.clone(),
+            &self.run_id,
+            self.proxies.clone(),
+            scenario.faults.clone(),
+            planned,
+        );
+        let targets = FaultTargets {
+            stores: setup.stores.clone(),
+            relay: setup.relay.clone(),
+            processes: setup.processes.clone(),
+        };
+        let (nemesis_stop_tx, nemesis_stop_rx) = watch::channel(false);
+        let t0 = Instant::now() + Duration::from_millis(20);
+        self.say(format!(
+            "run {}: {} / {} on {} ({}), {} ops at {}/s, {} fault window(s)",
+            self.run_id,
+            scenario.name,
+            scenario.pattern.kind,
+            scenario.target.stores_label(),
+            self.result.server.product,
+            scenario.workload.planned_ops(),
+            scenario.workload.rate,
+            nemesis.plan().len()
+        ));
+        let progress = (!self.opts.quiet).then(|| {
+            Progress::start(
+                t0,
+                planned,
+                live.clone(),
+                active.clone(),
+                std::io::stderr().is_terminal(),
+            )
+        });
+        let spec = DriveSpec {
+            seed: scenario.seed,
+            rate: scenario.workload.rate,
+            ops: scenario.workload.planned_ops(),
+            concurrency: scenario.workload.concurrency,
+            customers: scenario.workload.customers,
+            payload_bytes: scenario.workload.payload_bytes,
+            op_deadline: scenario.workload.op_timeout * (scenario.pattern.retries + 2)
+                + Duration::from_secs(1),
+        };
+        let (windows, driven) = tokio::join!(
+            nemesis.run(t0, nemesis_stop_rx, &targets, active.clone()),
+            async {
+                let r = driver::drive(
+                    setup.writer.clone(),
+                    spec,
+                    t0,
+                    Some(history_writer),
+                    interrupt.clone(),
+                    live.clone(),
+                )
+                .await;
+                // The load is over: faults still in force are removed now.
+                let _ = nemesis_stop_tx.send(true);
+                r
+            }
+        );
+        if let Some(p) = progress {
+            p.stop().await;
+        }
+        // The nemesis is done: release its hold on the relay, so the relay can be
+        // taken back after the settle period, also when the driver failed.
+        drop(targets);
+        // Belt and braces before settle and scan: a fault request that timed out may
+        // have landed after the nemesis gave up on it (seen in a 30-minute soak on a
+        // loaded machine: a proxy left disabled made the final scan fail).
+        self.restore_proxies(" after the load").await;
+        let (stats, history, writer) = driven?;
+        if let Some(w) = writer {
+            w.finish().context("writing history.jsonl")?;
+        }
+        let mut windows = windows;
+        checker::recovery_tails(&mut windows, &history);
+        if self.opts.verbose && !self.opts.quiet {
+            for w in &windows {
+                let at = |s: Option<f64>| s.map_or("never".to_string(), |s| format!("{s:.3}"));
+                eprintln!(
+                    "fault {}: planned {:.3}-{:.3} s, applied {}-{} s{}",
+                    w.label(),
+                    w.planned_start_s,
+                    w.planned_end_s,
+                    at(w.start_s),
+                    at(w.end_s),
+                    w.recovery_ms().map_or(String::new(), |ms| format!(
+                        ", side recovered {ms} ms after"
+                    ))
+                );
+            }
+        }
+        for w in windows.iter().filter(|w| w.error.is_some()) {
+            let line = format!(
+                "fault {} failed: {}",
+                w.label(),
+                w.error.as_deref().unwrap_or("")
+            );
+            self.note(line);
+        }
+        let load = Load {
+            t0,
+            stats,
+            history,
+            windows,
+            interrupted: *interrupt.borrow(),
+            ended: Instant::now(),
+        };
+        self.record_load(&load, setup);
+        Ok(load)
+    }
+
+    /// The load's figures into the result (kept even if a later phase fails).
+    fn record_load(&mut self, load: &Load, setup: &SetUp) {
+        let stats = &load.stats;
+        let r = &mut self.result;
+        r.interrupted = load
+            .interrupted
+            .then(|| "interrupted by signal".to_string());
+        r.workload.achieved_tps = (stats.achieved_tps * 100.0).round() / 100.0;
+        r.workload.load_s = (stats.load_s * 1000.0).round() / 1000.0;
+        r.workload.ops = Ops {
+            planned: self.scenario.workload.planned_ops(),
+            total: stats.issued,
+            ok: stats.ok,
+            fail: stats.fail,
+            unknown: stats.unknown,
+        };
+        r.workload.retries = stats.retries;
+        r.workload.delayed = stats.delayed;
+        r.workload.max_start_delay_ms = (stats.max_start_delay_ms * 1000.0).round() / 1000.0;
+        r.workload.errors = stats.errors.clone();
+        r.workload.error_samples = stats.error_samples.clone();
+        r.latency_ms = Latency::from_us(&stats.latency_us);
+        r.service_ms = Latency::from_us(&stats.service_us);
+        r.timeline = stats.timeline.clone();
+        r.faults = load.windows.clone();
+        r.availability = Availability::of(&load.history, &load.windows);
+        r.warnings
+            .extend(verdict::availability_warnings(&r.availability));
+        for s in setup.stores.all() {
+            r.faults_injected.extend(s.injected_faults());
+        }
+    }
+
+    fn do_check(&self, load: &Load) -> bool {
+        !load.interrupted || self.opts.check_on_interrupt
+    }
+
+    /// Lets the relay drain (bounded), or the stores quiesce; returns the known
+    /// causes of duplicates the relay saw.
+    async fn settle(&mut self, setup: &SetUp, load: &Load) -> anyhow::Result<Causes> {
+        let settle = self.scenario.check.settle;
+        let Some(relay) = &setup.relay else {
+            if self.do_check(load) {
+                tokio::time::sleep(settle).await;
+            }
+            return Ok(Causes::new());
+        };
+        let (pending_at_load_end, drained, pending, causes) = {
+            let mut r = relay.lock().await;
+            r.restart(); // a relay-crash window cut short by the end of the load
+            let pending_at_load_end = r.pending().await.unwrap_or(u64::MAX);
+            let (drained, pending) = if self.do_check(load) {
+                r.wait_drained(settle).await
+            } else {
+                (false, pending_at_load_end)
+            };
+            if !drained {
+                self.note(format!(
+                    "the relay did not drain within the settle time ({pending} pending)"
+                ));
+            }
+            if let Some(e) = r.last_error() {
+                self.note(format!("the relay's last error: {e}"));
+            }
+            (pending_at_load_end, drained, pending, r.causes())
+        };
+        let drain = load.ended.elapsed();
+        let (deliveries, mut stats) = relay.lock().await.stop();
+        stats.pending_at_load_end = pending_at_load_end;
+        stats.pending_at_check = pending;
+        stats.drained = drained;
+        stats.drain_ms = drain.as_millis() as u64;
+        stats.fault_crashes = load
+            .windows
+            .iter()
+            .filter(|w| w.kind == FaultKind::RelayCrash.name() && w.start_s.is_some())
+            .count() as u64;
+        let mut ttc = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+            .expect("valid bounds");
+        for (id, at) in deliveries {
+            if let Some(op) = load.history.get(id) {
+                let intended = load.t0 + Duration::from_millis(u64::from(op.intended_ms));
+                ttc.saturating_record(
+                    at.saturating_duration_since(intended).as_micros().max(1) as u64
+                );
+            }
+        }
+        self.result.relay = Some(RelayResult {
+            stats,
+            time_to_consistency_ms: Latency::from_us(&ttc),
+        });
+        Ok(causes)
+    }
+
+    /// Full scans of both sides, compared with each other and the history.
+    async fn check(&mut self, setup: &SetUp, load: &Load, causes: &Causes) -> anyhow::Result<()> {
+        if !self.do_check(load) {
+            return Ok(());
+        }
+        self.say("checking: full scan of both sides".to_string());
+        let (primary_side, secondary_side) = setup.stores.sides().await.map_err(infra)?;
+        let primary = self
+            .scan(primary_side.as_ref(), Side::Primary, load)
+            .await?;
+        let secondary = self
+            .scan(secondary_side.as_ref(), Side::Secondary, load)
+            .await?;
+        let report = checker::check(
+            primary,
+            secondary,
+            &load.history,
+            &self.scenario.check.fields,
+            &load.windows,
+            causes,
+        );
+        self.result.checker = Some(report);
+        self.result.checked = true;
+        Ok(())
+    }
+
+    /// One side's scan. A side whose data is gone because its in-memory server
+    /// was killed is read as empty, and said so: every acknowledged order then
+    /// counts as lost, which is what happened to it.
+    async fn scan(
+        &mut self,
+        side: &dyn SideStore,
+        which: Side,
+        load: &Load,
+    ) -> anyhow::Result<CollectedScan> {
+        let mut scan = CollectedScan::default();
+        match side.scan(&mut scan).await {
+            Ok(()) => Ok(scan),
+            Err(e) => match self.killed_in_memory_server(which, load) {
+                Some(server) => {
+                    self.note(format!(
+                        "the {which} side's server {server} keeps its data in memory and was killed during the run: its data is lost ({}: {e:#}); the checker read it as empty",
+                        side.describe()
+                    ));
+                    Ok(CollectedScan::default())
+                }
+                None => Err(infra(e)),
+            },
+        }
+    }
+
+    /// The in-memory server of a side that a process-kill window hit, if any.
+    fn killed_in_memory_server(&self, side: Side, load: &Load) -> Option<String> {
+        let target = &self.scenario.target;
+        let server = target.server_of(side);
+        let spec = target.store_of(side).spec().server(server)?;
+        let in_memory = spec.local.as_ref().is_some_and(|l| l.in_memory);
+        let killed = load.windows.iter().any(|w| {
+            w.kind == "process-kill" && w.start_s.is_some() && w.server.as_deref() == Some(server)
+        });
+        (in_memory && killed).then(|| server.to_string())
+    }
+
+    async fn drop_namespace(&mut self, setup: &SetUp) {
+        if !self.scenario.namespace.keep && !self.opts.keep_data {
+            if let Err(e) = setup.stores.drop_namespace().await {
+                let ns = self.namespace.clone();
+                self.note(format!("could not drop namespace {ns}: {e:#}"));
+            }
+        } else {
+            let ns = self.namespace.clone();
+            self.note(format!("data kept in namespace {ns}"));
+        }
+    }
+
+    /// The verdict, decided in `crate::verdict`, and the result written atomically.
+    fn finish(mut self, outcome: anyhow::Result<()>) -> Result<(RunResult, RunDir), RunFailed> {
+        let r = &mut self.result;
+        r.started_at = self.started_at.to_rfc3339();
+        r.finished_at = chrono::Utc::now().to_rfc3339();
+        let error = match outcome {
+            Err(e) => {
+                r.complete = false;
+                r.verdict = Verdict::Error;
+                r.verdict_reasons = vec![format!("{e:#}")];
+                // The checker did not finish: its counts are unknown, not zero.
+                r.checker = None;
+                r.checked = false;
+                Some(e)
+            }
+            Ok(()) => {
+                r.complete = r.interrupted.is_none() && r.checker.is_some();
+                match &r.checker {
+                    Some(c) => {
+                        let (v, reasons) = verdict::judge(c, &r.availability, &r.expect);
+                        r.verdict = v;
+                        r.verdict_reasons = reasons;
+                    }
+                    None => {
+                        r.verdict = Verdict::Error;
+                        r.verdict_reasons = vec![
+                            "interrupted before the checker ran (use --check-on-interrupt)".into(),
+                        ];
+                    }
+                }
+                None
+            }
+        };
+        if let Err(w) = self.result.write(&self.dir.result_file()) {
+            let e = match error {
+                Some(e) => {
+                    anyhow::anyhow!("{e:#} (and its error result could not be written: {w:#})")
+                }
+                None => infra(w),
+            };
+            return Err(RunFailed::bare(e));
+        }
+        let _ = self.dir.mark_latest();
+        match error {
+            None => Ok((self.result, self.dir)),
+            Some(error) => Err(RunFailed {
+                error,
+                written: Some(Box::new((self.result, self.dir))),
+            }),
+        }
+    }
+}
+
+/// The result of a run that has not started yet: the scenario's identity and
+/// plan, nothing measured.
 pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunResult {
     RunResult {
         schema_version: result::SCHEMA_VERSION,
@@ -182,7 +649,7 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
             faults: scenario.faults.iter().map(|f| f.short()).collect(),
         },
         seed: scenario.seed,
-        target: scenario.target.store.name().to_string(),
+        target: scenario.target.stores_label(),
         pattern: scenario.pattern.kind.name().to_string(),
         pattern_options: serde_json::to_value(&scenario.pattern).unwrap_or_default(),
         server: Default::default(),
@@ -205,307 +672,14 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
         timeline: Vec::new(),
         faults: Vec::new(),
         relay: None,
-        checker: CheckerReport::default(),
+        faults_injected: BTreeMap::new(),
+        availability: Availability::default(),
+        checker: None::<CheckerReport>,
         checked: false,
         expect: scenario.expect.clone(),
         verdict: Verdict::Error,
         verdict_reasons: Vec::new(),
+        warnings: scenario.warnings.clone(),
         notes: Vec::new(),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_inner(
-    scenario: &Arc<Scenario>,
-    opts: &RunOptions,
-    interrupt: watch::Receiver<bool>,
-    dir: &RunDir,
-    run_id: &str,
-    namespace: &str,
-    toxiproxy: &Toxiproxy,
-    proxies: &BTreeMap<Side, String>,
-    notes: &mut Vec<String>,
-    after_load: &mut Option<RunResult>,
-) -> anyhow::Result<RunResult> {
-    let say = |line: String| {
-        if !opts.quiet {
-            eprintln!("{line}");
-        }
-    };
-    // Where each side connects: the proxy's listen address, or the direct endpoint.
-    let proxy_names: Vec<String> = proxies.values().cloned().collect();
-    if !proxies.is_empty() {
-        toxiproxy.version().await.map_err(infra)?;
-        for line in fault::restore(toxiproxy, &proxy_names)
-            .await
-            .map_err(infra)?
-        {
-            say(format!(
-                "note: {line} (left by an earlier run that did not finish)"
-            ));
-            notes.push(line);
-        }
-    }
-    let endpoints = store::resolve_endpoints(&scenario.target, toxiproxy)
-        .await
-        .map_err(infra)?;
-    let ctx = StoreContext {
-        scenario: scenario.clone(),
-        namespace: namespace.to_string(),
-        endpoints,
-    };
-    let store: Arc<dyn store::Store> = Arc::from(
-        tokio::time::timeout(Duration::from_secs(10), store::connect(ctx))
-            .await
-            .map_err(|_| {
-                InfraError(format!(
-                    "{} did not answer within 10s (is the local stack up? scripts/stack up)",
-                    scenario.target.store
-                ))
-            })?
-            .map_err(infra)?,
-    );
-    let server = store.server_info();
-    store.prepare().await.map_err(infra)?;
-    let client = store.client().await.map_err(infra)?;
-    let relay = store.relay().await.map_err(infra)?.map(|worker| {
-        Arc::new(tokio::sync::Mutex::new(Relay::start(
-            worker,
-            scenario.pattern.relay.clone(),
-            scenario.seed,
-        )))
-    });
-
-    let history_writer = HistoryWriter::create(&dir.history_file())?;
-    let live = Arc::new(LiveCounters::default());
-    let active = Arc::new(Mutex::new(Vec::new()));
-    let load = scenario.workload.planned_duration();
-    let nemesis = Nemesis::new(
-        toxiproxy.clone(),
-        run_id,
-        proxies.clone(),
-        scenario.faults.clone(),
-        load,
-    );
-    let targets = FaultTargets {
-        store: store.clone(),
-        relay: relay.clone(),
-        stack_state: opts.stack_state.clone(),
-        stack_script: opts.stack_script.clone(),
-    };
-    let (nemesis_stop_tx, nemesis_stop_rx) = watch::channel(false);
-    let t0 = Instant::now() + Duration::from_millis(20);
-    say(format!(
-        "run {run_id}: {} / {} on {} ({}), {} ops at {}/s, {} fault window(s)",
-        scenario.name,
-        scenario.pattern.kind,
-        scenario.target.store,
-        server.product,
-        scenario.workload.planned_ops(),
-        scenario.workload.rate,
-        nemesis.plan().len()
-    ));
-    let progress = (!opts.quiet).then(|| {
-        Progress::start(
-            t0,
-            load,
-            live.clone(),
-            active.clone(),
-            std::io::stderr().is_terminal(),
-        )
-    });
-    let spec = DriveSpec {
-        seed: scenario.seed,
-        rate: scenario.workload.rate,
-        ops: scenario.workload.planned_ops(),
-        concurrency: scenario.workload.concurrency,
-        customers: scenario.workload.customers,
-        payload_bytes: scenario.workload.payload_bytes,
-        op_deadline: scenario.workload.op_timeout * (scenario.pattern.retries + 2)
-            + Duration::from_secs(1),
-    };
-    let (windows, driven) = tokio::join!(
-        async {
-            nemesis
-                .run(t0, nemesis_stop_rx, &targets, active.clone())
-                .await
-        },
-        async {
-            let r = driver::drive(
-                client,
-                spec,
-                t0,
-                Some(history_writer),
-                interrupt.clone(),
-                live.clone(),
-            )
-            .await;
-            // The load is over: faults still in force are removed now.
-            let _ = nemesis_stop_tx.send(true);
-            r
-        }
-    );
-    if let Some(p) = progress {
-        p.stop().await;
-    }
-    // The nemesis is done: release its hold on the relay, so the relay can be
-    // taken back (Arc::try_unwrap) after the settle period, also when the driver
-    // failed (before the `?`).
-    drop(targets);
-    // Belt and braces before settle and scan: a fault request that timed out may
-    // have landed after the nemesis gave up on it (seen in a 30-minute soak on a
-    // loaded machine: a proxy left disabled made the final scan fail).
-    if !proxy_names.is_empty()
-        && let Ok(fixed) = fault::restore(toxiproxy, &proxy_names).await
-    {
-        for line in fixed {
-            say(format!("note: {line} after the load"));
-            notes.push(format!("{line} after the load"));
-        }
-    }
-    let (stats, history, writer) = driven?;
-    if let Some(w) = writer {
-        w.finish().context("writing history.jsonl")?;
-    }
-    for w in windows.iter().filter(|w| w.error.is_some()) {
-        notes.push(format!(
-            "fault {} failed: {}",
-            w.label(),
-            w.error.as_deref().unwrap_or("")
-        ));
-    }
-    let interrupted = *interrupt.borrow();
-    let load_end = Instant::now();
-
-    // Settle: let the relay drain (bounded), or the stores quiesce.
-    let mut relay_stats = None;
-    let do_check = !interrupted || opts.check_on_interrupt;
-    if let Some(relay) = &relay {
-        let mut r = relay.lock().await;
-        r.restart(); // a relay-crash window cut short by the end of the load
-        let pending_at_load_end = r.pending().await.unwrap_or(u64::MAX);
-        let (drained, pending) = if do_check {
-            r.wait_drained(scenario.check.settle).await
-        } else {
-            (false, pending_at_load_end)
-        };
-        if !drained {
-            notes.push(format!(
-                "the relay did not drain within the settle time ({pending} pending)"
-            ));
-        }
-        if let Some(e) = r.last_error() {
-            notes.push(format!("the relay's last error: {e}"));
-        }
-        relay_stats = Some((pending_at_load_end, drained, pending, load_end.elapsed()));
-    } else if do_check {
-        tokio::time::sleep(scenario.check.settle).await;
-    }
-    let relay_result = match relay {
-        Some(relay) => {
-            let relay = Arc::try_unwrap(relay)
-                .map_err(|_| anyhow::anyhow!("relay still shared"))?
-                .into_inner();
-            let (deliveries, mut stats_r) = relay.stop();
-            let (pending_at_load_end, drained, pending, drain) = relay_stats.unwrap_or_default();
-            stats_r.pending_at_load_end = pending_at_load_end;
-            stats_r.pending_at_check = pending;
-            stats_r.drained = drained;
-            stats_r.drain_ms = drain.as_millis() as u64;
-            stats_r.fault_crashes = windows
-                .iter()
-                .filter(|w| w.kind == "relay-crash" && w.start_s.is_some())
-                .count() as u64;
-            let mut ttc = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
-                .expect("valid bounds");
-            for (id, at) in deliveries {
-                if let Some(op) = history.get(id) {
-                    let intended = t0 + Duration::from_millis(u64::from(op.intended_ms));
-                    ttc.saturating_record(
-                        at.saturating_duration_since(intended).as_micros().max(1) as u64,
-                    );
-                }
-            }
-            Some(RelayResult {
-                stats: stats_r,
-                time_to_consistency_ms: Latency::from_us(&ttc),
-            })
-        }
-        None => None,
-    };
-
-    let mut result = empty_result(scenario, run_id, namespace);
-    result.server = server;
-    result.interrupted = interrupted.then(|| "interrupted by signal".to_string());
-    result.workload.achieved_tps = (stats.achieved_tps * 100.0).round() / 100.0;
-    result.workload.load_s = (stats.load_s * 1000.0).round() / 1000.0;
-    result.workload.ops = Ops {
-        planned: spec_ops(scenario),
-        total: stats.issued,
-        ok: stats.ok,
-        fail: stats.fail,
-        unknown: stats.unknown,
-    };
-    result.workload.retries = stats.retries;
-    result.workload.delayed = stats.delayed;
-    result.workload.max_start_delay_ms = (stats.max_start_delay_ms * 1000.0).round() / 1000.0;
-    result.workload.errors = stats.errors.clone();
-    result.workload.error_samples = stats.error_samples.clone();
-    result.latency_ms = Latency::from_us(&stats.latency_us);
-    result.service_ms = Latency::from_us(&stats.service_us);
-    result.timeline = stats.timeline.clone();
-    result.faults = windows;
-    result.relay = relay_result;
-    *after_load = Some(result.clone());
-
-    let checker = if do_check {
-        say("checking: full scan of both sides".to_string());
-        let mut primary = CollectedScan::default();
-        store
-            .scan(Side::Primary, &mut primary)
-            .await
-            .map_err(infra)?;
-        let mut secondary = CollectedScan::default();
-        store
-            .scan(Side::Secondary, &mut secondary)
-            .await
-            .map_err(infra)?;
-        Some(checker::check(
-            primary,
-            secondary,
-            &history,
-            &scenario.check.fields,
-            &result.faults,
-        ))
-    } else {
-        None
-    };
-    if !scenario.namespace.keep && !opts.keep_data {
-        if let Err(e) = store.drop_namespace().await {
-            notes.push(format!("could not drop namespace {namespace}: {e:#}"));
-        }
-    } else {
-        notes.push(format!("data kept in namespace {namespace}"));
-    }
-
-    result.complete = !interrupted && checker.is_some();
-    match checker {
-        Some(c) => {
-            let (verdict, reasons) = result::judge(&c, &scenario.expect);
-            result.checker = c;
-            result.checked = true;
-            result.verdict = verdict;
-            result.verdict_reasons = reasons;
-        }
-        None => {
-            result.verdict = Verdict::Error;
-            result.verdict_reasons =
-                vec!["interrupted before the checker ran (use --check-on-interrupt)".into()];
-        }
-    }
-    Ok(result)
-}
-
-fn spec_ops(scenario: &Scenario) -> u64 {
-    scenario.workload.planned_ops()
 }

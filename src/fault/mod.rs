@@ -1,81 +1,32 @@
 //! The nemesis: applies the scenario's fault schedule and records every window as it
-//! actually happened. Network faults go through Toxiproxy; relay crashes go to the
-//! relay; SDK errors and fail points go to the store; process faults signal the
-//! local stack's servers by pid. Whatever happens, [`restore`] puts every proxy back.
+//! actually happened. Network faults go through Toxiproxy (or, for a side that
+//! lives in this process, to its store's switches); relay crashes go to the relay;
+//! SDK errors and fail points go to the store; process faults signal the local
+//! stack's servers by pid (`process.rs`). Whatever happens, [`restore`] puts every
+//! proxy back.
 
 pub mod lock;
+pub mod process;
 pub mod toxiproxy;
 
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::relay::Relay;
+pub use crate::result::FaultWindow;
 use crate::scenario::{FaultKind, FaultSpec, Side};
-use crate::store::Store;
+use crate::store::Stores;
+use process::ProcessControl;
 use toxiproxy::{TOXIC_PREFIX, Toxic, Toxiproxy};
-
-/// One fault window as applied (times in seconds since the load started).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FaultWindow {
-    /// Index of the `[[faults]]` entry, and of the repetition within it.
-    pub fault: usize,
-    pub window: usize,
-    pub kind: String,
-    pub side: Side,
-    pub direction: String,
-    pub toxicity: f32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy: Option<String>,
-    /// The server a process fault acts on (`side` means nothing for those).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<String>,
-    pub planned_start_s: f64,
-    pub planned_end_s: f64,
-    /// When it was really applied / removed; `None` if it never was.
-    pub start_s: Option<f64>,
-    pub end_s: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl FaultWindow {
-    /// Whether a moment (ms since load start) falls inside the applied window.
-    pub fn contains_ms(&self, ms: u64) -> bool {
-        let t = ms as f64 / 1000.0;
-        match (self.start_s, self.end_s) {
-            (Some(s), Some(e)) => t >= s && t < e,
-            (Some(s), None) => t >= s,
-            _ => false,
-        }
-    }
-
-    /// Whether the applied window overlaps `[from_ms, to_ms]`.
-    pub fn overlaps_ms(&self, from_ms: u64, to_ms: u64) -> bool {
-        let (from, to) = (from_ms as f64 / 1000.0, to_ms as f64 / 1000.0);
-        match (self.start_s, self.end_s) {
-            (Some(s), Some(e)) => from < e && to >= s,
-            (Some(s), None) => to >= s,
-            _ => false,
-        }
-    }
-
-    pub fn label(&self) -> String {
-        let target = self.server.clone().unwrap_or_else(|| self.side.to_string());
-        format!("#{}.{} {}@{}", self.fault, self.window, self.kind, target)
-    }
-}
 
 /// What faults act on besides Toxiproxy.
 pub struct FaultTargets {
-    pub store: Arc<dyn Store>,
+    pub stores: Arc<Stores>,
     pub relay: Option<Arc<tokio::sync::Mutex<Relay>>>,
-    /// The local stack's state directory (pids of managed servers).
-    pub stack_state: PathBuf,
-    pub stack_script: PathBuf,
+    /// The local stack's servers (only when the schedule has process faults).
+    pub processes: Option<ProcessControl>,
 }
 
 pub struct Nemesis {
@@ -118,7 +69,7 @@ impl Nemesis {
                     fault: spec.index,
                     window: w,
                     kind: spec.kind.name().to_string(),
-                    side: spec.side,
+                    side: spec.kind.server().is_none().then_some(spec.side),
                     direction: if spec.kind.is_network() {
                         spec.direction.name().to_string()
                     } else {
@@ -135,6 +86,7 @@ impl Nemesis {
                     planned_end_s: end.as_secs_f64(),
                     start_s: None,
                     end_s: None,
+                    recovered_s: None,
                     error: None,
                 });
             }
@@ -256,6 +208,10 @@ impl Nemesis {
         targets: &FaultTargets,
         down_count: &mut HashMap<String, u32>,
     ) -> anyhow::Result<()> {
+        // A side without a proxy lives in this process: its store switches it.
+        if spec.kind.is_network() && !self.proxies.contains_key(&spec.side) {
+            return targets.stores.of(spec.side).set_fault(spec, apply).await;
+        }
         match &spec.kind {
             FaultKind::Down => {
                 let proxy = self.proxy_of(spec)?;
@@ -291,27 +247,22 @@ impl Nemesis {
                     .ok_or_else(|| anyhow::anyhow!("this pattern has no relay"))?;
                 let mut relay = relay.lock().await;
                 if apply {
-                    relay.crash()
+                    relay.crash(&w.label())
                 } else {
                     relay.restart()
                 }
                 Ok(())
             }
             FaultKind::SdkError { .. } | FaultKind::FailCommand { .. } => {
-                targets.store.set_fault(spec, apply).await
+                targets.stores.of(spec.side).set_fault(spec, apply).await
             }
-            FaultKind::ProcessKill { server } => {
-                if apply {
-                    signal_server(&targets.stack_state, server, libc::SIGKILL)
-                } else {
-                    restart_server(&targets.stack_script, server).await
-                }
+            FaultKind::ProcessKill { server } | FaultKind::ProcessPause { server } => {
+                let processes = targets.processes.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!("process faults need the local stack (scripts/stack up)")
+                })?;
+                let kill = matches!(spec.kind, FaultKind::ProcessKill { .. });
+                processes.act(server, kill, apply).await
             }
-            FaultKind::ProcessPause { server } => signal_server(
-                &targets.stack_state,
-                server,
-                if apply { libc::SIGSTOP } else { libc::SIGCONT },
-            ),
             _ => unreachable!("all kinds handled"),
         }
     }
@@ -387,46 +338,4 @@ pub async fn restore(toxiproxy: &Toxiproxy, proxies: &[String]) -> anyhow::Resul
 pub async fn restore_all(toxiproxy: &Toxiproxy) -> anyhow::Result<Vec<String>> {
     let names: Vec<String> = toxiproxy.proxies().await?.into_keys().collect();
     restore(toxiproxy, &names).await
-}
-
-fn server_pid(state: &std::path::Path, server: &str) -> anyhow::Result<i32> {
-    let file = state.join("pids").join(format!("{server}.pid"));
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| anyhow::anyhow!("no pid for `{server}` at {} ({e}); process faults need the local stack (scripts/stack up)", file.display()))?;
-    text.trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{} does not hold a pid", file.display()))
-}
-
-fn signal_server(state: &std::path::Path, server: &str, signal: i32) -> anyhow::Result<()> {
-    let pid = server_pid(state, server)?;
-    // SAFETY: kill(2) with a pid read from the stack's own pid file.
-    let rc = unsafe { libc::kill(pid, signal) };
-    if rc != 0 {
-        anyhow::bail!(
-            "signal {signal} to {server} (pid {pid}) failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
-async fn restart_server(script: &std::path::Path, server: &str) -> anyhow::Result<()> {
-    let only = if server == "moto" { "dynamodb" } else { server };
-    let out = tokio::time::timeout(
-        Duration::from_secs(240),
-        tokio::process::Command::new(script)
-            .args(["up", "--only", only])
-            .output(),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("restarting {server} took over 240s"))??;
-    if !out.status.success() {
-        anyhow::bail!(
-            "`{} up --only {only}` failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }

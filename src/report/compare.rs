@@ -262,14 +262,13 @@ fn ratio(x: f64, base: f64) -> Option<f64> {
 }
 
 /// Counts are `None` when the checker did not run: a zero would claim too much.
-fn count(r: &RunResult, n: u64) -> Value {
-    Value::Number(r.checked.then_some(n as f64))
+fn count(r: &RunResult, n: impl Fn(&crate::checker::CheckerReport) -> u64) -> Value {
+    Value::Number(r.checker.as_ref().map(|c| n(c) as f64))
 }
 
 /// One cell of one run.
 pub fn value(r: &RunResult, baseline: Option<&RunResult>, col: Column) -> Value {
     let num = |n: f64| Value::Number(Some(n));
-    let c = &r.checker;
     match col {
         Column::Scenario => Value::Text(r.scenario.name.clone()),
         Column::RunId => Value::Text(r.run_id.clone()),
@@ -291,13 +290,13 @@ pub fn value(r: &RunResult, baseline: Option<&RunResult>, col: Column) -> Value 
         Column::ThroughputRatio => Value::Number(
             baseline.and_then(|b| ratio(r.workload.achieved_tps, b.workload.achieved_tps)),
         ),
-        Column::Orphans => count(r, c.orphans),
-        Column::Ghosts => count(r, c.ghosts),
-        Column::Duplicates => count(r, c.duplicates),
-        Column::Mismatches => count(r, c.mismatches),
-        Column::LostAcks => count(r, c.lost_acks),
-        Column::Strays => count(r, c.strays),
-        Column::Divergence => count(r, c.divergence),
+        Column::Orphans => count(r, |c| c.orphans),
+        Column::Ghosts => count(r, |c| c.ghosts),
+        Column::Duplicates => count(r, |c| c.duplicates),
+        Column::Mismatches => count(r, |c| c.mismatches),
+        Column::LostAcks => count(r, |c| c.lost_acks),
+        Column::Strays => count(r, |c| c.strays),
+        Column::Divergence => count(r, |c| c.divergence),
         Column::TtcP99 => Value::Number(
             r.relay
                 .as_ref()

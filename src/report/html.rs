@@ -46,6 +46,14 @@ pub fn render(r: &RunResult, scenario_text: Option<&str>) -> String {
         }
         h.push_str("</ul>\n");
     }
+    if !r.warnings.is_empty() {
+        h.push_str("<h2>Warnings</h2>\n<ul>\n");
+        for w in &r.warnings {
+            h.push_str(&format!("<li class=\"alarm\">{}</li>\n", escape(w)));
+        }
+        h.push_str("</ul>\n");
+    }
+    h.push_str(&availability(r));
     h.push_str("<h2>Over time</h2>\n");
     if r.timeline.is_empty() {
         // An error before the load (store or proxy unreachable): empty axes
@@ -181,7 +189,11 @@ fn charts(r: &RunResult) -> String {
     let seconds = r
         .timeline
         .len()
-        .max(r.checker.divergent_by_second.len())
+        .max(
+            r.checker
+                .as_ref()
+                .map_or(0, |c| c.divergent_by_second.len()),
+        )
         .max(r.workload.load_s.ceil() as usize);
     let x_max = r
         .faults
@@ -273,8 +285,8 @@ fn charts(r: &RunResult) -> String {
             color: "#c62828",
             values: r
                 .checker
-                .divergent_by_second
                 .iter()
+                .flat_map(|c| &c.divergent_by_second)
                 .map(|n| *n as f64)
                 .collect(),
             dashed: false,
@@ -289,11 +301,10 @@ fn charts(r: &RunResult) -> String {
 
 fn counts(r: &RunResult) -> String {
     let mut s = String::from("<h2>Divergence by category</h2>\n");
-    if !r.checked {
+    let Some(c) = &r.checker else {
         s.push_str("<p class=\"alarm\">The checker did not run: no counts.</p>\n");
         return s;
-    }
-    let c = &r.checker;
+    };
     s.push_str(
         "<table>\n<tr><th>category</th><th>count</th><th>allowed</th><th>sample ids</th></tr>\n",
     );
@@ -342,27 +353,80 @@ fn counts(r: &RunResult) -> String {
     s
 }
 
+fn availability(r: &RunResult) -> String {
+    let a = &r.availability;
+    let pct = |x: f64| format!("{:.1}%", x * 100.0);
+    let mut s = format!(
+        "<h2>Availability</h2>\n<p>Operations acknowledged {}, failed {}, indeterminate {}.",
+        pct(a.ok_fraction),
+        pct(a.fail_fraction),
+        pct(a.unknown_fraction)
+    );
+    if let Some(after) = &a.after_faults {
+        s.push_str(&format!(
+            " After the last fault window: {} operations, {} ok, {} fail, {} unknown{}.",
+            after.ops,
+            after.ok,
+            after.fail,
+            after.unknown,
+            match a.recovered {
+                Some(false) => " — the store did not recover",
+                _ => "",
+            }
+        ));
+    }
+    s.push_str("</p>\n");
+    s
+}
+
 fn attribution(r: &RunResult) -> String {
     let mut s = String::from("<h2>Fault attribution</h2>\n");
-    let a = &r.checker.attribution;
+    let Some(c) = &r.checker else {
+        s.push_str("<p>The checker did not run.</p>\n");
+        return s;
+    };
+    let a = &c.attribution;
     if a.is_empty() {
         s.push_str("<p>No divergent record to attribute.</p>\n");
         return s;
     }
-    let mut labels: Vec<&String> = a.values().flat_map(|x| x.windows.keys()).collect();
-    labels.sort();
-    labels.dedup();
-    s.push_str("<p>Each divergent record is tied to the fault windows in force between its intended start and its end. Records outside every window are the alarming ones.</p>\n<table>\n<tr><th>category</th>");
-    for l in &labels {
-        s.push_str(&format!("<th>in {}</th>", escape(l)));
+    // Columns: each window, then each window's recovery tail, then known causes.
+    let mut columns: Vec<(String, String)> = Vec::new();
+    let mut add = |kind: &str, mut keys: Vec<&String>| {
+        keys.sort();
+        keys.dedup();
+        columns.extend(keys.into_iter().map(|k| (kind.to_string(), k.clone())));
+    };
+    add(
+        "window",
+        a.values().flat_map(|x| x.windows.keys()).collect(),
+    );
+    add(
+        "recovery",
+        a.values().flat_map(|x| x.recovery.keys()).collect(),
+    );
+    add("cause", a.values().flat_map(|x| x.causes.keys()).collect());
+    s.push_str("<p>Each divergent record is tied to the fault windows in force between its intended start and its end; if none, to a window's recovery tail (after it ended, before the side's first success); a duplicate with a known cause (a relay's crash, an outbox re-armed) to that cause. Records outside all of these are the alarming ones.</p>\n<table>\n<tr><th>category</th>");
+    for (kind, key) in &columns {
+        let head = match kind.as_str() {
+            "window" => format!("in {key}"),
+            "recovery" => format!("recovery tail of {key}"),
+            _ => key.clone(),
+        };
+        s.push_str(&format!("<th>{}</th>", escape(&head)));
     }
     s.push_str("<th>outside any window</th></tr>\n");
     for (cat, at) in a {
         s.push_str(&format!("<tr><td>{}</td>", escape(cat)));
-        for l in &labels {
+        for (kind, key) in &columns {
+            let map = match kind.as_str() {
+                "window" => &at.windows,
+                "recovery" => &at.recovery,
+                _ => &at.causes,
+            };
             s.push_str(&format!(
                 "<td class=\"n\">{}</td>",
-                at.windows.get(*l).copied().unwrap_or(0)
+                map.get(key).copied().unwrap_or(0)
             ));
         }
         let class = if at.outside > 0 { "n alarm" } else { "n" };
@@ -378,11 +442,11 @@ fn fault_windows(r: &RunResult) -> String {
         s.push_str("<p>No fault was applied.</p>\n");
         return s;
     }
-    s.push_str("<table>\n<tr><th>window</th><th>direction</th><th>toxicity</th><th>proxy</th><th>planned s</th><th>applied s</th><th>error</th></tr>\n");
+    s.push_str("<table>\n<tr><th>window</th><th>direction</th><th>toxicity</th><th>proxy</th><th>planned s</th><th>applied s</th><th>recovery ms</th><th>error</th></tr>\n");
     let secs = |v: Option<f64>| v.map_or("never".to_string(), |v| format!("{v:.3}"));
     for f in &r.faults {
         s.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{} – {}</td><td>{} – {}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{} – {}</td><td>{} – {}</td><td class=\"n\">{}</td><td>{}</td></tr>\n",
             escape(&f.label()),
             escape(&f.direction),
             f.toxicity,
@@ -391,6 +455,7 @@ fn fault_windows(r: &RunResult) -> String {
             f.planned_end_s,
             secs(f.start_s),
             secs(f.end_s),
+            f.recovery_ms().map_or("-".to_string(), |ms| ms.to_string()),
             escape(f.error.as_deref().unwrap_or(""))
         ));
     }

@@ -2,8 +2,8 @@
 //! fails (message naming the counts and the first sample ids), an `<error>` when
 //! the run could not be checked. Layout of the common Jenkins/Surefire schema.
 
-use super::gate::{FailOn, counts_line, gate};
 use crate::result::{RunResult, Verdict};
+use crate::verdict::{FailOn, counts_line, gate};
 
 pub fn render(runs: &[RunResult], policy: FailOn) -> String {
     let mut cases = String::new();

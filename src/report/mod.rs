@@ -4,7 +4,6 @@
 
 pub mod compare;
 pub mod csv;
-pub mod gate;
 pub mod html;
 pub mod jepsen;
 pub mod json;

@@ -92,8 +92,7 @@ pub fn summary(r: &RunResult) -> String {
             )),
         ]);
     }
-    if r.checked {
-        let c = &r.checker;
+    if let Some(c) = &r.checker {
         for (name, n) in [
             ("orphans", c.orphans),
             ("ghosts", c.ghosts),
@@ -125,6 +124,9 @@ pub fn summary(r: &RunResult) -> String {
     let mut out = t.to_string();
     for reason in &r.verdict_reasons {
         out.push_str(&format!("\n  {reason}"));
+    }
+    for warning in &r.warnings {
+        out.push_str(&format!("\n  warning: {warning}"));
     }
     out
 }

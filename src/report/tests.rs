@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::compare::{CompareOptions, compare};
-use super::gate::FailOn;
 use super::{Format, html, jepsen, junit, render};
 use crate::checker::{Attribution, CheckerReport, Landed};
 use crate::driver::Second;
@@ -14,11 +13,12 @@ use crate::fault::FaultWindow;
 use crate::history::{HistoryEntry, Outcome, SideOutcome};
 use crate::relay::RelayStats;
 use crate::result::{
-    Latency, Ops, RelayResult, RunResult, SCHEMA_VERSION, ScenarioInfo, Tool, Verdict,
-    WorkloadResult,
+    Availability, Latency, Ops, RelayResult, RunResult, SCHEMA_VERSION, ScenarioInfo, Tool,
+    Verdict, WorkloadResult,
 };
 use crate::scenario::{Expect, Side};
 use crate::store::ServerInfo;
+use crate::verdict::FailOn;
 
 fn snapshot(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -56,7 +56,7 @@ fn window(fault: usize, side: Side, start: f64, end: f64) -> FaultWindow {
         fault,
         window: 0,
         kind: "down".into(),
-        side,
+        side: Some(side),
         direction: "downstream".into(),
         toxicity: 1.0,
         proxy: Some(format!("dynamodb_{side}")),
@@ -65,6 +65,7 @@ fn window(fault: usize, side: Side, start: f64, end: f64) -> FaultWindow {
         planned_end_s: end.floor(),
         start_s: Some(start),
         end_s: Some(end),
+        recovered_s: None,
         error: None,
     }
 }
@@ -109,6 +110,7 @@ pub(crate) fn naive() -> RunResult {
             Attribution {
                 windows: BTreeMap::from([("#0.0 down@secondary".to_string(), 98)]),
                 outside: 2,
+                ..Attribution::default()
             },
         );
     }
@@ -124,7 +126,7 @@ pub(crate) fn naive() -> RunResult {
             file: "scenarios/dynamo-naive.toml".into(),
             sha256: "ab".repeat(32),
             description: "PutItem to two tables, log-and-continue".into(),
-            faults: vec!["down@secondary/down 3s+2s".into()],
+            faults: vec!["down@secondary/downstream 3s+2s".into()],
         },
         seed: 42,
         target: "dynamodb".into(),
@@ -184,7 +186,12 @@ pub(crate) fn naive() -> RunResult {
         timeline: timeline(50, 10, 0..0),
         faults: vec![window(0, Side::Secondary, 3.0, 5.0)],
         relay: None,
-        checker,
+        faults_injected: BTreeMap::new(),
+        availability: Availability {
+            ok_fraction: 1.0,
+            ..Availability::default()
+        },
+        checker: Some(checker),
         checked: true,
         expect: Expect::zero(),
         verdict: Verdict::Fail,
@@ -194,6 +201,7 @@ pub(crate) fn naive() -> RunResult {
             "strays: 1 > allowed 0 (e.g. o999999999999)".into(),
             "divergence: 200 > allowed 0".into(),
         ],
+        warnings: vec![],
         notes: vec![],
     }
 }
@@ -204,7 +212,7 @@ pub(crate) fn transaction() -> RunResult {
     r.run_id = "20260101T000100Z-0002".into();
     r.scenario.name = "dynamo-transaction".into();
     r.scenario.description = "TransactWriteItems with a deterministic token".into();
-    r.scenario.faults = vec!["down@primary/down 3s+2s".into()];
+    r.scenario.faults = vec!["down@primary/downstream 3s+2s".into()];
     r.pattern = "transaction".into();
     r.workload.achieved_tps = 40.0;
     r.workload.ops.ok = 400;
@@ -214,7 +222,7 @@ pub(crate) fn transaction() -> RunResult {
     r.latency_ms.p999 = 1002.0;
     r.timeline = timeline(50, 10, 3..5);
     r.faults = vec![window(0, Side::Primary, 3.0, 5.0)];
-    r.checker = CheckerReport {
+    r.checker = Some(CheckerReport {
         ambiguous_unknown: Landed {
             none: 60,
             both: 40,
@@ -223,7 +231,7 @@ pub(crate) fn transaction() -> RunResult {
         scanned_primary: 440,
         scanned_secondary: 440,
         ..CheckerReport::default()
-    };
+    });
     r.verdict = Verdict::Pass;
     r.verdict_reasons = vec![];
     r
@@ -309,6 +317,7 @@ fn baseline_ratios_sorting_and_columns() {
 fn unchecked_runs_show_no_counts() {
     let mut r = naive();
     r.checked = false;
+    r.checker = None;
     let opts = CompareOptions::parse(Some("orphans"), None).unwrap();
     let cmp = compare(&[r], None, &opts);
     assert_eq!(render(&cmp, Format::Csv, false), "orphans\r\n\r\n");
@@ -318,6 +327,7 @@ fn unchecked_runs_show_no_counts() {
 fn html_of_a_run_that_never_reached_the_store() {
     let mut r = naive();
     r.checked = false;
+    r.checker = None;
     r.verdict = Verdict::Error;
     r.timeline.clear();
     r.server = ServerInfo::default();
@@ -341,7 +351,7 @@ fn markdown_escapes_pipes() {
 
 #[test]
 fn junit_matches_snapshot_and_parses_back() {
-    let xml = junit::render(&runs(), FailOn::Expect);
+    let xml = junit::render(&runs(), FailOn::default());
     snapshot("junit.xml", &xml);
     // Read it back with a real XML parser (python3's ElementTree).
     let dir = tempfile::tempdir().unwrap();
@@ -383,9 +393,9 @@ fn junit_any_divergence_fails_runs_the_scenario_allowed() {
     let mut r = naive();
     r.verdict = Verdict::Pass;
     r.verdict_reasons.clear();
-    let xml = junit::render(std::slice::from_ref(&r), FailOn::Expect);
+    let xml = junit::render(std::slice::from_ref(&r), FailOn::default());
     assert!(xml.contains("failures=\"0\""), "{xml}");
-    let xml = junit::render(&[r], FailOn::AnyDivergence);
+    let xml = junit::render(&[r], FailOn::parse("any-divergence").unwrap());
     assert!(xml.contains("failures=\"1\""), "{xml}");
     assert!(xml.contains("orphans: 100 &gt; allowed 0"), "{xml}");
 }

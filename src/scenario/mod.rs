@@ -33,41 +33,12 @@ pub struct Scenario {
     pub faults: Vec<FaultSpec>,
     pub check: Check,
     pub expect: Expect,
+    /// Valid, but worth knowing before a run (printed by `validate` and `run`,
+    /// kept in the result).
+    pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    MongoDb,
-    DynamoDb,
-    Cassandra,
-}
-
-impl StoreKind {
-    pub const ALL: [StoreKind; 3] = [
-        StoreKind::MongoDb,
-        StoreKind::DynamoDb,
-        StoreKind::Cassandra,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            StoreKind::MongoDb => "mongodb",
-            StoreKind::DynamoDb => "dynamodb",
-            StoreKind::Cassandra => "cassandra",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-}
-
-impl fmt::Display for StoreKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::store::spec::StoreKind;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
@@ -97,7 +68,7 @@ impl fmt::Display for Side {
     }
 }
 
-/// How one side reaches the store.
+/// How one connection reaches its store.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SideEndpoint {
@@ -105,26 +76,80 @@ pub enum SideEndpoint {
     Proxy(String),
     /// Directly (`host:port` or a URL); network faults cannot target this side.
     Direct(String),
+    /// Inside this process (the in-memory store): its faults are the store's own.
+    InProcess,
+}
+
+/// Where one side of the data lives.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideTarget {
+    pub store: StoreKind,
+    /// The server product behind the endpoint (`moto`, `ferretdb`, `mongoeco`, ...).
+    pub server: String,
+    pub endpoint: SideEndpoint,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
-    pub store: StoreKind,
-    /// The server product behind the endpoint (mongodb: `ferretdb`, `mongoeco`, `mongodb`).
-    pub server: String,
     pub toxiproxy: String,
-    pub primary: SideEndpoint,
-    pub secondary: SideEndpoint,
+    pub primary: SideTarget,
+    pub secondary: SideTarget,
+    /// The relay's connection to the primary side's store (async patterns).
     pub relay: SideEndpoint,
 }
 
 impl Target {
     pub fn endpoint(&self, side: Side) -> &SideEndpoint {
         match side {
-            Side::Primary => &self.primary,
-            Side::Secondary => &self.secondary,
+            Side::Primary => &self.primary.endpoint,
+            Side::Secondary => &self.secondary.endpoint,
             Side::Relay => &self.relay,
         }
+    }
+
+    /// The store a connection reaches (the relay reads the primary's store).
+    pub fn store_of(&self, side: Side) -> StoreKind {
+        match side {
+            Side::Secondary => self.secondary.store,
+            _ => self.primary.store,
+        }
+    }
+
+    pub fn server_of(&self, side: Side) -> &str {
+        match side {
+            Side::Secondary => &self.secondary.server,
+            _ => &self.primary.server,
+        }
+    }
+
+    /// Both sides in one store (one server): what atomic patterns need.
+    pub fn shared_store(&self) -> bool {
+        self.primary.store == self.secondary.store && self.primary.server == self.secondary.server
+    }
+
+    /// `dynamodb`, or `dynamodb+mongodb` when the sides live in two stores.
+    pub fn stores_label(&self) -> String {
+        if self.primary.store == self.secondary.store {
+            self.primary.store.name().to_string()
+        } else {
+            format!("{}+{}", self.primary.store, self.secondary.store)
+        }
+    }
+
+    /// `moto`, or `moto+ferretdb`.
+    pub fn servers_label(&self) -> String {
+        if self.primary.server == self.secondary.server {
+            self.primary.server.clone()
+        } else {
+            format!("{}+{}", self.primary.server, self.secondary.server)
+        }
+    }
+
+    /// Whether any connection goes through Toxiproxy.
+    pub fn uses_toxiproxy(&self) -> bool {
+        Side::ALL
+            .iter()
+            .any(|s| matches!(self.endpoint(*s), SideEndpoint::Proxy(_)))
     }
 }
 
@@ -342,12 +367,13 @@ impl FaultSpec {
         windows
     }
 
-    /// Short form for tables: `timeout@secondary/up 5s+3s`.
+    /// Short form for tables: `timeout@secondary/upstream 5s+3s`. The direction is
+    /// spelled out: `latency@primary/down` read like a `down` fault.
     pub fn short(&self) -> String {
         let dir = if self.kind.is_network() {
             match self.direction {
-                Direction::Upstream => "/up",
-                Direction::Downstream => "/down",
+                Direction::Upstream => "/upstream",
+                Direction::Downstream => "/downstream",
             }
         } else {
             ""
@@ -405,6 +431,13 @@ pub struct Expect {
     pub lost_acks: Option<u64>,
     pub strays: Option<u64>,
     pub divergence: Option<u64>,
+    /// Largest fraction of indeterminate operations allowed (none = any, with a
+    /// warning above `verdict::WARN_INDETERMINATE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indeterminate: Option<f64>,
+    /// Whether some operation must succeed after the last fault window ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<bool>,
 }
 
 impl Expect {
@@ -418,6 +451,8 @@ impl Expect {
             lost_acks: Some(0),
             strays: Some(0),
             divergence: Some(0),
+            indeterminate: None,
+            recovery: None,
         }
     }
 }
@@ -553,4 +588,4 @@ pub mod opt_duration_ms {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -22,7 +22,7 @@ pub(crate) struct RawScenario {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTarget {
-    pub store: String,
+    pub store: Option<String>,
     pub server: Option<String>,
     pub toxiproxy: Option<String>,
     pub primary: Option<RawSide>,
@@ -33,6 +33,8 @@ pub(crate) struct RawTarget {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSide {
+    pub store: Option<String>,
+    pub server: Option<String>,
     pub proxy: Option<String>,
     pub endpoint: Option<String>,
 }
@@ -58,6 +60,7 @@ pub(crate) struct RawPattern {
     pub partitioning: Option<String>,
     pub consistency: Option<String>,
     pub lwt_insert: Option<bool>,
+    pub rearm: Option<bool>,
     pub relay: Option<RawRelay>,
 }
 
@@ -135,6 +138,8 @@ pub(crate) struct RawExpect {
     pub lost_acks: Option<RawLimit>,
     pub strays: Option<RawLimit>,
     pub divergence: Option<RawLimit>,
+    pub indeterminate: Option<f64>,
+    pub recovery: Option<bool>,
 }
 
 /// A threshold: a maximum count, or the word `"any"`.

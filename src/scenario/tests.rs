@@ -17,6 +17,14 @@ start = "2s"
 duration = "1s"
 "#;
 
+/// A valid in-memory scenario, with `extra` appended (faults, expect tables).
+pub(crate) fn memory_scenario(extra: &str) -> Scenario {
+    let text = format!(
+        "name = \"mem\"\n[target]\nstore = \"memory\"\n[pattern]\nname = \"naive\"\n[workload]\nrate = 100\nduration = \"1s\"\n{extra}"
+    );
+    parse(Path::new("mem.toml"), &text).expect("a valid in-memory scenario")
+}
+
 fn err(text: &str) -> ScenarioError {
     parse(Path::new("s.toml"), text).expect_err("must be rejected")
 }
@@ -25,7 +33,7 @@ fn err(text: &str) -> ScenarioError {
 fn valid_scenario_has_defaults() {
     let s = parse(Path::new("s.toml"), GOOD).unwrap();
     assert_eq!(
-        s.target.primary,
+        s.target.primary.endpoint,
         SideEndpoint::Proxy("dynamodb_primary".into())
     );
     assert_eq!(s.workload.planned_ops(), 1000);
@@ -94,4 +102,176 @@ fn lwt_insert_is_rejected_for_the_cassandra_outbox() {
         .replace("store = \"dynamodb\"", "store = \"cassandra\"")
         .replace("name = \"naive\"", "name = \"outbox\"\nlwt_insert = true");
     assert_eq!(err(&text).field, "pattern.lwt_insert");
+}
+
+/// Every option that used to be accepted and silently ignored is now rejected,
+/// naming the file, line, field and the options that do apply.
+#[test]
+fn options_a_store_does_not_honour_are_rejected_with_the_ones_it_does() {
+    let scenario = |store: &str, server: &str, pattern: &str, option: &str| {
+        format!(
+            "name = \"t\"\n[target]\nstore = \"{store}\"\n{server}[pattern]\nname = \"{pattern}\"\n{option}\n[workload]\nrate = 10\nduration = \"2s\"\n"
+        )
+    };
+    let mongoeco = "server = \"mongoeco\"\n";
+    let cases = [
+        // MongoDB transactions take no token, report no conflicts, put no conditions.
+        (
+            "mongodb",
+            mongoeco,
+            "transaction",
+            "idempotency_token = \"fresh\"",
+            "pattern.idempotency_token",
+        ),
+        (
+            "mongodb",
+            mongoeco,
+            "transaction",
+            "on_conflict = \"drop\"",
+            "pattern.on_conflict",
+        ),
+        (
+            "mongodb",
+            mongoeco,
+            "transaction",
+            "conditions = false",
+            "pattern.conditions",
+        ),
+        // Cassandra's secondary table is keyed by (customer, order), not an event id.
+        (
+            "cassandra",
+            "",
+            "naive",
+            "secondary_key = \"fresh\"",
+            "pattern.secondary_key",
+        ),
+        // Consistency levels are Cassandra's.
+        (
+            "dynamodb",
+            "",
+            "naive",
+            "consistency = \"one\"",
+            "pattern.consistency",
+        ),
+        (
+            "mongodb",
+            "",
+            "naive",
+            "consistency = \"one\"",
+            "pattern.consistency",
+        ),
+        // Retries of `naive` act only with the retry policy.
+        ("dynamodb", "", "naive", "retries = 3", "pattern.retries"),
+        // Relay options only some sources have.
+        (
+            "dynamodb",
+            "",
+            "streams",
+            "[pattern.relay]\nclaim_ttl = \"1s\"",
+            "pattern.relay.claim_ttl",
+        ),
+        (
+            "mongodb",
+            "",
+            "outbox",
+            "[pattern.relay]\nworkers = 2",
+            "pattern.relay.workers",
+        ),
+        (
+            "cassandra",
+            "",
+            "outbox",
+            "[pattern.relay]\nmode = \"poll\"",
+            "pattern.relay.mode",
+        ),
+        (
+            "dynamodb",
+            "",
+            "transaction",
+            "rearm = true",
+            "pattern.rearm",
+        ),
+    ];
+    for (store, server, pattern, option, field) in cases {
+        let text = scenario(store, server, pattern, option);
+        let e = err(&text);
+        assert_eq!(e.field, field, "{store}/{pattern}: {e}");
+        let line = text
+            .lines()
+            .position(|l| option.lines().last() == Some(l))
+            .unwrap()
+            + 1;
+        assert_eq!(e.line, line, "{e}");
+        assert!(e.problem.contains("is not honoured by"), "{e}");
+        assert!(e.fix.starts_with("remove it; here"), "{e}");
+    }
+    // And the same options where they are honoured pass.
+    for (store, server, pattern, option) in [
+        (
+            "dynamodb",
+            "",
+            "transaction",
+            "idempotency_token = \"fresh\"\non_conflict = \"drop\"\nconditions = false",
+        ),
+        ("cassandra", "", "naive", "consistency = \"one\""),
+        ("dynamodb", "", "naive", "secondary_key = \"fresh\""),
+        ("dynamodb", "", "outbox", "rearm = true"),
+        (
+            "cassandra",
+            "",
+            "outbox",
+            "[pattern.relay]\nclaim_ttl = \"1s\"\nworkers = 2",
+        ),
+        ("mongodb", "", "outbox", "[pattern.relay]\nmode = \"poll\""),
+    ] {
+        let text = scenario(store, server, pattern, option);
+        parse(Path::new("s.toml"), &text).unwrap_or_else(|e| panic!("{store}/{pattern}: {e}"));
+    }
+}
+
+#[test]
+fn sides_may_live_in_two_stores_but_one_atomic_call_needs_one() {
+    let text = "name = \"t\"\n[target.primary]\nstore = \"dynamodb\"\n[target.secondary]\nstore = \"mongodb\"\n[pattern]\nname = \"naive\"\nsecondary_key = \"fresh\"\n[workload]\nrate = 10\nduration = \"2s\"\n";
+    let s = parse(Path::new("s.toml"), text).unwrap();
+    assert_eq!(s.target.stores_label(), "dynamodb+mongodb");
+    assert_eq!(s.target.servers_label(), "moto+ferretdb");
+    assert_eq!(s.target.relay, SideEndpoint::Proxy("dynamodb_relay".into()));
+    assert_eq!(
+        s.target.secondary.endpoint,
+        SideEndpoint::Proxy("ferretdb_secondary".into())
+    );
+    // A relay from one store to another is fine; a transaction across two is not.
+    parse(
+        Path::new("s.toml"),
+        &text.replace(
+            "name = \"naive\"\nsecondary_key = \"fresh\"",
+            "name = \"streams\"",
+        ),
+    )
+    .unwrap();
+    let e = err(&text.replace(
+        "name = \"naive\"\nsecondary_key = \"fresh\"",
+        "name = \"transaction\"",
+    ));
+    assert_eq!(e.field, "pattern.name");
+    assert!(
+        e.problem.contains("both sides must live in one store"),
+        "{e}"
+    );
+}
+
+#[test]
+fn process_faults_name_a_local_server_this_scenario_uses() {
+    let fault = |server: &str| {
+        format!(
+            "{GOOD}[[faults]]\nkind = \"process-kill\"\nserver = \"{server}\"\nstart = \"2s\"\nduration = \"1s\"\n"
+        )
+    };
+    // A DynamoDB scenario that kills Cassandra: rejected.
+    let e = err(&fault("cassandra"));
+    assert_eq!(e.field, "faults[1].server");
+    assert!(e.fix.contains("moto"), "{e}");
+    // Killing moto: valid, with a warning that its data is in memory.
+    let s = parse(Path::new("s.toml"), &fault("moto")).unwrap();
+    assert!(s.warnings[0].contains("in memory"), "{:?}", s.warnings);
 }

@@ -9,6 +9,7 @@ use super::*;
 use crate::pattern::{
     KeyPolicy, OnConflict, OnSecondaryFailure, Partitioning, Pattern, PatternKind, RelayMode,
 };
+use crate::store::StoreSpec;
 
 type Res<T> = Result<T, ScenarioError>;
 
@@ -26,7 +27,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
         ));
     }
     let target = target(&raw, at)?;
-    let pattern = pattern(&raw.pattern, target.store, at)?;
+    let pattern = pattern(&raw.pattern, &target, at)?;
     let workload = workload(&raw, at)?;
     let run = workload.planned_duration();
     let mut faults = Vec::new();
@@ -70,6 +71,17 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
             lost_acks: limit(&e.lost_acks, "expect.lost_acks", at)?,
             strays: limit(&e.strays, "expect.strays", at)?,
             divergence: limit(&e.divergence, "expect.divergence", at)?,
+            indeterminate: match e.indeterminate {
+                Some(x) if !(0.0..=1.0).contains(&x) => {
+                    return Err(at.error(
+                        "expect.indeterminate",
+                        format!("{x} is not a fraction"),
+                        "give the largest share of indeterminate operations allowed, 0.0 to 1.0, e.g. indeterminate = 0.2",
+                    ));
+                }
+                other => other,
+            },
+            recovery: e.recovery,
         },
     };
     let namespace = NamespaceSpec {
@@ -99,6 +111,19 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
             "use 1 to 12 lowercase letters or digits, starting with a letter, e.g. prefix = \"dw\"",
         ));
     }
+    let mut warnings = Vec::new();
+    for f in &faults {
+        if let FaultKind::ProcessKill { server } = &f.kind {
+            let in_memory = StoreSpec::local_servers()
+                .any(|(_, s)| s.name == server && s.local.as_ref().is_some_and(|l| l.in_memory));
+            if in_memory {
+                warnings.push(format!(
+                    "faults[{}]: `{server}` keeps its data in memory: killing it destroys every table of the run (the checker then counts every acknowledged order as lost)",
+                    f.index
+                ));
+            }
+        }
+    }
     Ok(Scenario {
         name: raw.name.clone(),
         description: raw.description.clone().unwrap_or_default(),
@@ -113,6 +138,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
         faults,
         check,
         expect,
+        warnings,
     })
 }
 
@@ -153,61 +179,119 @@ pub(super) fn duration(text: &str, path: &str, at: &Locator) -> Res<Duration> {
 
 fn target(raw: &RawScenario, at: &Locator) -> Res<Target> {
     let t = &raw.target;
-    let store = StoreKind::parse(&t.store).ok_or_else(|| {
-        at.error(
-            "target.store",
-            format!("unknown store `{}`", t.store),
-            "use one of \"mongodb\", \"dynamodb\", \"cassandra\"",
-        )
-    })?;
-    let server = match (store, &t.server) {
-        (StoreKind::MongoDb, None) => "ferretdb".to_string(),
-        (StoreKind::MongoDb, Some(s))
-            if ["ferretdb", "mongoeco", "mongodb"].contains(&s.as_str()) =>
-        {
-            s.clone()
-        }
-        (StoreKind::MongoDb, Some(s)) => {
+    let names = || {
+        crate::store::REGISTRY
+            .iter()
+            .map(|s| format!("\"{}\"", s.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let parse_store = |name: &str, path: &str| {
+        StoreKind::parse(name).ok_or_else(|| {
+            at.error(
+                path,
+                format!("unknown store `{name}`"),
+                format!("use one of {}", names()),
+            )
+        })
+    };
+    let default_store = match &t.store {
+        Some(name) => Some(parse_store(name, "target.store")?),
+        None => None,
+    };
+    if t.relay
+        .as_ref()
+        .is_some_and(|r| r.store.is_some() || r.server.is_some())
+    {
+        return Err(at.error(
+            "target.relay",
+            "the relay reads the primary side's store; it has no store or server of its own",
+            "remove `store`/`server` from [target.relay]; set proxy or endpoint only",
+        ));
+    }
+    let side_target = |raw: &Option<RawSide>, side: Side, fallback: Option<StoreKind>| {
+        let path = format!("target.{side}");
+        let own = raw.as_ref().and_then(|r| r.store.as_deref());
+        let store = match (own, fallback) {
+            (Some(name), _) => parse_store(name, &format!("{path}.store"))?,
+            (None, Some(s)) => s,
+            (None, None) => {
+                return Err(at.error(
+                    "target.store",
+                    "missing",
+                    format!(
+                        "name the store: [target] store = \"dynamodb\" (or per side: [target.{side}] store = ...); one of {}",
+                        names()
+                    ),
+                ));
+            }
+        };
+        let spec = store.spec();
+        let server_path;
+        // A side's own server, else the table-wide one when it names this store.
+        let server = match (raw.as_ref().and_then(|r| r.server.as_ref()), &t.server) {
+            (Some(s), _) => {
+                server_path = format!("{path}.server");
+                s.clone()
+            }
+            (None, Some(s)) if Some(store) == default_store => {
+                server_path = "target.server".to_string();
+                s.clone()
+            }
+            _ => {
+                server_path = String::new();
+                spec.default_server().name.to_string()
+            }
+        };
+        let Some(server_spec) = spec.server(&server) else {
+            let known: Vec<String> = spec
+                .servers
+                .iter()
+                .map(|s| format!("\"{}\"", s.name))
+                .collect();
             return Err(at.error(
-                "target.server",
-                format!("unknown MongoDB server `{s}`"),
-                "use \"ferretdb\" or \"mongoeco\" (local stack) or \"mongodb\" (Docker replica set)",
+                &server_path,
+                format!("unknown {store} server `{server}`"),
+                format!("use one of {}", known.join(", ")),
+            ));
+        };
+        let holds = match side {
+            Side::Primary => spec.holds_primary,
+            _ => spec.holds_secondary,
+        };
+        if !holds {
+            return Err(at.error(
+                &format!("{path}.store"),
+                format!("{store} cannot hold the {side} side"),
+                "put that side in a store that can (`dualwrite list` shows which)",
             ));
         }
-        (StoreKind::DynamoDb, None) => "moto".to_string(),
-        (StoreKind::Cassandra, None) => "cassandra".to_string(),
-        (_, Some(s)) => s.clone(),
+        let endpoint = endpoint(raw, &path, server_spec.proxy_prefix, side, store, at)?;
+        Ok(SideTarget {
+            store,
+            server,
+            endpoint,
+        })
     };
-    let proxy_prefix = if store == StoreKind::MongoDb {
-        server.clone()
-    } else {
-        store.name().to_string()
-    };
-    let side = |raw: &Option<RawSide>, side: Side| -> Res<SideEndpoint> {
-        let path = format!("target.{side}");
-        match raw {
-            None => Ok(SideEndpoint::Proxy(format!("{proxy_prefix}_{side}"))),
-            Some(RawSide {
-                proxy: Some(_),
-                endpoint: Some(_),
-            }) => Err(at.error(
-                &path,
-                "both `proxy` and `endpoint` are set",
-                "set `proxy` (faults possible on this side) or `endpoint` (direct), not both",
-            )),
-            Some(RawSide { proxy: Some(p), .. }) if !p.is_empty() => {
-                Ok(SideEndpoint::Proxy(p.clone()))
-            }
-            Some(RawSide {
-                endpoint: Some(e), ..
-            }) if !e.is_empty() => Ok(SideEndpoint::Direct(e.clone())),
-            Some(_) => Err(at.error(
-                &path,
-                "neither `proxy` nor `endpoint` is set",
-                "set proxy = \"<store>_<side>\" (see scripts/PORTS.md) or endpoint = \"host:port\"",
-            )),
-        }
-    };
+    let primary = side_target(&t.primary, Side::Primary, default_store)?;
+    let secondary = side_target(
+        &t.secondary,
+        Side::Secondary,
+        default_store.or(Some(primary.store)),
+    )?;
+    let relay_prefix = primary
+        .store
+        .spec()
+        .server(&primary.server)
+        .map_or("relay", |s| s.proxy_prefix);
+    let relay = endpoint(
+        &t.relay,
+        "target.relay",
+        relay_prefix,
+        Side::Relay,
+        primary.store,
+        at,
+    )?;
     let toxiproxy = t
         .toxiproxy
         .clone()
@@ -220,16 +304,94 @@ fn target(raw: &RawScenario, at: &Locator) -> Res<Target> {
         ));
     }
     Ok(Target {
-        store,
-        server,
         toxiproxy,
-        primary: side(&t.primary, Side::Primary)?,
-        secondary: side(&t.secondary, Side::Secondary)?,
-        relay: side(&t.relay, Side::Relay)?,
+        primary,
+        secondary,
+        relay,
     })
 }
 
-fn pattern(raw: &RawPattern, store: StoreKind, at: &Locator) -> Res<Pattern> {
+/// How one connection reaches its store: a proxy (default `<prefix>_<side>`) or a
+/// direct endpoint; the in-memory store lives in this process.
+fn endpoint(
+    raw: &Option<RawSide>,
+    path: &str,
+    proxy_prefix: &str,
+    side: Side,
+    store: StoreKind,
+    at: &Locator,
+) -> Res<SideEndpoint> {
+    let (proxy, direct) = match raw {
+        Some(r) => (r.proxy.as_deref(), r.endpoint.as_deref()),
+        None => (None, None),
+    };
+    if store.name() == crate::store::memory::SPEC.name {
+        if proxy.is_some() || direct.is_some() {
+            return Err(at.error(
+                path,
+                "the in-memory store lives inside dualwrite: it has no proxy or endpoint",
+                "remove `proxy`/`endpoint`; its faults (down, latency, timeout) are applied by the store itself",
+            ));
+        }
+        return Ok(SideEndpoint::InProcess);
+    }
+    match (proxy, direct) {
+        (Some(_), Some(_)) => Err(at.error(
+            path,
+            "both `proxy` and `endpoint` are set",
+            "set `proxy` (faults possible on this side) or `endpoint` (direct), not both",
+        )),
+        (None, None) => Ok(SideEndpoint::Proxy(format!("{proxy_prefix}_{side}"))),
+        (Some(p), None) if !p.is_empty() => Ok(SideEndpoint::Proxy(p.to_string())),
+        (None, Some(e)) if !e.is_empty() => Ok(SideEndpoint::Direct(e.to_string())),
+        _ => Err(at.error(
+            path,
+            "`proxy` or `endpoint` is empty",
+            "set proxy = \"<prefix>_<side>\" (see scripts/PORTS.md) or endpoint = \"host:port\"",
+        )),
+    }
+}
+
+/// The options a pattern honours with these sides: the pattern engine's own, the
+/// primary store's for this pattern, and (for patterns whose secondary is written
+/// by the engine or a relay) the secondary store's. `Err` when the pattern cannot
+/// run here at all.
+pub(crate) fn honoured_options(
+    kind: PatternKind,
+    target: &Target,
+) -> Result<Vec<&'static str>, String> {
+    let primary = target.primary.store.spec();
+    let options = match primary.support(kind) {
+        crate::store::spec::Support::No(reason) => {
+            return Err(format!(
+                "pattern `{kind}` does not apply to {}: {reason}",
+                primary.name
+            ));
+        }
+        crate::store::spec::Support::Yes { options, .. } => options,
+    };
+    if kind.needs_one_store() && !target.shared_store() {
+        return Err(format!(
+            "pattern `{kind}` writes both sides in one atomic call, so both sides must live in one store (here {} and {})",
+            target.stores_label().replace('+', " and "),
+            target.servers_label().replace('+', " / ")
+        ));
+    }
+    let mut all: Vec<&'static str> = crate::pattern::engine_options(kind).to_vec();
+    all.extend_from_slice(options);
+    let secondary = target.secondary.store.spec().secondary_options;
+    if kind == PatternKind::Naive {
+        all.extend_from_slice(secondary);
+    } else if kind.is_async() {
+        // A relay keys what it publishes by `relay.idempotent`, never `secondary_key`.
+        all.extend(secondary.iter().filter(|o| **o != "secondary_key"));
+    }
+    all.sort_unstable();
+    all.dedup();
+    Ok(all)
+}
+
+fn pattern(raw: &RawPattern, target: &Target, at: &Locator) -> Res<Pattern> {
     let kind = PatternKind::parse(&raw.name).ok_or_else(|| {
         at.error(
             "pattern.name",
@@ -237,15 +399,15 @@ fn pattern(raw: &RawPattern, store: StoreKind, at: &Locator) -> Res<Pattern> {
             "use one of naive, transaction, logged-batch, outbox, streams (`dualwrite list` shows where each applies)",
         )
     })?;
-    if let Err(reason) = kind.applies_to(store) {
-        return Err(at.error(
+    let honoured = honoured_options(kind, target).map_err(|reason| {
+        at.error(
             "pattern.name",
-            format!("pattern `{kind}` does not apply to {store}: {reason}"),
-            "pick a pattern this store supports (`dualwrite list`)",
-        ));
-    }
-    let accepted = Pattern::accepted_options(kind);
-    let given: [(&str, bool); 11] = [
+            reason,
+            "pick a pattern these stores support (`dualwrite list`)",
+        )
+    })?;
+    let relay = raw.relay.as_ref();
+    let given: [(&str, bool); 19] = [
         ("on_secondary_failure", raw.on_secondary_failure.is_some()),
         ("retries", raw.retries.is_some()),
         ("backoff", raw.backoff.is_some()),
@@ -256,26 +418,69 @@ fn pattern(raw: &RawPattern, store: StoreKind, at: &Locator) -> Res<Pattern> {
         ("partitioning", raw.partitioning.is_some()),
         ("consistency", raw.consistency.is_some()),
         ("lwt_insert", raw.lwt_insert.is_some()),
-        ("relay", raw.relay.is_some()),
+        ("rearm", raw.rearm.is_some()),
+        ("relay", relay.is_some() && !kind.is_async()),
+        (
+            "relay.idempotent",
+            relay.is_some_and(|r| r.idempotent.is_some()),
+        ),
+        ("relay.workers", relay.is_some_and(|r| r.workers.is_some())),
+        (
+            "relay.poll_interval",
+            relay.is_some_and(|r| r.poll_interval.is_some()),
+        ),
+        ("relay.mode", relay.is_some_and(|r| r.mode.is_some())),
+        (
+            "relay.crash_every",
+            relay.is_some_and(|r| r.crash_every.is_some()),
+        ),
+        (
+            "relay.crash_probability",
+            relay.is_some_and(|r| r.crash_probability.is_some()),
+        ),
+        (
+            "relay.claim_ttl",
+            relay.is_some_and(|r| r.claim_ttl.is_some()),
+        ),
     ];
+    let stores = if target.shared_store() {
+        format!("{} ({})", target.primary.store, target.primary.server)
+    } else {
+        format!(
+            "{} ({}) with the secondary on {} ({})",
+            target.primary.store,
+            target.primary.server,
+            target.secondary.store,
+            target.secondary.server
+        )
+    };
     for (name, set) in given {
-        if set && !accepted.contains(&name) {
+        if set && !honoured.contains(&name) {
+            let why = crate::pattern::why_not_honoured(name, kind);
             return Err(at.error(
                 &format!("pattern.{name}"),
-                format!("option `{name}` does not apply to pattern `{kind}`"),
-                format!("remove it; `{kind}` accepts: {}", accepted.join(", ")),
+                format!("option `{name}` is not honoured by pattern `{kind}` on {stores}{why}"),
+                format!("remove it; here `{kind}` honours: {}", honoured.join(", ")),
             ));
         }
     }
-    if raw.lwt_insert == Some(true) && store != StoreKind::Cassandra {
-        return Err(at.error(
-            "pattern.lwt_insert",
-            "`lwt_insert` is a Cassandra option (INSERT ... IF NOT EXISTS)",
-            "remove it for this store",
-        ));
+    // Options whose effect depends on another option's value.
+    let policy_retries = raw.on_secondary_failure.as_deref() == Some("retry");
+    if kind == PatternKind::Naive && !policy_retries {
+        for (name, set) in [
+            ("retries", raw.retries.is_some()),
+            ("backoff", raw.backoff.is_some()),
+        ] {
+            if set {
+                return Err(at.error(
+                    &format!("pattern.{name}"),
+                    format!("option `{name}` is not honoured by pattern `naive` without on_secondary_failure = \"retry\": only that policy retries the second write"),
+                    format!("remove it; here `naive` honours `{name}` only with on_secondary_failure = \"retry\""),
+                ));
+            }
+        }
     }
-    if raw.lwt_insert == Some(true) && kind == PatternKind::Outbox && store == StoreKind::Cassandra
-    {
+    if raw.lwt_insert == Some(true) && kind == PatternKind::Outbox {
         // The order and its outbox row share one LOGGED BATCH over two tables, and
         // Cassandra rejects conditional batches that span tables.
         return Err(at.error(
@@ -359,6 +564,9 @@ fn pattern(raw: &RawPattern, store: StoreKind, at: &Locator) -> Res<Pattern> {
     if let Some(v) = raw.lwt_insert {
         p.lwt_insert = v;
     }
+    if let Some(v) = raw.rearm {
+        p.rearm = v;
+    }
     if let Some(v) = raw.conditions {
         p.conditions = v;
     }
@@ -389,6 +597,13 @@ fn pattern(raw: &RawPattern, store: StoreKind, at: &Locator) -> Res<Pattern> {
         if let Some(m) = &r.mode {
             p.relay.mode = match m.as_str() {
                 "stream" => RelayMode::Stream,
+                "poll" if kind == PatternKind::Streams => {
+                    return Err(at.error(
+                        "pattern.relay.mode",
+                        "`streams` reads a change stream; there is nothing to poll",
+                        "use mode = \"stream\", or the `outbox` pattern for a polling relay",
+                    ));
+                }
                 "poll" => RelayMode::Poll,
                 _ => return Err(word(at, "pattern.relay.mode", m, "\"stream\" or \"poll\"")),
             };
@@ -663,10 +878,13 @@ fn fault(
             FaultKind::RelayCrash
         }
         "sdk-error" => {
-            if target.store != StoreKind::DynamoDb {
+            if !store_injects(target, side, "sdk-error") {
                 return Err(at.error(
                     &p("kind"),
-                    "`sdk-error` injects errors in the AWS SDK, so it applies to dynamodb only",
+                    format!(
+                        "`sdk-error` injects errors in the AWS SDK, and the {side} side is on {}",
+                        target.store_of(side)
+                    ),
                     "use a network fault, or `fail-command` on MongoDB",
                 ));
             }
@@ -706,11 +924,14 @@ fn fault(
             FaultKind::SdkError { error, rate, when }
         }
         "fail-command" => {
-            if target.store != StoreKind::MongoDb {
+            if !store_injects(target, side, "fail-command") {
                 return Err(at.error(
                     &p("kind"),
-                    "`fail-command` is MongoDB's failCommand fail point",
-                    "use it with store = \"mongodb\"",
+                    format!(
+                        "`fail-command` is MongoDB's failCommand fail point, and the {side} side is on {}",
+                        target.store_of(side)
+                    ),
+                    "use it on a side stored in MongoDB",
                 ));
             }
             let commands = f.commands.clone().unwrap_or_else(|| vec!["insert".into()]);
@@ -740,19 +961,34 @@ fn fault(
             }
         }
         "process-kill" | "process-pause" => {
+            // Only a server this scenario uses, and only one the local stack manages.
+            let used: Vec<&str> = [&target.primary, &target.secondary]
+                .iter()
+                .filter(|t| {
+                    t.store
+                        .spec()
+                        .server(&t.server)
+                        .is_some_and(|s| s.local.is_some())
+                })
+                .map(|t| t.server.as_str())
+                .collect();
+            let listed = if used.is_empty() {
+                "none: this scenario's servers are not managed by the local stack".to_string()
+            } else {
+                used.join(", ")
+            };
             let server = f.server.clone().ok_or_else(|| {
                 at.error(
                     &p("server"),
                     "missing",
-                    "name a server the local stack manages: moto, cassandra, ferretdb, mongoeco",
+                    format!("name the server to signal; this scenario uses: {listed}"),
                 )
             })?;
-            if !["moto", "cassandra", "ferretdb", "mongoeco"].contains(&server.as_str()) {
-                return Err(word(
-                    at,
+            if !used.contains(&server.as_str()) {
+                return Err(at.error(
                     &p("server"),
-                    &server,
-                    "moto, cassandra, ferretdb or mongoeco",
+                    format!("`{server}` is not a local server this scenario uses"),
+                    format!("name one of: {listed}"),
                 ));
             }
             if f.kind == "process-kill" {
@@ -770,6 +1006,22 @@ fn fault(
         }
     };
     check_attributes(i, f, &kind, at)?;
+    if kind.is_network()
+        && matches!(target.endpoint(side), SideEndpoint::InProcess)
+        && !store_injects(target, side, kind.name())
+    {
+        return Err(at.error(
+            &p("kind"),
+            format!(
+                "the {side} side lives in dualwrite's own memory, which has no `{}`",
+                kind.name()
+            ),
+            format!(
+                "use one of the in-memory store's faults: {}",
+                target.store_of(side).spec().fault_kinds.join(", ")
+            ),
+        ));
+    }
     if kind.is_network() && matches!(target.endpoint(side), SideEndpoint::Direct(_)) {
         return Err(at.error(
             &p("side"),
@@ -794,6 +1046,11 @@ fn fault(
         duration: fault_duration,
         every,
     })
+}
+
+/// Whether the store behind a side injects this fault kind itself.
+fn store_injects(target: &Target, side: Side, kind: &str) -> bool {
+    target.store_of(side).spec().fault_kinds.contains(&kind)
 }
 
 /// Rejects attributes that belong to another fault kind, so a typo is never ignored.

@@ -1,29 +1,33 @@
-//! Stores: one file per store, each holding what that store forces: connection
-//! through the side's proxy, namespace set-up, the pattern clients, the relay worker,
-//! the full scan for the checker, and planting records for checker tests.
+//! Stores and their sides. A store is a connected system (DynamoDB, Cassandra,
+//! MongoDB, the in-memory store); a side is one location in it — a table, a
+//! collection — that can write the application's record, scan itself for the
+//! checker and plant records for tests ([`SideStore`]). Each store's folder holds
+//! only what the store forces: connections through the side's proxy, error
+//! classification, its atomic patterns, its change feed or outbox for relays, its
+//! own fault sources. Patterns written the same way everywhere live in
+//! `crate::pattern`, the relay loop in `crate::relay`.
 //!
-//! Adding a store = one new file implementing [`Store`] + one arm in [`connect`].
+//! Adding a store = its folder + one entry in [`spec::REGISTRY`].
 
 pub mod cassandra;
-mod cassandra_relay;
 pub mod dynamodb;
-pub mod dynamodb_clients;
-pub mod dynamodb_faults;
-pub mod dynamodb_relay;
+pub mod memory;
 pub mod mongodb;
-mod mongodb_clients;
-mod mongodb_relay;
-mod mongodb_wire;
+pub mod spec;
 
 use async_trait::async_trait;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::history::OpReport;
 use crate::order::Order;
-use crate::relay::RelayWorker;
-use crate::scenario::{FaultSpec, Scenario, Side, StoreKind};
+use crate::pattern::KeyPolicy;
+use crate::pattern::atomic::AtomicWrite;
+use crate::pattern::outcome::Attempt;
+use crate::relay::RelaySource;
+pub use crate::result::ServerInfo;
+use crate::scenario::{FaultSpec, Scenario, Side, SideEndpoint};
+use crate::writer::Writer;
+pub use spec::{REGISTRY, StoreKind, StoreSpec};
 
 /// A record as the checker sees it, from either side. 24 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,13 +54,59 @@ pub trait ScanSink: Send {
     fn foreign(&mut self, key: &str);
 }
 
+/// Microseconds since the epoch: one operation's client timestamp.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// One side of the data in one store: where the application's records land.
+#[async_trait]
+pub trait SideStore: Send + Sync {
+    /// What and where, for messages: `dynamodb table dw_..._orders`.
+    fn describe(&self) -> String;
+
+    /// The application's write of the order (a primary side). One attempt, never
+    /// panics: the store classifies its errors by the outcome rule.
+    async fn write_order(&self, order: &Order, timestamp_us: i64) -> Attempt;
+
+    /// The order's second record (a secondary side: an event, an index row), keyed
+    /// by the order (`Stable`: a replay overwrites) or fresh per write (`Fresh`).
+    async fn write_event(&self, record: &Record, key: KeyPolicy, timestamp_us: i64) -> Attempt;
+
+    /// Several events at once (a relay's batch). The first failure stops it; an
+    /// `AlreadyThere` of a stable key counts as written.
+    async fn write_events(&self, records: &[Record], key: KeyPolicy) -> Attempt {
+        for r in records {
+            match self.write_event(r, key, now_micros()).await {
+                Attempt::Applied | Attempt::AlreadyThere(_) => {}
+                failed => return failed,
+            }
+        }
+        Attempt::Applied
+    }
+
+    /// Full scan, every record to `sink` (the checker's; not bounded by op_timeout).
+    async fn scan(&self, sink: &mut dyn ScanSink) -> anyhow::Result<()>;
+
+    /// Writes a record directly, bypassing any pattern (checker tests). `copies` > 1
+    /// writes the same order several times where the side can hold that.
+    async fn plant(&self, record: Record, copies: u32) -> anyhow::Result<()>;
+
+    /// Writes a record with a key this tool never writes (stray tests).
+    async fn plant_foreign(&self, key: &str) -> anyhow::Result<()>;
+}
+
 /// Everything a store needs to connect for one run.
 #[derive(Debug, Clone)]
 pub struct StoreContext {
     pub scenario: Arc<Scenario>,
     /// Unique per run: tables/collections/keyspace are named from it.
     pub namespace: String,
-    /// Address (`host:port`) each side connects to: the proxy's listen address.
+    /// The server behind the endpoints (`moto`, `ferretdb`, ...).
+    pub server: String,
+    /// Address (`host:port`) of each connection this store serves: the proxy's
+    /// listen address. A store serves the sides it holds, and the relay
+    /// connection when it is the primary store of an async pattern.
     pub endpoints: BTreeMap<Side, String>,
 }
 
@@ -67,26 +117,24 @@ impl StoreContext {
             .map(String::as_str)
             .unwrap_or("127.0.0.1:0")
     }
+
+    /// The connections this store serves.
+    pub fn sides(&self) -> impl Iterator<Item = Side> + '_ {
+        self.endpoints.keys().copied()
+    }
+
+    pub fn serves(&self, side: Side) -> bool {
+        self.endpoints.contains_key(&side)
+    }
+
+    /// Whether this store holds the primary side (and so runs the pattern's
+    /// atomic write and relay source).
+    pub fn is_primary(&self) -> bool {
+        self.serves(Side::Primary)
+    }
 }
 
-/// What the server is and can do, recorded in every result.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
-pub struct ServerInfo {
-    pub product: String,
-    pub version: String,
-    /// Capability name -> supported.
-    pub capabilities: BTreeMap<String, bool>,
-    /// Behaviours this server cannot exercise (so a zero means less than it seems).
-    pub not_exercised: Vec<String>,
-}
-
-/// Performs one logical operation of a pattern: one order written to both sides.
-#[async_trait]
-pub trait PatternClient: Send + Sync {
-    /// Never panics; errors are data in the report.
-    async fn write(&self, order: &Order) -> OpReport;
-}
-
+/// A connected store.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Probes the server, fills [`Store::server_info`], and fails with a clear
@@ -98,21 +146,22 @@ pub trait Store: Send + Sync {
     /// Creates the run's tables/collections (idempotent).
     async fn prepare(&self) -> anyhow::Result<()>;
 
-    /// The client for the scenario's pattern.
-    async fn client(&self) -> anyhow::Result<Arc<dyn PatternClient>>;
+    /// The side this store holds (`Primary` or `Secondary`).
+    async fn side(&self, side: Side) -> anyhow::Result<Arc<dyn SideStore>>;
 
-    /// The relay worker for async patterns (`None` for synchronous ones).
-    async fn relay(&self) -> anyhow::Result<Option<Arc<dyn RelayWorker>>>;
+    /// The pattern's atomic write, for patterns this store performs atomically
+    /// (transaction, logged batch, the order with its outbox entry).
+    async fn atomic_write(&self) -> anyhow::Result<Arc<dyn AtomicWrite>> {
+        anyhow::bail!(
+            "{} has no atomic write for this pattern",
+            self.server_info().product
+        )
+    }
 
-    /// Full scan of one side (primary or secondary), every record to `sink`.
-    async fn scan(&self, side: Side, sink: &mut dyn ScanSink) -> anyhow::Result<()>;
-
-    /// Writes a record directly to one side, bypassing any pattern (checker tests).
-    /// `copies` > 1 writes the same logical order several times where the side allows it.
-    async fn plant(&self, side: Side, record: Record, copies: u32) -> anyhow::Result<()>;
-
-    /// Writes a record with a key this tool never writes (stray tests).
-    async fn plant_foreign(&self, side: Side, key: &str) -> anyhow::Result<()>;
+    /// Where the relay of an async pattern reads from (change feed or outbox).
+    async fn relay_source(&self) -> anyhow::Result<Arc<dyn RelaySource>> {
+        anyhow::bail!("{} has no relay source", self.server_info().product)
+    }
 
     /// Store-side fault sources (SDK errors, fail points); network faults go to Toxiproxy.
     async fn set_fault(&self, fault: &FaultSpec, active: bool) -> anyhow::Result<()> {
@@ -123,10 +172,15 @@ pub trait Store: Send + Sync {
         )
     }
 
-    /// Benchmark only: a client doing the pattern's raw writes with no policy logic
-    /// (`writes` = 1: the primary only, the single-write baseline; 2: both sides),
-    /// to measure dualwrite's own overhead. `None` where not built.
-    async fn bare_client(&self, writes: u8) -> Option<Arc<dyn PatternClient>> {
+    /// Errors this store's own fault sources injected, by `kind@side`.
+    fn injected_faults(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
+
+    /// Benchmark only: a writer doing the naive pattern's raw writes with no policy
+    /// logic (`writes` = 1: the primary only, the single-write baseline; 2: both
+    /// sides), to measure dualwrite's own overhead. `None` where not built.
+    async fn bare_client(&self, writes: u8) -> Option<Arc<dyn Writer>> {
         let _ = writes;
         None
     }
@@ -135,19 +189,143 @@ pub trait Store: Send + Sync {
     async fn drop_namespace(&self) -> anyhow::Result<()>;
 }
 
-/// Connects to the scenario's store. Errors here are infrastructure errors (exit 3).
-pub async fn connect(ctx: StoreContext) -> anyhow::Result<Box<dyn Store>> {
-    let mut store: Box<dyn Store> = match ctx.scenario.target.store {
-        StoreKind::DynamoDb => Box::new(dynamodb::DynamoStore::connect(ctx).await?),
-        StoreKind::Cassandra => Box::new(cassandra::CassandraStore::connect(ctx).await?),
-        StoreKind::MongoDb => Box::new(mongodb::MongoStore::connect(ctx).await?),
-    };
+/// Connects to one store and probes it. Errors here are infrastructure errors (exit 3).
+pub async fn connect(kind: StoreKind, ctx: StoreContext) -> anyhow::Result<Box<dyn Store>> {
+    let mut store = (kind.spec().connect)(ctx).await?;
     store.probe().await?;
     Ok(store)
 }
 
-/// Where each side connects: the proxy's listen address (asked from Toxiproxy), or
-/// the side's direct endpoint.
+/// The stores of one run: one per system the scenario's sides live in (one when
+/// both sides share a store).
+pub struct Stores {
+    pub primary: Arc<dyn Store>,
+    /// The secondary side's store: the same `Arc` as `primary` when shared.
+    pub secondary: Arc<dyn Store>,
+    pub shared: bool,
+}
+
+impl Stores {
+    /// Connects every store of the scenario, each to the connections it serves.
+    pub async fn connect(
+        scenario: &Arc<Scenario>,
+        namespace: &str,
+        endpoints: &BTreeMap<Side, String>,
+    ) -> anyhow::Result<Self> {
+        let t = &scenario.target;
+        let relay = scenario.pattern.kind.is_async();
+        let serve = |sides: &[Side]| -> BTreeMap<Side, String> {
+            sides
+                .iter()
+                .filter_map(|s| endpoints.get(s).map(|e| (*s, e.clone())))
+                .collect()
+        };
+        let ctx = |server: &str, sides: &[Side]| StoreContext {
+            scenario: scenario.clone(),
+            namespace: namespace.to_string(),
+            server: server.to_string(),
+            endpoints: serve(sides),
+        };
+        if t.shared_store() {
+            let mut sides = vec![Side::Primary, Side::Secondary];
+            if relay {
+                sides.push(Side::Relay);
+            }
+            let store: Arc<dyn Store> =
+                Arc::from(connect(t.primary.store, ctx(&t.primary.server, &sides)).await?);
+            return Ok(Self {
+                primary: store.clone(),
+                secondary: store,
+                shared: true,
+            });
+        }
+        let mut primary_sides = vec![Side::Primary];
+        if relay {
+            primary_sides.push(Side::Relay);
+        }
+        let primary: Arc<dyn Store> =
+            Arc::from(connect(t.primary.store, ctx(&t.primary.server, &primary_sides)).await?);
+        let secondary: Arc<dyn Store> = Arc::from(
+            connect(
+                t.secondary.store,
+                ctx(&t.secondary.server, &[Side::Secondary]),
+            )
+            .await?,
+        );
+        Ok(Self {
+            primary,
+            secondary,
+            shared: false,
+        })
+    }
+
+    /// Every distinct store (one when shared).
+    pub fn all(&self) -> Vec<&Arc<dyn Store>> {
+        if self.shared {
+            vec![&self.primary]
+        } else {
+            vec![&self.primary, &self.secondary]
+        }
+    }
+
+    /// The store holding a side (the relay connection belongs to the primary's).
+    pub fn of(&self, side: Side) -> &Arc<dyn Store> {
+        match side {
+            Side::Secondary => &self.secondary,
+            _ => &self.primary,
+        }
+    }
+
+    pub async fn prepare(&self) -> anyhow::Result<()> {
+        for s in self.all() {
+            s.prepare().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn sides(&self) -> anyhow::Result<(Arc<dyn SideStore>, Arc<dyn SideStore>)> {
+        Ok((
+            self.primary.side(Side::Primary).await?,
+            self.secondary.side(Side::Secondary).await?,
+        ))
+    }
+
+    /// The server(s), for the result: the primary's, with the secondary's
+    /// capabilities and gaps merged in under its product name when different.
+    pub fn server_info(&self) -> ServerInfo {
+        let mut info = self.primary.server_info();
+        if !self.shared {
+            let other = self.secondary.server_info();
+            info.product = format!("{} + {}", info.product, other.product);
+            if !other.version.is_empty() {
+                info.version = format!("{} + {}", info.version, other.version);
+            }
+            for (k, v) in other.capabilities {
+                info.capabilities.insert(format!("secondary.{k}"), v);
+            }
+            info.not_exercised.extend(
+                other
+                    .not_exercised
+                    .into_iter()
+                    .map(|n| format!("secondary: {n}")),
+            );
+        }
+        info
+    }
+
+    pub async fn drop_namespace(&self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for s in self.all() {
+            if let Err(e) = s.drop_namespace().await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Where each connection goes: the proxy's listen address (asked from Toxiproxy),
+/// or the side's direct endpoint.
 pub async fn resolve_endpoints(
     target: &crate::scenario::Target,
     toxiproxy: &crate::fault::toxiproxy::Toxiproxy,
@@ -155,8 +333,9 @@ pub async fn resolve_endpoints(
     let mut endpoints = BTreeMap::new();
     for side in Side::ALL {
         let address = match target.endpoint(side) {
-            crate::scenario::SideEndpoint::Proxy(name) => toxiproxy.proxy(name).await?.listen,
-            crate::scenario::SideEndpoint::Direct(e) => e.clone(),
+            SideEndpoint::Proxy(name) => toxiproxy.proxy(name).await?.listen,
+            SideEndpoint::Direct(e) => e.clone(),
+            SideEndpoint::InProcess => String::new(),
         };
         // Toxiproxy may report a wildcard listen address; connect on loopback.
         endpoints.insert(
@@ -169,18 +348,17 @@ pub async fn resolve_endpoints(
     Ok(endpoints)
 }
 
-/// Connects to the scenario's store in a fresh namespace, for tests and tools
+/// Connects to the scenario's stores in a fresh namespace, for tests and tools
 /// that plant or scan records outside a run.
-pub async fn connect_fresh(scenario: Arc<Scenario>) -> anyhow::Result<(Box<dyn Store>, String)> {
+pub async fn connect_fresh(scenario: Arc<Scenario>) -> anyhow::Result<(Stores, String)> {
     let toxiproxy = crate::fault::toxiproxy::Toxiproxy::new(&scenario.target.toxiproxy);
-    let endpoints = resolve_endpoints(&scenario.target, &toxiproxy).await?;
+    let endpoints = if scenario.target.uses_toxiproxy() {
+        resolve_endpoints(&scenario.target, &toxiproxy).await?
+    } else {
+        Side::ALL.iter().map(|s| (*s, String::new())).collect()
+    };
     let (_, namespace) = crate::run::new_run_id(&scenario.namespace.prefix);
-    let store = connect(StoreContext {
-        scenario,
-        namespace: namespace.clone(),
-        endpoints,
-    })
-    .await?;
-    store.prepare().await?;
-    Ok((store, namespace))
+    let stores = Stores::connect(&scenario, &namespace, &endpoints).await?;
+    stores.prepare().await?;
+    Ok((stores, namespace))
 }

@@ -89,6 +89,7 @@ async fn sessions_go_through_their_proxies() {
     let store = CassandraStore::connect(StoreContext {
         scenario: scenario.clone(),
         namespace: "dualwrite_proxycheck".into(),
+        server: "cassandra".into(),
         endpoints,
     })
     .await
@@ -141,7 +142,7 @@ fn naive_orphans_equal_the_history_primary_ok_secondary_failed() {
     let _guard = lock("cassandra");
     let s = Scratch::new();
     let run = s.run(&s.write("naive.toml", NAIVE));
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 1, "{}", run.explain());
     assert!(c.orphans > 0, "{}", run.explain());
     // Down = no connection: those secondary inserts were never sent (`fail`), each an
@@ -189,7 +190,7 @@ fn same_partition_logged_batch_has_zero_divergence_under_the_same_fault() {
         )
         .replace("side = \"secondary\"", "side = \"primary\"");
     let run = s.run(&s.write("batch.toml", &text));
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(c.divergence, 0);
     let w = &run.result.workload;
@@ -209,7 +210,7 @@ fn outbox_with_two_lwt_claiming_workers_never_double_publishes() {
     let _guard = lock("cassandra");
     let s = Scratch::new();
     let run = s.run(&s.write("outbox.toml", OUTBOX));
-    let c = &run.result.checker;
+    let c = run.checker();
     let relay = &run.result.relay.as_ref().expect("relay stats").stats;
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(c.divergence, 0, "{}", run.explain());
@@ -239,7 +240,7 @@ fn outbox_crash_between_publish_and_mark_duplicates_exactly_once_per_crash() {
     // No network faults: only the relay's own crashes.
     let text = text.split("[[faults]]").next().unwrap().to_string() + "[check]\nsettle = \"30s\"\n";
     let run = s.run(&s.write("crash.toml", &text));
-    let c = &run.result.checker;
+    let c = run.checker();
     let relay = &run.result.relay.as_ref().expect("relay stats").stats;
     assert_eq!(run.code, 1, "{}", run.explain());
     assert!(relay.drained, "{relay:?}");
@@ -282,7 +283,7 @@ fn naive_with_lwt_insert_writes_each_order_once() {
         .replace("duration = \"6s\"", "duration = \"2s\"");
     let text = text.split("[[faults]]").next().unwrap().to_string();
     let run = s.run(&s.write("lwt.toml", &text));
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(run.result.workload.ops.ok, 100, "{}", run.explain());
     assert_eq!((c.scanned_primary, c.scanned_secondary), (100, 100));
@@ -307,7 +308,7 @@ fn secondary_timeouts_are_unknown_and_landed() {
             "kind = \"latency\"\nlatency = \"1500ms\"\ndirection = \"downstream\"",
         );
     let run = s.run(&s.write("timeout.toml", &text));
-    let c = &run.result.checker;
+    let c = run.checker();
     let unknown = run.count(|e| e.secondary == SideOutcome::Unknown);
     assert!(unknown > 0, "{}", run.explain());
     assert_eq!(

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use dualwrite::checker::{self, CheckerReport, CollectedScan};
 use dualwrite::history::{History, HistoryEntry};
 use dualwrite::result::RunResult;
-use dualwrite::scenario::{self, Scenario, Side};
-use dualwrite::store::{self, Store};
+use dualwrite::scenario::{self, Scenario};
+use dualwrite::store::{self, Stores};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_dualwrite")
@@ -87,6 +87,14 @@ pub struct Run {
 }
 
 impl Run {
+    /// The checker's counts (the test fails, explained, if it did not run).
+    pub fn checker(&self) -> &CheckerReport {
+        self.result
+            .checker
+            .as_ref()
+            .unwrap_or_else(|| panic!("the checker did not run: {}", self.explain()))
+    }
+
     /// Operations whose history matches a predicate.
     pub fn count(&self, f: impl Fn(&HistoryEntry) -> bool) -> u64 {
         self.history.iter().filter(|e| f(e)).count() as u64
@@ -105,8 +113,8 @@ pub fn parse(text: &str) -> Arc<Scenario> {
     Arc::new(scenario::parse(Path::new("test.toml"), text).expect("valid scenario"))
 }
 
-/// A fresh namespace on the scenario's store, for planting records.
-pub async fn fresh_store(scenario: Arc<Scenario>) -> Box<dyn Store> {
+/// A fresh namespace on the scenario's stores, for planting records.
+pub async fn fresh_store(scenario: Arc<Scenario>) -> Stores {
     store::connect_fresh(scenario)
         .await
         .expect("store reachable (scripts/stack up)")
@@ -114,12 +122,20 @@ pub async fn fresh_store(scenario: Arc<Scenario>) -> Box<dyn Store> {
 }
 
 /// Scans both sides and runs the checker against `history`.
-pub async fn check(store: &dyn Store, history: &History, scenario: &Scenario) -> CheckerReport {
+pub async fn check(stores: &Stores, history: &History, scenario: &Scenario) -> CheckerReport {
+    let (primary, secondary) = stores.sides().await.unwrap();
     let mut p = CollectedScan::default();
-    store.scan(Side::Primary, &mut p).await.unwrap();
+    primary.scan(&mut p).await.unwrap();
     let mut s = CollectedScan::default();
-    store.scan(Side::Secondary, &mut s).await.unwrap();
-    checker::check(p, s, history, &scenario.check.fields, &[])
+    secondary.scan(&mut s).await.unwrap();
+    checker::check(
+        p,
+        s,
+        history,
+        &scenario.check.fields,
+        &[],
+        &checker::Causes::new(),
+    )
 }
 
 /// Tests that fault one store's proxies must not overlap: one lock per store.
@@ -161,7 +177,8 @@ pub async fn planted_divergence_is_counted_exactly(
 ) {
     use dualwrite::history::{OpSummary, Outcome, SideOutcome};
     use dualwrite::store::Record;
-    let store = fresh_store(scenario.clone()).await;
+    let stores = fresh_store(scenario.clone()).await;
+    let (p_side, s_side) = stores.sides().await.unwrap();
     let rec = |id: u64, amount: u64| Record {
         order_id: id,
         customer_id: 3,
@@ -175,22 +192,19 @@ pub async fn planted_divergence_is_counted_exactly(
         );
     }
     for id in 0..4 {
-        store.plant(Side::Primary, rec(id, 100), 1).await.unwrap();
-        store.plant(Side::Secondary, rec(id, 100), 1).await.unwrap();
+        p_side.plant(rec(id, 100), 1).await.unwrap();
+        s_side.plant(rec(id, 100), 1).await.unwrap();
     }
-    store.plant(Side::Primary, rec(4, 100), 1).await.unwrap();
-    store.plant(Side::Primary, rec(5, 100), 1).await.unwrap();
-    store.plant(Side::Secondary, rec(6, 100), 1).await.unwrap();
-    store.plant(Side::Primary, rec(7, 100), 1).await.unwrap();
-    store.plant(Side::Secondary, rec(7, 100), 3).await.unwrap();
-    store.plant(Side::Primary, rec(8, 100), 1).await.unwrap();
-    store.plant(Side::Secondary, rec(8, 999), 1).await.unwrap();
-    store
-        .plant_foreign(Side::Secondary, "not-an-order")
-        .await
-        .unwrap();
-    let c = check(store.as_ref(), &history, &scenario).await;
-    store.drop_namespace().await.unwrap();
+    p_side.plant(rec(4, 100), 1).await.unwrap();
+    p_side.plant(rec(5, 100), 1).await.unwrap();
+    s_side.plant(rec(6, 100), 1).await.unwrap();
+    p_side.plant(rec(7, 100), 1).await.unwrap();
+    s_side.plant(rec(7, 100), 3).await.unwrap();
+    p_side.plant(rec(8, 100), 1).await.unwrap();
+    s_side.plant(rec(8, 999), 1).await.unwrap();
+    s_side.plant_foreign("not-an-order").await.unwrap();
+    let c = check(&stores, &history, &scenario).await;
+    stores.drop_namespace().await.unwrap();
     assert_eq!(c.orphans, 2, "{label}: {c:?}");
     assert_eq!(c.ghosts, 1, "{label}: {c:?}");
     assert_eq!(c.duplicates, 2, "{label}: {c:?}");

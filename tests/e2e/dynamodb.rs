@@ -28,7 +28,7 @@ fn naive_orphans_equal_the_history_primary_ok_secondary_failed() {
     let _guard = lock("dynamodb");
     let s = Scratch::new();
     let run = s.run(&s.write("naive.toml", NAIVE));
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 1, "{}", run.explain());
     assert!(c.orphans > 0, "{}", run.explain());
     // Down = connection refused: those secondary writes certainly did not land.
@@ -85,7 +85,7 @@ fn transaction_under_the_same_fault_has_zero_divergence() {
         .replace("side = \"secondary\"", "side = \"primary\"");
     let run = s.run(&s.write("tx.toml", &text));
     assert_eq!(run.code, 0, "{}", run.explain());
-    assert_eq!(run.result.checker.divergence, 0);
+    assert_eq!(run.checker().divergence, 0);
     // The fault did bite: some operations failed, were unknown or retried.
     let w = &run.result.workload;
     assert!(

@@ -43,7 +43,7 @@ fn all_ok(run: &Run) -> u64 {
 fn streams_relay_converges_after_its_proxy_goes_down() {
     let _guard = lock("dynamodb");
     let run = run_bundled("dynamo-streams.toml", |t| t);
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(c.divergence, 0, "{}", run.explain());
     // Every acknowledged order reached the secondary, once.
@@ -61,7 +61,7 @@ fn streams_relay_converges_after_its_proxy_goes_down() {
 fn outbox_relay_crashing_between_publish_and_clear_converges_when_idempotent() {
     let _guard = lock("dynamodb");
     let run = run_bundled("dynamo-outbox.toml", |t| t);
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(c.divergence, 0, "{}", run.explain());
     assert_eq!(c.scanned_primary, all_ok(&run));
@@ -84,7 +84,7 @@ fn outbox_relay_crashing_between_publish_and_clear_converges_when_idempotent() {
 fn relay_crash_non_idempotent_duplicates_once_per_crash_idempotent_none() {
     let _guard = lock("dynamodb");
     let run = run_bundled("dynamo-relay-crash.toml", |t| t);
-    let c = &run.result.checker;
+    let c = run.checker();
     let r = relay(&run).stats.clone();
     assert_eq!(run.code, 1, "{}", run.explain());
     assert!(c.duplicates > 0, "{}", run.explain());
@@ -104,7 +104,7 @@ fn relay_crash_non_idempotent_duplicates_once_per_crash_idempotent_none() {
     let run = run_bundled("dynamo-relay-crash.toml", |t| {
         t.replace("idempotent = false", "idempotent = true")
     });
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(c.divergence, 0, "{}", run.explain());
     assert!(relay(&run).stats.self_crashes > 0);
@@ -115,7 +115,7 @@ fn relay_crash_non_idempotent_duplicates_once_per_crash_idempotent_none() {
 fn throttled_secondary_with_log_and_continue_orphans_every_throttled_write() {
     let _guard = lock("dynamodb");
     let run = run_bundled("dynamo-throttled-secondary.toml", |t| t);
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 1, "{}", run.explain());
     let throttled = |e: &HistoryEntry| {
         e.primary == SideOutcome::Ok
@@ -155,7 +155,7 @@ fn throttling_after_the_write_landed_is_harmless_with_idempotent_retries() {
             "on_secondary_failure = \"retry\"\nretries = 8\nbackoff = \"5ms\"",
         )
     });
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(c.divergence, 0);
     // The fault did bite: retries of writes that had already landed (overwrites).
@@ -166,7 +166,7 @@ fn throttling_after_the_write_landed_is_harmless_with_idempotent_retries() {
 fn token_misuse_duplicates_every_retry_of_a_committed_transaction() {
     let _guard = lock("dynamodb");
     let run = run_bundled("dynamo-token-misuse.toml", |t| t);
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 1, "{}", run.explain());
     let retries: u64 = run.history.iter().map(|e| u64::from(e.retries)).sum();
     assert!(c.duplicates > 0, "{}", run.explain());
@@ -218,7 +218,7 @@ fn non_idempotent_retry_of_the_secondary_write_duplicates_once_per_retry() {
     let _guard = lock("dynamodb");
     let s = Scratch::new();
     let run = s.run(&s.write("retry.toml", NON_IDEMPOTENT_RETRY));
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 1, "{}", run.explain());
     // Downstream latency past the op timeout: every timed-out PutItem landed, and
     // its retry (with a fresh event id) landed again. PutItem is thread-safe on
@@ -261,7 +261,7 @@ fn log_and_drop_on_conflict_loses_every_conflicted_order_retry_loses_none() {
     let _guard = lock("dynamodb");
     let s = Scratch::new();
     let run = s.run(&s.write("drop.toml", CONFLICTS));
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 1, "{}", run.explain());
     let dropped = run.count(|e| {
         e.outcome == Outcome::Ok
@@ -279,17 +279,17 @@ fn log_and_drop_on_conflict_loses_every_conflicted_order_retry_loses_none() {
         "retry.toml",
         &CONFLICTS.replace("on_conflict = \"drop\"", "on_conflict = \"retry\""),
     ));
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(c.divergence, 0);
     assert!(run.result.workload.retries > 0, "{}", run.explain());
 }
 
 /// dynamo-streams with its relay-side outage replaced by SDK-injected 500s on the
-/// relay's own calls (Streams reads and events writes), answered after the server
-/// applied them.
+/// relay's own calls, answered after the server applied them: its Streams reads
+/// (the relay side) and its events writes (it publishes through the secondary side).
 fn relay_sdk_errors(text: String, idempotent: bool) -> String {
-    let fault = "[[faults]]\nkind = \"sdk-error\"\nside = \"relay\"\nerror = \"InternalServerError\"\nwhen = \"after\"\nrate = 0.2\nstart = \"2s\"\nduration = \"3s\"\n";
+    let fault = ["relay", "secondary"].map(|side| format!("[[faults]]\nkind = \"sdk-error\"\nside = \"{side}\"\nerror = \"InternalServerError\"\nwhen = \"after\"\nrate = 0.2\nstart = \"2s\"\nduration = \"3s\"\n")).concat();
     let start = text.find("[[faults]]").unwrap();
     let end = text.find("[check]").unwrap();
     format!("{}{fault}\n{}", &text[..start], &text[end..])
@@ -297,20 +297,24 @@ fn relay_sdk_errors(text: String, idempotent: bool) -> String {
 }
 
 #[test]
-fn sdk_errors_on_the_relay_side_reach_its_streams_and_events_calls() {
+fn sdk_errors_reach_the_relays_streams_reads_and_its_events_writes() {
     let _guard = lock("dynamodb");
     let run = run_bundled("dynamo-streams.toml", |t| relay_sdk_errors(t, true));
-    let c = &run.result.checker;
+    let c = run.checker();
     let r = relay(&run).stats.clone();
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(c.divergence, 0);
     assert!(r.errors > 0, "the relay saw the injected errors: {r:?}");
-    // The client side was untouched.
+    // The client side was untouched (it writes the primary only), and every
+    // injected error is counted in the result.
     assert_eq!(run.result.workload.ops.ok, run.result.workload.ops.total);
+    let injected = &run.result.faults_injected;
+    assert!(injected["sdk-error@relay"] > 0, "{injected:?}");
+    assert!(injected["sdk-error@secondary"] > 0, "{injected:?}");
     assert_ttc(&run);
 
     let run = run_bundled("dynamo-streams.toml", |t| relay_sdk_errors(t, false));
-    let c = &run.result.checker;
+    let c = run.checker();
     let r = relay(&run).stats.clone();
     assert_eq!(run.code, 1, "{}", run.explain());
     // An events PutItem that landed but was answered 500 is replayed under a new

@@ -42,7 +42,7 @@ fn naive_orphans_equal_the_history_on_ferretdb() {
             t.replace("duration = \"10s\"", "duration = \"7s\"")
         }),
     ));
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 1, "{}", run.explain());
     assert!(c.orphans > 0, "{}", run.explain());
     // Refused / no server to select: certainly not written. A write cut mid-flight
@@ -109,7 +109,7 @@ fn transaction_under_network_faults_has_zero_divergence_and_shows_retries() {
     let _guard = lock("mongodb");
     let s = Scratch::new();
     let run = s.run(&s.write("tx.toml", TRANSACTION));
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(c.divergence, 0, "{}", run.explain());
     let w = &run.result.workload;
@@ -166,7 +166,7 @@ start = "3s"
 duration = "1s"
 "#;
     let run = s.run(&s.write("fc.toml", &text));
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(c.divergence, 0, "{}", run.explain());
     assert!(run.result.workload.retries > 0, "{}", run.explain());
@@ -216,7 +216,7 @@ settle = "15s"
 /// The outbox run's common verdict: drained, zero divergence, every acknowledged
 /// order published exactly once.
 fn assert_outbox_converged(run: &Run) {
-    let c = &run.result.checker;
+    let c = run.checker();
     assert_eq!(run.code, 0, "{}", run.explain());
     assert_eq!(c.divergence, 0, "{}", run.explain());
     let relay = run.result.relay.as_ref().expect("relay figures");
@@ -273,7 +273,7 @@ fn outbox_self_crashing_relay_republishes_idempotently() {
         .replace("server = \"ferretdb\"", "server = \"mongoeco\"");
     let run = s.run(&s.write("outbox-crash.toml", &text));
     assert_eq!(run.code, 0, "{}", run.explain());
-    assert_eq!(run.result.checker.divergence, 0, "{}", run.explain());
+    assert_eq!(run.checker().divergence, 0, "{}", run.explain());
     let relay = run.result.relay.as_ref().unwrap();
     assert!(relay.stats.self_crashes > 0, "{relay:?}");
 }
@@ -294,7 +294,7 @@ fn outbox_relay_crashing_more_often_than_its_batch_drains_with_one_duplicate_per
         );
     let text = text[..text.find("[[faults]]").unwrap()].to_string() + "[check]\nsettle = \"20s\"\n";
     let run = s.run(&s.write("outbox-crash-every.toml", &text));
-    let c = &run.result.checker;
+    let c = run.checker();
     let relay = run.result.relay.as_ref().expect("relay figures");
     assert!(relay.stats.drained, "{relay:?}\n{}", run.explain());
     assert!(relay.stats.self_crashes >= 5, "{relay:?}");

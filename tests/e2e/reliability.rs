@@ -257,7 +257,7 @@ fn a_paused_store_gives_unknowns_and_the_checker_runs_after_recovery() {
     use dualwrite::history::{Outcome, SideOutcome};
     let (result, history) = (&run.result, &run.history);
     let count = |f: &dyn Fn(&dualwrite::history::HistoryEntry) -> bool| run.count(f);
-    let c = &result.checker;
+    let c = result.checker.as_ref().expect("checked");
     assert!(result.complete && result.checked, "{:?}", result.notes);
     assert!(
         result.faults[0].start_s.is_some() && result.faults[0].end_s.is_some(),
@@ -326,7 +326,7 @@ lost_acks = "any"
     use dualwrite::history::{Outcome, SideOutcome};
     let (result, history) = (&run.result, &run.history);
     let count = |f: &dyn Fn(&dualwrite::history::HistoryEntry) -> bool| run.count(f);
-    let c = &result.checker;
+    let c = result.checker.as_ref().expect("checked");
     assert!(result.complete && result.checked, "{:?}", result.notes);
     let window = &result.faults[0];
     assert!(
@@ -423,7 +423,7 @@ fn sigterm_with_check_on_interrupt_still_counts_divergence() {
         })
         .count() as u64;
     assert!(expected > 10, "{expected}");
-    assert_eq!(result.checker.orphans, expected);
+    assert_eq!(result.checker.as_ref().expect("checked").orphans, expected);
     assert!(!latest.join(".result.json.tmp").exists());
 }
 
@@ -506,7 +506,8 @@ settle = "{settle_s}s"
     // nothing left stuck on a black-holed connection.
     assert!(relay.stats.drained, "{store}: {relay:?} {:?}", result.notes);
     assert_eq!(
-        result.checker.divergence, 0,
+        result.checker.as_ref().expect("checked").divergence,
+        0,
         "{store}: {:?}",
         result.checker
     );
@@ -597,7 +598,11 @@ settle = "{settle_s}s"
         result.notes
     );
     // Every order is missing its event: orphans, one per acknowledged order.
-    assert!(result.checker.orphans > 0, "{:?}", result.checker);
+    assert!(
+        result.checker.as_ref().expect("checked").orphans > 0,
+        "{:?}",
+        result.checker
+    );
     assert!(result.complete && result.checked, "{:?}", result.notes);
     assert!(
         started.elapsed() >= Duration::from_secs(load_s + settle_s),

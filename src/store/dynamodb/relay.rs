@@ -1,20 +1,18 @@
-//! The DynamoDB Streams relay of the `streams` and `outbox` patterns.
+//! The DynamoDB Streams source of the `streams` and `outbox` relays.
 //!
 //! ListStreams → DescribeStream (all shards) → GetShardIterator → GetRecords,
 //! following each shard's iterators; every call goes through the RELAY side's
-//! proxy, and so do the writes to the events table, so a fault on the relay side
-//! hits the relay's reads and writes and nothing else.
+//! proxy, and so do the outbox clears, so a fault on the relay side hits the
+//! relay's reads and marks; its publishes go to the sink (the secondary side).
 //!
-//! Per event: write the secondary (events table), then — the crash point — ask
-//! `RelayContext::should_crash`, then (outbox) clear `outbox_pending` with a
-//! conditional update, then save the checkpoint (the shard's last sequence number).
-//! Checkpoints live in this struct, not in the `run` future, so they survive an
-//! abort (a `relay-crash` fault) and a self-crash alike: a restarted worker resumes
-//! AFTER_SEQUENCE_NUMBER of the checkpoint and replays what it had not checkpointed.
-//! An idempotent relay writes `event_id` derived from the order id (a replay
-//! overwrites); a non-idempotent one writes a fresh id (a replay duplicates).
-//! Any failed call ends the run with an error; the supervisor restarts it from
-//! the checkpoint, which is what a real consumer process does.
+//! Per event, the relay loop (`crate::relay::work`) publishes, then — the crash
+//! point — calls [`RelaySource::done`], which (outbox) clears `outbox_pending`
+//! with a conditional update and then saves the checkpoint (the shard's sequence
+//! number). Checkpoints live in this struct, not in a worker's future, so they
+//! survive an abort (a `relay-crash` fault) and a self-crash alike: a restarted
+//! worker resumes AFTER_SEQUENCE_NUMBER of the checkpoint and replays what it had
+//! not checkpointed. Any failed call ends the worker with an error; the
+//! supervisor restarts it from the checkpoint, as a real consumer process would.
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -26,16 +24,16 @@ use aws_sdk_dynamodbstreams::types::{
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::dynamodb::{Tables, error_text, event_id, event_item};
+use super::side::error_text;
 use crate::order::parse_order_key;
-use crate::pattern::KeyPolicy;
-use crate::relay::{RelayContext, RelayExit, RelayWorker};
+use crate::relay::{RelaySource, SourceEvent};
 use crate::store::Record;
 
 /// What the relay publishes for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RelaySource {
+pub(crate) enum Feed {
     /// Every insert/modify of an order (the `streams` pattern).
     Changes,
     /// Only images with `outbox_pending = true`, read from their `outbox_event`.
@@ -44,6 +42,11 @@ pub(crate) enum RelaySource {
 
 #[derive(Debug, Default)]
 struct RelayState {
+    /// Worker -> shard -> its next iterator (in flight: dropped on restart).
+    iterators: BTreeMap<u32, BTreeMap<String, String>>,
+    /// Orders whose outbox flag was set again after the relay had cleared it (an
+    /// old image with `outbox_pending = false`, a new one with `true`).
+    rearmed: Vec<u64>,
     stream_arn: Option<String>,
     /// Shard id -> last sequence number fully processed.
     checkpoints: BTreeMap<String, String>,
@@ -53,30 +56,25 @@ struct RelayState {
     delivered: HashSet<u64>,
 }
 
-pub(crate) struct StreamsRelay {
+pub(crate) struct StreamsSource {
     streams: StreamsClient,
-    /// Relay side: events table writes, outbox clears, pending scans.
+    /// Relay side: outbox clears and pending scans of the orders table.
     dynamo: Client,
-    tables: Tables,
-    source: RelaySource,
-    idempotent: bool,
+    orders: String,
+    source: Feed,
+    /// How many workers share the shards (set when a worker starts).
+    workers: AtomicU32,
     state: Mutex<RelayState>,
 }
 
-impl StreamsRelay {
-    pub fn new(
-        streams: StreamsClient,
-        dynamo: Client,
-        tables: Tables,
-        source: RelaySource,
-        idempotent: bool,
-    ) -> Self {
+impl StreamsSource {
+    pub fn new(streams: StreamsClient, dynamo: Client, orders: String, source: Feed) -> Self {
         Self {
             streams,
             dynamo,
-            tables,
+            orders,
             source,
-            idempotent,
+            workers: AtomicU32::new(1),
             state: Mutex::default(),
         }
     }
@@ -88,7 +86,7 @@ impl StreamsRelay {
         let out = self
             .streams
             .list_streams()
-            .table_name(&self.tables.orders)
+            .table_name(&self.orders)
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("ListStreams failed: {}", error_text(&e)))?;
@@ -99,7 +97,7 @@ impl StreamsRelay {
             .with_context(|| {
                 format!(
                     "table {} has no stream (it is created with NEW_AND_OLD_IMAGES for async patterns)",
-                    self.tables.orders
+                    self.orders
                 )
             })?;
         self.state.lock().unwrap().stream_arn = Some(arn.clone());
@@ -162,8 +160,8 @@ impl StreamsRelay {
             _ => return None,
         };
         let fields = match self.source {
-            RelaySource::Changes => image,
-            RelaySource::Outbox => {
+            Feed::Changes => image,
+            Feed::Outbox => {
                 if !matches!(image.get("outbox_pending"), Some(StreamValue::Bool(true))) {
                     return None; // already published and cleared (or never an outbox item)
                 }
@@ -184,29 +182,12 @@ impl StreamsRelay {
         })
     }
 
-    async fn publish(&self, record: &Record) -> anyhow::Result<()> {
-        let policy = if self.idempotent {
-            KeyPolicy::Stable
-        } else {
-            KeyPolicy::Fresh
-        };
-        let item = event_item(record, event_id(record.order_id, policy));
-        self.dynamo
-            .put_item()
-            .table_name(&self.tables.events)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("relay PutItem into events failed: {}", error_text(&e)))?;
-        Ok(())
-    }
-
     /// Outbox: `outbox_pending = true` -> false, only if it is still true.
     async fn clear(&self, order_key: &str) -> anyhow::Result<()> {
         let result = self
             .dynamo
             .update_item()
-            .table_name(&self.tables.orders)
+            .table_name(&self.orders)
             .key("order_id", AttributeValue::S(order_key.to_string()))
             .update_expression("SET outbox_pending = :false")
             .condition_expression("outbox_pending = :true")
@@ -227,14 +208,14 @@ impl StreamsRelay {
         }
     }
 
-    /// Reads one page of a shard and processes it. Returns the next iterator (None
-    /// = shard closed and read to its end) and how many records it saw.
+    /// Reads one page of a shard: the events to publish in it, each with its
+    /// position; a page with none moves the checkpoint at once. Returns the next
+    /// iterator (None = shard closed and read to its end).
     async fn poll_shard(
         &self,
         shard: &str,
         iterator: String,
-        ctx: &RelayContext,
-    ) -> anyhow::Result<(Option<String>, usize, bool)> {
+    ) -> anyhow::Result<(Option<String>, Vec<SourceEvent>)> {
         let out = self
             .streams
             .get_records()
@@ -243,6 +224,8 @@ impl StreamsRelay {
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("GetRecords failed: {}", error_text(&e)))?;
+        let mut events = Vec::new();
+        let mut last_seq = None;
         for rec in out.records() {
             let Some(change) = rec.dynamodb() else {
                 continue;
@@ -250,6 +233,7 @@ impl StreamsRelay {
             let Some(seq) = change.sequence_number() else {
                 continue;
             };
+            last_seq = Some(seq.to_string());
             let wanted = matches!(
                 rec.event_name(),
                 Some(OperationType::Insert | OperationType::Modify)
@@ -260,29 +244,29 @@ impl StreamsRelay {
                 None
             };
             if let Some(record) = event {
-                self.publish(&record).await?;
-                ctx.delivered(record.order_id);
-                self.state.lock().unwrap().delivered.insert(record.order_id);
-                // Published, not yet marked/checkpointed: the crash point.
-                if ctx.should_crash() {
-                    return Ok((None, 0, true));
+                let was_cleared = matches!(
+                    change.old_image().and_then(|old| old.get("outbox_pending")),
+                    Some(StreamValue::Bool(false))
+                );
+                if self.source == Feed::Outbox && was_cleared {
+                    self.state.lock().unwrap().rearmed.push(record.order_id);
                 }
-                if self.source == RelaySource::Outbox {
-                    self.clear(&crate::order::order_key(record.order_id))
-                        .await?;
-                }
+                events.push(SourceEvent {
+                    record,
+                    position: format!("{shard}\t{seq}"),
+                });
             }
+        }
+        if events.is_empty()
+            && let Some(seq) = last_seq
+        {
             self.state
                 .lock()
                 .unwrap()
                 .checkpoints
-                .insert(shard.to_string(), seq.to_string());
+                .insert(shard.to_string(), seq);
         }
-        Ok((
-            out.next_shard_iterator().map(str::to_string),
-            out.records().len(),
-            false,
-        ))
+        Ok((out.next_shard_iterator().map(str::to_string), events))
     }
 
     /// Primary orders the relay has not delivered yet (streams pattern).
@@ -293,7 +277,7 @@ impl StreamsRelay {
             let page = self
                 .dynamo
                 .scan()
-                .table_name(&self.tables.orders)
+                .table_name(&self.orders)
                 .projection_expression("order_id")
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
@@ -325,7 +309,7 @@ impl StreamsRelay {
             let page = self
                 .dynamo
                 .scan()
-                .table_name(&self.tables.orders)
+                .table_name(&self.orders)
                 .filter_expression("outbox_pending = :true")
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
                 .select(aws_sdk_dynamodb::types::Select::Count)
@@ -352,57 +336,101 @@ fn owner(shard: &str, workers: u32) -> u32 {
 }
 
 #[async_trait]
-impl RelayWorker for StreamsRelay {
-    async fn run(&self, worker: u32, ctx: RelayContext) -> anyhow::Result<RelayExit> {
+impl RelaySource for StreamsSource {
+    async fn start(&self, worker: u32, workers: u32) -> anyhow::Result<()> {
+        self.workers.store(workers.max(1), Ordering::Relaxed);
+        // Iterators are rebuilt from the checkpoints.
+        self.state.lock().unwrap().iterators.remove(&worker);
+        Ok(())
+    }
+
+    async fn next(&self, worker: u32) -> anyhow::Result<Vec<SourceEvent>> {
         let arn = self.stream_arn().await?;
-        let workers = ctx.options().workers;
-        let idle = ctx.options().poll_interval;
-        // Shard -> current iterator; rebuilt from checkpoints on every (re)start.
-        let mut iterators: BTreeMap<String, String> = BTreeMap::new();
-        loop {
-            for shard in self.shards(&arn).await? {
-                let skip = owner(&shard, workers) != worker
-                    || iterators.contains_key(&shard)
-                    || self.state.lock().unwrap().finished.contains(&shard);
-                if skip {
-                    continue;
-                }
-                match self.iterator(&arn, &shard).await? {
-                    Some(it) => {
-                        iterators.insert(shard, it);
-                    }
-                    None => {
-                        self.state.lock().unwrap().finished.insert(shard);
-                    }
-                }
+        // One worker owns each shard; workers share the shards by a stable hash.
+        let workers = self.workers.load(Ordering::Relaxed);
+        for shard in self.shards(&arn).await? {
+            let skip = owner(&shard, workers) != worker || {
+                let state = self.state.lock().unwrap();
+                state.finished.contains(&shard)
+                    || state
+                        .iterators
+                        .get(&worker)
+                        .is_some_and(|its| its.contains_key(&shard))
+            };
+            if skip {
+                continue;
             }
-            let mut seen = 0;
-            for shard in iterators.keys().cloned().collect::<Vec<_>>() {
-                let it = iterators.remove(&shard).expect("listed above");
-                let (next, n, crashed) = self.poll_shard(&shard, it, &ctx).await?;
-                if crashed {
-                    return Ok(RelayExit::Crashed);
+            let iterator = self.iterator(&arn, &shard).await?;
+            let mut state = self.state.lock().unwrap();
+            match iterator {
+                Some(it) => {
+                    state.iterators.entry(worker).or_default().insert(shard, it);
                 }
-                seen += n;
-                match next {
-                    Some(next) => {
-                        iterators.insert(shard, next);
-                    }
-                    None => {
-                        self.state.lock().unwrap().finished.insert(shard);
-                    }
+                None => {
+                    state.finished.insert(shard);
                 }
-            }
-            if seen == 0 {
-                tokio::time::sleep(idle).await;
             }
         }
+        let shards: Vec<(String, String)> = self
+            .state
+            .lock()
+            .unwrap()
+            .iterators
+            .get(&worker)
+            .map(|its| its.iter().map(|(s, i)| (s.clone(), i.clone())).collect())
+            .unwrap_or_default();
+        for (shard, iterator) in shards {
+            let (next, events) = self.poll_shard(&shard, iterator).await?;
+            {
+                let mut state = self.state.lock().unwrap();
+                match next {
+                    Some(next) => {
+                        state
+                            .iterators
+                            .entry(worker)
+                            .or_default()
+                            .insert(shard.clone(), next);
+                    }
+                    None => {
+                        if let Some(its) = state.iterators.get_mut(&worker) {
+                            its.remove(&shard);
+                        }
+                        state.finished.insert(shard.clone());
+                    }
+                }
+            }
+            if !events.is_empty() {
+                return Ok(events);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn done(&self, _worker: u32, events: &[SourceEvent]) -> anyhow::Result<()> {
+        for event in events {
+            if self.source == Feed::Outbox {
+                self.clear(&crate::order::order_key(event.record.order_id))
+                    .await?;
+            }
+            let (shard, seq) = event
+                .position
+                .split_once('\t')
+                .context("a streams position is shard and sequence number")?;
+            let mut state = self.state.lock().unwrap();
+            state.delivered.insert(event.record.order_id);
+            state.checkpoints.insert(shard.to_string(), seq.to_string());
+        }
+        Ok(())
     }
 
     async fn pending(&self) -> anyhow::Result<u64> {
         match self.source {
-            RelaySource::Changes => self.undelivered().await,
-            RelaySource::Outbox => self.flagged().await,
+            Feed::Changes => self.undelivered().await,
+            Feed::Outbox => self.flagged().await,
         }
+    }
+
+    fn rearmed(&self) -> Vec<u64> {
+        self.state.lock().unwrap().rearmed.clone()
     }
 }

@@ -12,13 +12,19 @@
 //! What the server can do is probed, never assumed: a scenario that needs a missing
 //! capability stops before the run (exit 3), it is not silently downgraded.
 //!
-//! This file holds the store (connect, probe, set-up, scans, faults, clean-up);
-//! the pattern clients are in `mongodb_clients`, the wire helpers (error
-//! classification, bounded calls, find/count commands, documents) in
-//! `mongodb_wire`, the relays in `mongodb_relay`.
+//! This file holds the store (connect, probe, set-up, faults, clean-up); the
+//! sides are in `side.rs`, the atomic writes in `writes.rs`, the relay sources in
+//! `relay.rs`, the wire helpers (error classification, bounded calls, find/count
+//! commands, documents) in `wire.rs`.
+
+mod relay;
+mod side;
+mod wire;
+mod writes;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use futures::FutureExt;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::Error as MongoError;
 use mongodb::options::{ClientOptions, Credential};
@@ -27,21 +33,94 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::mongodb_clients::{
-    BareClient, MongoWriter, NaiveClient, PrimaryOnlyClient, TransactionClient,
-};
-use super::mongodb_relay::{OutboxPollRelay, StreamRelay};
-use super::mongodb_wire::{bounded, event_doc, event_id, find_page, record_of};
-use super::{PatternClient, Record, ScanSink, ServerInfo, Store, StoreContext};
-use crate::order::order_key;
-use crate::pattern::{KeyPolicy, PatternKind, RelayMode};
-use crate::relay::RelayWorker;
+use self::relay::{ChangeStreamSource, OutboxPollSource};
+use self::side::MongoSide;
+use self::wire::bounded;
+use self::writes::{BareClient, MongoWriter, OutboxWrite, TransactionWrite};
+use super::spec::{BenchSpec, LocalServer, ServerSpec, StoreSpec, Support};
+use super::{ServerInfo, SideStore, Store, StoreContext};
+use crate::pattern::atomic::AtomicWrite;
+use crate::pattern::{PatternKind, RelayMode};
+use crate::relay::RelaySource;
 use crate::scenario::{FaultKind, FaultSpec, Side};
+use crate::writer::Writer;
+
+pub static SPEC: StoreSpec = StoreSpec {
+    name: "mongodb",
+    about: "MongoDB wire servers: FerretDB and mongoeco locally, a real replica set with Docker",
+    servers: &[
+        ServerSpec {
+            name: "ferretdb",
+            proxy_prefix: "ferretdb",
+            local: Some(LocalServer {
+                component: "ferretdb",
+                in_memory: false,
+            }),
+        },
+        ServerSpec {
+            name: "mongoeco",
+            proxy_prefix: "mongoeco",
+            local: Some(LocalServer {
+                component: "mongoeco",
+                in_memory: true,
+            }),
+        },
+        ServerSpec {
+            name: "mongodb",
+            proxy_prefix: "mongodb",
+            local: None,
+        },
+    ],
+    holds_primary: true,
+    holds_secondary: true,
+    patterns: &[
+        (
+            PatternKind::Naive,
+            Support::Yes {
+                how: "insert_one into orders, then into order_events",
+                options: &[],
+            },
+        ),
+        (
+            PatternKind::Transaction,
+            Support::Yes {
+                how: "both inserts in one multi-document transaction",
+                options: &["secondary_key"],
+            },
+        ),
+        (
+            PatternKind::LoggedBatch,
+            Support::No("`logged-batch` is a Cassandra construct; use `transaction` or `outbox`"),
+        ),
+        (
+            PatternKind::Outbox,
+            Support::Yes {
+                how: "embedded _outbox in the order document + relay (change stream or polling)",
+                options: &["relay.mode"],
+            },
+        ),
+        (
+            PatternKind::Streams,
+            Support::Yes {
+                how: "change stream on orders -> relay -> the secondary side",
+                options: &["relay.mode"],
+            },
+        ),
+    ],
+    secondary_options: &["secondary_key"],
+    fault_kinds: &["fail-command"],
+    bench: BenchSpec {
+        server: "mongoeco",
+        checker_records: 3000,
+    },
+    connect: |ctx| {
+        async move { Ok(Box::new(MongoStore::connect(ctx).await?) as Box<dyn Store>) }.boxed()
+    },
+};
 
 pub(crate) const ORDERS: &str = "orders";
 pub(crate) const EVENTS: &str = "order_events";
 const PROBE: &str = "_probe";
-const SCAN_PAGE: i32 = 5000;
 
 /// Where to run a real replica set when the local servers lack a capability.
 const ALTERNATIVE: &str = "alternative: a real MongoDB replica set (transactions, change streams, failCommand) with Docker: `docker compose -f docker/compose.yml up -d`, then set [target] server = \"mongodb\" (proxies mongodb_primary/secondary/relay)";
@@ -55,7 +134,7 @@ pub struct MongoStore {
 impl MongoStore {
     pub async fn connect(ctx: StoreContext) -> anyhow::Result<Self> {
         let mut clients = BTreeMap::new();
-        for side in Side::ALL {
+        for side in ctx.sides().collect::<Vec<_>>() {
             let client = side_client(ctx.endpoint(side), side, &ctx)
                 .await
                 .with_context(|| format!("MongoDB client for the {side} side"))?;
@@ -68,8 +147,20 @@ impl MongoStore {
         })
     }
 
+    fn client(&self, side: Side) -> &Client {
+        self.clients
+            .get(&side)
+            .or_else(|| self.clients.values().next())
+            .expect("a store serves at least one connection")
+    }
+
     fn db(&self, side: Side) -> Database {
-        self.clients[&side].database(&self.ctx.namespace)
+        self.client(side).database(&self.ctx.namespace)
+    }
+
+    /// The side whose client set-up and probes use: the primary when served.
+    fn admin_side(&self) -> Side {
+        self.ctx.sides().next().unwrap_or(Side::Primary)
     }
 
     fn op_timeout(&self) -> Duration {
@@ -80,6 +171,9 @@ impl MongoStore {
     fn needs(&self) -> Vec<(&'static str, String, &'static str)> {
         let s = &self.ctx.scenario;
         let mut needs = Vec::new();
+        if !self.ctx.is_primary() {
+            return needs; // holds only a secondary side: plain inserts
+        }
         match s.pattern.kind {
             PatternKind::Transaction => {
                 needs.push(("transactions", "pattern `transaction`".into(), ""))
@@ -103,7 +197,11 @@ impl MongoStore {
 }
 
 /// A client for one side. Credentials only from the environment, never logged.
-async fn side_client(endpoint: &str, side: Side, ctx: &StoreContext) -> anyhow::Result<Client> {
+pub(crate) async fn side_client(
+    endpoint: &str,
+    side: Side,
+    ctx: &StoreContext,
+) -> anyhow::Result<Client> {
     let op_timeout = ctx.scenario.workload.op_timeout;
     let uri = if endpoint.starts_with("mongodb://") {
         endpoint.to_string()
@@ -162,15 +260,16 @@ async fn create_collection(db: &Database, name: &str, limit: Duration) -> anyhow
 #[async_trait]
 impl Store for MongoStore {
     async fn probe(&mut self) -> anyhow::Result<()> {
-        let server = self.ctx.scenario.target.server.clone();
-        let endpoint = self.ctx.endpoint(Side::Primary).to_string();
+        let server = self.ctx.server.clone();
+        let side = self.admin_side();
+        let endpoint = self.ctx.endpoint(side).to_string();
         let limit = self.op_timeout().max(Duration::from_secs(3));
-        let admin = self.clients[&Side::Primary].database("admin");
+        let admin = self.client(side).database("admin");
         let hello = bounded(limit, admin.run_command(doc! {"hello": 1}).into_future())
             .await
             .map_err(|f| {
                 anyhow::anyhow!(
-                    "MongoDB server `{server}` at {endpoint} (primary side) does not answer: {}\n  hint: start the local stack (scripts/stack up) or check [target] in the scenario",
+                    "MongoDB server `{server}` at {endpoint} ({side} side) does not answer: {}\n  hint: start the local stack (scripts/stack up) or check [target] in the scenario",
                     f.detail
                 )
             })?;
@@ -195,7 +294,7 @@ impl Store for MongoStore {
         capabilities.insert("replica_set".to_string(), replica_set);
 
         // Probes write to a scratch collection of the run's database, dropped after.
-        let db = self.db(Side::Primary);
+        let db = self.db(side);
         create_collection(&db, PROBE, limit).await?;
         let probes = [
             ("transactions", self.probe_transaction(&db, limit).await),
@@ -236,11 +335,15 @@ impl Store for MongoStore {
     }
 
     async fn prepare(&self) -> anyhow::Result<()> {
-        let db = self.db(Side::Primary);
+        let db = self.db(self.admin_side());
         let limit = self.op_timeout().max(Duration::from_secs(5));
-        create_collection(&db, ORDERS, limit).await?;
-        create_collection(&db, EVENTS, limit).await?;
-        if self.ctx.scenario.pattern.kind == PatternKind::Outbox {
+        if self.ctx.serves(Side::Primary) {
+            create_collection(&db, ORDERS, limit).await?;
+        }
+        if self.ctx.serves(Side::Secondary) {
+            create_collection(&db, EVENTS, limit).await?;
+        }
+        if self.ctx.is_primary() && self.ctx.scenario.pattern.kind == PatternKind::Outbox {
             // The polling relay's query; also what `pending()` counts.
             let index = IndexModel::builder()
                 .keys(doc! {"_outbox.published": 1})
@@ -263,133 +366,51 @@ impl Store for MongoStore {
         Ok(())
     }
 
-    async fn client(&self) -> anyhow::Result<Arc<dyn PatternClient>> {
-        let base = MongoWriter {
+    async fn side(&self, side: Side) -> anyhow::Result<Arc<dyn SideStore>> {
+        Ok(Arc::new(MongoSide {
+            client: self.client(side).clone(),
+            side,
+            ctx: self.ctx.clone(),
+            op_timeout: self.op_timeout(),
+        }))
+    }
+
+    async fn atomic_write(&self) -> anyhow::Result<Arc<dyn AtomicWrite>> {
+        let w = MongoWriter {
             primary: self.db(Side::Primary),
-            secondary: self.db(Side::Secondary),
-            primary_client: self.clients[&Side::Primary].clone(),
+            primary_client: self.client(Side::Primary).clone(),
             pattern: self.ctx.scenario.pattern.clone(),
             op_timeout: self.op_timeout(),
-            end_failed_sessions: self.ctx.scenario.target.server == "mongoeco",
+            end_failed_sessions: self.ctx.server == "mongoeco",
         };
-        Ok(match base.pattern.kind {
-            PatternKind::Naive => Arc::new(NaiveClient(base)),
-            PatternKind::Transaction => Arc::new(TransactionClient(base)),
-            PatternKind::Outbox => Arc::new(PrimaryOnlyClient {
-                w: base,
-                outbox: true,
-            }),
-            PatternKind::Streams => Arc::new(PrimaryOnlyClient {
-                w: base,
-                outbox: false,
-            }),
-            other => anyhow::bail!("pattern `{other}` does not apply to mongodb"),
+        Ok(match w.pattern.kind {
+            PatternKind::Transaction => Arc::new(TransactionWrite(w)),
+            PatternKind::Outbox => Arc::new(OutboxWrite(w)),
+            other => anyhow::bail!("pattern `{other}` has no atomic write on mongodb"),
         })
     }
 
-    async fn relay(&self) -> anyhow::Result<Option<Arc<dyn RelayWorker>>> {
+    async fn relay_source(&self) -> anyhow::Result<Arc<dyn RelaySource>> {
         let pattern = &self.ctx.scenario.pattern;
         let relay_db = self.db(Side::Relay);
         let watch_db = self.db(Side::Primary);
         let op_timeout = self.op_timeout();
         Ok(match (pattern.kind, pattern.relay.mode) {
-            (PatternKind::Outbox, RelayMode::Poll) => Some(Arc::new(OutboxPollRelay::new(
-                relay_db,
-                watch_db,
-                pattern.relay.clone(),
-                op_timeout,
-            ))),
-            (PatternKind::Outbox | PatternKind::Streams, RelayMode::Stream)
-            | (PatternKind::Streams, RelayMode::Poll) => Some(Arc::new(
-                StreamRelay::new(
+            (PatternKind::Outbox, RelayMode::Poll) => {
+                Arc::new(OutboxPollSource::new(relay_db, watch_db, op_timeout))
+            }
+            (PatternKind::Outbox | PatternKind::Streams, _) => Arc::new(
+                ChangeStreamSource::new(
                     relay_db,
                     watch_db,
                     pattern.kind == PatternKind::Outbox,
-                    pattern.relay.clone(),
                     op_timeout,
+                    pattern.relay.poll_interval,
                 )
                 .await,
-            )),
-            _ => None,
-        })
-    }
-
-    async fn scan(&self, side: Side, sink: &mut dyn ScanSink) -> anyhow::Result<()> {
-        let (coll, key) = match side {
-            Side::Primary => (self.db(Side::Primary).collection::<Document>(ORDERS), "_id"),
-            _ => (
-                self.db(Side::Secondary).collection::<Document>(EVENTS),
-                "order_id",
             ),
-        };
-        let limit = Duration::from_secs(60).max(self.op_timeout());
-        let name = coll.name().to_string();
-        // A fresh client, so no pooled session is reused: mongoeco answers reads
-        // on a session whose transaction was cut by a fault from that transaction's
-        // snapshot (seen here: a scan returned 83 of 334 orders).
-        let client = side_client(self.ctx.endpoint(side), side, &self.ctx).await?;
-        let db = client.database(&self.ctx.namespace);
-        let mut skip = 0;
-        loop {
-            let page = find_page(&db, &name, doc! {}, skip, SCAN_PAGE, limit)
-                .await
-                .map_err(|f| {
-                    anyhow::anyhow!("scan of {}.{name} failed: {}", db.name(), f.detail)
-                })?;
-            for d in &page {
-                match record_of(d, key) {
-                    Some(r) => sink.record(r),
-                    None => sink.foreign(&match d.get("_id") {
-                        Some(Bson::String(s)) => s.clone(),
-                        Some(other) => other.to_string(),
-                        None => "?".into(),
-                    }),
-                }
-            }
-            if page.len() < SCAN_PAGE as usize {
-                return Ok(());
-            }
-            skip += SCAN_PAGE;
-        }
-    }
-
-    async fn plant(&self, side: Side, record: Record, copies: u32) -> anyhow::Result<()> {
-        let db = self.db(Side::Primary);
-        for _ in 0..copies.max(1) {
-            let (coll, d) = match side {
-                Side::Primary => (
-                    ORDERS,
-                    doc! {
-                        "_id": order_key(record.order_id),
-                        "customer_id": record.customer_id as i64,
-                        "amount_cents": record.amount_cents as i64,
-                    },
-                ),
-                _ => (
-                    EVENTS,
-                    event_doc(&record, event_id(record.order_id, KeyPolicy::Fresh)),
-                ),
-            };
-            db.collection::<Document>(coll)
-                .insert_one(d)
-                .await
-                .with_context(|| format!("planting into {}.{coll}", db.name()))?;
-        }
-        Ok(())
-    }
-
-    async fn plant_foreign(&self, side: Side, key: &str) -> anyhow::Result<()> {
-        let coll = if side == Side::Primary {
-            ORDERS
-        } else {
-            EVENTS
-        };
-        self.db(Side::Primary)
-            .collection::<Document>(coll)
-            .insert_one(doc! {"_id": key})
-            .await
-            .context("planting a foreign record")?;
-        Ok(())
+            (other, _) => anyhow::bail!("pattern `{other}` has no relay"),
+        })
     }
 
     async fn set_fault(&self, fault: &FaultSpec, active: bool) -> anyhow::Result<()> {
@@ -436,7 +457,7 @@ impl Store for MongoStore {
         };
         // Through the primary side's client; a network fault on that side at the
         // same moment would make this fail (reported on the fault window).
-        let admin = self.clients[&Side::Primary].database("admin");
+        let admin = self.client(Side::Primary).database("admin");
         bounded(
             self.op_timeout().max(Duration::from_secs(3)),
             admin.run_command(command).into_future(),
@@ -446,16 +467,22 @@ impl Store for MongoStore {
         Ok(())
     }
 
-    async fn bare_client(&self, writes: u8) -> Option<Arc<dyn PatternClient>> {
+    async fn bare_client(&self, writes: u8) -> Option<Arc<dyn Writer>> {
         Some(Arc::new(BareClient {
-            primary: self.db(Side::Primary),
-            secondary: self.db(Side::Secondary),
+            primary: self
+                .clients
+                .get(&Side::Primary)?
+                .database(&self.ctx.namespace),
+            secondary: self
+                .clients
+                .get(&Side::Secondary)?
+                .database(&self.ctx.namespace),
             writes,
         }))
     }
 
     async fn drop_namespace(&self) -> anyhow::Result<()> {
-        let db = self.db(Side::Primary);
+        let db = self.db(self.admin_side());
         bounded(Duration::from_secs(10), db.drop().into_future())
             .await
             .map_err(|f| anyhow::anyhow!("dropping database {}: {}", db.name(), f.detail))
@@ -465,7 +492,7 @@ impl Store for MongoStore {
 impl MongoStore {
     /// Inserts in a transaction and aborts it: both must work.
     async fn probe_transaction(&self, db: &Database, limit: Duration) -> Result<(), String> {
-        let client = &self.clients[&Side::Primary];
+        let client = self.client(self.admin_side());
         let run = async {
             let mut session = client.start_session().await?;
             session.start_transaction().await?;
@@ -492,7 +519,7 @@ impl MongoStore {
     }
 
     async fn probe_fail_point(&self, limit: Duration) -> Result<(), String> {
-        let admin = self.clients[&Side::Primary].database("admin");
+        let admin = self.client(self.admin_side()).database("admin");
         bounded(
             limit,
             admin

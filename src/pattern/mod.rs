@@ -1,13 +1,16 @@
-//! Dual-write patterns, their options, and which store each applies to.
-//!
-//! The implementations live with each store (`store/<name>.rs`): a pattern is the
-//! application's behaviour, but what it can do is what the store forces.
+//! Dual-write patterns: their kinds and options, and the pattern engine — what the
+//! application does, written once for every store: [`naive`] over any two sides,
+//! [`atomic`] around a store's one atomic call, the outcome rule in [`outcome`].
+//! Which store runs which pattern, with which options, is the store registry's
+//! (`crate::store::spec`); the relay loop is `crate::relay`.
+
+pub mod atomic;
+pub mod naive;
+pub mod outcome;
 
 use serde::Serialize;
 use std::fmt;
 use std::time::Duration;
-
-use crate::scenario::StoreKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -47,31 +50,67 @@ impl PatternKind {
         matches!(self, PatternKind::Outbox | PatternKind::Streams)
     }
 
-    /// `Ok(description)` when the pattern applies to the store, `Err(reason)` otherwise.
-    pub fn applies_to(self, store: StoreKind) -> Result<&'static str, &'static str> {
-        use PatternKind::*;
-        use StoreKind::*;
-        match (self, store) {
-            (Naive, MongoDb) => Ok("insert_one into orders, then into order_events"),
-            (Naive, DynamoDb) => Ok("PutItem into the orders table, then into the events table"),
-            (Naive, Cassandra) => Ok("INSERT into orders, then into orders_by_customer"),
-            (Transaction, MongoDb) => Ok("both inserts in one multi-document transaction"),
-            (Transaction, DynamoDb) => Ok("one TransactWriteItems with a deterministic token"),
-            (Transaction, Cassandra) => Err(
-                "Cassandra has no multi-partition transactions; use `logged-batch` (atomic within one partition) or `outbox`",
-            ),
-            (LoggedBatch, Cassandra) => Ok("one LOGGED BATCH (same or cross partition)"),
-            (LoggedBatch, _) => Err(
-                "`logged-batch` is a Cassandra construct; use `transaction` or `outbox` on this store",
-            ),
-            (Outbox, MongoDb) => Ok("embedded _outbox in the order document + relay"),
-            (Outbox, DynamoDb) => Ok("outbox attribute on the order item + Streams relay"),
-            (Outbox, Cassandra) => Ok("outbox row in the order's partition + LWT-claiming relay"),
-            (Streams, MongoDb) => Ok("change stream on orders -> relay -> order_events"),
-            (Streams, DynamoDb) => Ok("DynamoDB Streams on orders -> relay -> events table"),
-            (Streams, Cassandra) => Err(
-                "Cassandra has no change feed this tool can consume; use `outbox` (outbox table + relay)",
-            ),
+    /// Whether both sides are written by one atomic call of one store, so both
+    /// must live in that store (an outbox only needs its entry beside the order).
+    pub fn needs_one_store(self) -> bool {
+        matches!(self, PatternKind::Transaction | PatternKind::LoggedBatch)
+    }
+}
+
+/// Options the pattern engine honours for a pattern on any store (the stores add
+/// their own in their registry entry).
+pub fn engine_options(kind: PatternKind) -> &'static [&'static str] {
+    const RELAY: [&str; 6] = [
+        "retries",
+        "backoff",
+        "relay.idempotent",
+        "relay.poll_interval",
+        "relay.crash_every",
+        "relay.crash_probability",
+    ];
+    match kind {
+        PatternKind::Naive => &["on_secondary_failure", "retries", "backoff"],
+        PatternKind::Transaction | PatternKind::LoggedBatch => &["retries", "backoff"],
+        PatternKind::Outbox | PatternKind::Streams => &RELAY,
+    }
+}
+
+/// Why an option is not honoured, for the validation message (empty when the
+/// option list says it all).
+pub fn why_not_honoured(option: &str, kind: PatternKind) -> &'static str {
+    match (option, kind) {
+        ("idempotency_token", _) => {
+            ": only DynamoDB's TransactWriteItems takes a client request token"
+        }
+        ("conditions", _) => {
+            ": only DynamoDB's transaction puts carry attribute_not_exists conditions"
+        }
+        ("on_conflict", _) => ": only DynamoDB reports transaction conflicts to the application",
+        ("secondary_key", PatternKind::Naive) => {
+            ": the secondary table's key is not an event id here"
+        }
+        ("secondary_key", _) => {
+            ": this pattern's secondary record is not keyed by an event id here"
+        }
+        ("consistency", _) => ": consistency levels are Cassandra's",
+        ("lwt_insert", _) => ": INSERT ... IF NOT EXISTS is Cassandra's, on the primary of `naive`",
+        ("partitioning", _) => ": partitioning applies to Cassandra's logged batch only",
+        ("rearm", _) => ": only the DynamoDB outbox can re-arm an order's outbox flag",
+        ("relay.mode", _) => {
+            ": only MongoDB's outbox relay chooses between a change stream and polling"
+        }
+        ("relay.claim_ttl", _) => ": only the Cassandra outbox relay claims entries (with LWT)",
+        ("relay.workers", _) => ": this relay source cannot split its work between workers",
+        _ => "",
+    }
+}
+
+impl PatternKind {
+    /// For `dualwrite list`: how the pattern runs on a store, or why it does not.
+    pub fn on(self, store: &crate::store::StoreSpec) -> Result<&'static str, &'static str> {
+        match store.support(self) {
+            crate::store::spec::Support::Yes { how, .. } => Ok(how),
+            crate::store::spec::Support::No(reason) => Err(reason),
         }
     }
 }
@@ -176,6 +215,9 @@ pub struct Pattern {
     pub partitioning: Partitioning,
     pub consistency: String,
     pub lwt_insert: bool,
+    /// DynamoDB outbox: whether a re-put of an already published order sets its
+    /// outbox flag again (the hazard) instead of being refused by a condition.
+    pub rearm: bool,
     pub relay: RelayOptions,
 }
 
@@ -193,32 +235,35 @@ impl Pattern {
             partitioning: Partitioning::Same,
             consistency: "quorum".to_string(),
             lwt_insert: false,
+            rearm: false,
             relay: RelayOptions::default(),
         }
     }
+}
 
-    /// Option names a pattern accepts; others are rejected at validation.
-    pub fn accepted_options(kind: PatternKind) -> &'static [&'static str] {
-        match kind {
-            PatternKind::Naive => &[
-                "on_secondary_failure",
-                "retries",
-                "backoff",
-                "secondary_key",
-                "consistency",
-                "lwt_insert",
-            ],
-            PatternKind::Transaction => &[
-                "retries",
-                "backoff",
-                "idempotency_token",
-                "on_conflict",
-                "secondary_key",
-                "conditions",
-            ],
-            PatternKind::LoggedBatch => &["partitioning", "consistency", "retries", "backoff"],
-            PatternKind::Outbox => &["relay", "consistency", "lwt_insert", "retries", "backoff"],
-            PatternKind::Streams => &["relay", "retries", "backoff"],
+/// The writer of a pattern over the run's stores: the engine's `naive`, or the
+/// engine's retry loop around the primary store's atomic write.
+pub async fn writer(
+    pattern: &Pattern,
+    stores: &crate::store::Stores,
+) -> anyhow::Result<std::sync::Arc<dyn crate::writer::Writer>> {
+    use std::sync::Arc;
+    let (primary, secondary) = stores.sides().await?;
+    Ok(match pattern.kind {
+        PatternKind::Naive => Arc::new(naive::NaiveWriter {
+            primary,
+            secondary,
+            pattern: pattern.clone(),
+        }),
+        PatternKind::Streams => Arc::new(atomic::AtomicWriter {
+            write: Arc::new(atomic::PrimaryAlone(primary)),
+            pattern: pattern.clone(),
+        }),
+        PatternKind::Transaction | PatternKind::LoggedBatch | PatternKind::Outbox => {
+            Arc::new(atomic::AtomicWriter {
+                write: stores.primary.atomic_write().await?,
+                pattern: pattern.clone(),
+            })
         }
-    }
+    })
 }

@@ -107,7 +107,11 @@ impl FaultInterceptor {
     }
 }
 
-/// The response DynamoDB sends for an error of this code.
+/// Marks a replaced answer, so the classifier knows the server applied the request
+/// whatever the status says (a real DynamoDB never sends it).
+pub const INJECTED_AFTER_HEADER: &str = "x-dualwrite-injected-after";
+
+/// The response DynamoDB sends for an error of this code, marked as injected.
 fn error_response(code: &str) -> HttpResponse {
     // InternalServerError is a 500 on DynamoDB; the throughput errors are 400s.
     let status = if code == "InternalServerError" {
@@ -125,6 +129,7 @@ fn error_response(code: &str) -> HttpResponse {
     response
         .headers_mut()
         .insert("content-type", "application/x-amz-json-1.0");
+    response.headers_mut().insert(INJECTED_AFTER_HEADER, "1");
     response
 }
 
@@ -219,5 +224,6 @@ mod tests {
         );
         let body = std::str::from_utf8(r.body().bytes().unwrap()).unwrap();
         assert!(body.contains("#ProvisionedThroughputExceededException\""));
+        assert_eq!(r.headers().get(INJECTED_AFTER_HEADER), Some("1"));
     }
 }

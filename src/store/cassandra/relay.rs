@@ -1,5 +1,6 @@
-//! The Cassandra outbox relay: finds pending `order_outbox` rows, claims each with
-//! a lightweight transaction, publishes it to `events`, then marks it published.
+//! The Cassandra outbox source of the `outbox` relay: finds pending `order_outbox`
+//! rows and claims each with a lightweight transaction; the relay loop publishes
+//! it to the sink, then [`RelaySource::done`] marks it published.
 //!
 //! - Claim: `UPDATE ... SET processing = true, claimed_at = ?, claimed_by = ?
 //!   IF published = false AND processing = false`; only the worker that reads
@@ -11,8 +12,9 @@
 //! - A crash between publish and mark (the crash policy) leaves the claim to expire:
 //!   the entry is published again, a duplicate unless the consumer is idempotent.
 //!
-//! The relay reads and claims through the relay side's session and publishes
-//! through the secondary side's session, so each can be faulted separately.
+//! The source reads, claims and marks through the relay side's session; the relay
+//! publishes through the sink (the secondary side), so each can be faulted
+//! separately.
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -21,28 +23,34 @@ use scylla::client::session::Session;
 use scylla::statement::Statement;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::cassandra::applied;
+use super::applied;
 use crate::order::parse_order_key;
 use crate::pattern::Pattern;
-use crate::relay::{RelayContext, RelayExit, RelayWorker};
+use crate::relay::{RelaySource, SourceEvent};
+use crate::store::Record;
 
 const PAGE: i32 = 500;
 
-pub(crate) struct OutboxRelay {
+pub(crate) struct OutboxSource {
     relay: Arc<Session>,
-    secondary: Arc<Session>,
     outbox: String,
     claim: PreparedStatement,
     retake: PreparedStatement,
-    publish: PreparedStatement,
     mark: PreparedStatement,
-    idempotent: bool,
-    workers: u32,
     claim_ttl: Duration,
-    poll_interval: Duration,
+    /// Per worker: its identity in this incarnation and the pending rows it still
+    /// has to try (in flight: replaced on restart).
+    workers: Mutex<HashMap<u32, WorkerState>>,
+}
+
+#[derive(Default)]
+struct WorkerState {
+    me: String,
+    queue: VecDeque<Pending>,
 }
 
 /// A pending outbox row as the relay reads it.
@@ -54,12 +62,10 @@ struct Pending {
     claimed_at: Option<CqlTimestamp>,
 }
 
-impl OutboxRelay {
+impl OutboxSource {
     pub(crate) async fn new(
         relay: Arc<Session>,
-        secondary: Arc<Session>,
         outbox: &str,
-        events: &str,
         pattern: &Pattern,
     ) -> anyhow::Result<Self> {
         let prep = |session: Arc<Session>, cql: String| async move {
@@ -90,20 +96,10 @@ impl OutboxRelay {
                 ),
             )
             .await?,
-            publish: prep(
-                secondary.clone(),
-                format!(
-                    "INSERT INTO {events} (order_id, event_id, customer_id, amount_cents) VALUES (?, ?, ?, ?)"
-                ),
-            )
-            .await?,
             relay,
-            secondary,
             outbox: outbox.to_string(),
-            idempotent: pattern.relay.idempotent,
-            workers: pattern.relay.workers,
             claim_ttl: pattern.relay.claim_ttl,
-            poll_interval: pattern.relay.poll_interval,
+            workers: Mutex::default(),
         })
     }
 
@@ -165,14 +161,6 @@ impl OutboxRelay {
         };
         applied(result)
     }
-
-    fn event_id(&self, key: &str) -> String {
-        if self.idempotent {
-            format!("e-{key}")
-        } else {
-            format!("e-{key}-{:016x}", rand::random::<u64>())
-        }
-    }
 }
 
 fn now() -> CqlTimestamp {
@@ -180,44 +168,83 @@ fn now() -> CqlTimestamp {
 }
 
 #[async_trait]
-impl RelayWorker for OutboxRelay {
-    async fn run(&self, worker: u32, ctx: RelayContext) -> anyhow::Result<RelayExit> {
+impl RelaySource for OutboxSource {
+    async fn start(&self, worker: u32, _workers: u32) -> anyhow::Result<()> {
         // A new identity per incarnation: a restarted worker does not own old claims.
-        let me = format!("w{worker}-{:08x}", rand::random::<u32>());
-        loop {
+        self.workers.lock().unwrap().insert(
+            worker,
+            WorkerState {
+                me: format!("w{worker}-{:08x}", rand::random::<u32>()),
+                queue: VecDeque::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Claims the next entry this worker can take; one at a time, so a claim is
+    /// fresh when its entry is published (a batch of claims could expire first).
+    async fn next(&self, worker: u32) -> anyhow::Result<Vec<SourceEvent>> {
+        let (me, empty) = {
+            let workers = self.workers.lock().unwrap();
+            let state = workers.get(&worker).context("worker not started")?;
+            (state.me.clone(), state.queue.is_empty())
+        };
+        if empty {
             let mut rows = self.pending_rows().await?;
             // Each worker starts at its own share of the pending list, so workers
             // mostly claim different entries instead of racing (and losing Paxos
             // rounds) on the same one; the LWT still decides every race.
-            let start = worker as usize * rows.len() / self.workers.max(1) as usize;
+            let n = self.workers.lock().unwrap().len().max(1);
+            let start = worker as usize * rows.len() / n;
             rows.rotate_left(start);
-            for row in rows {
-                if !self.claim(&row, &me, now()).await? {
-                    continue;
-                }
-                let event_id = self.event_id(&row.key);
-                self.secondary
-                    .execute_unpaged(
-                        &self.publish,
-                        (&row.key, &event_id, row.customer_id, row.amount_cents),
-                    )
-                    .await
-                    .with_context(|| format!("publishing {}", row.key))?;
-                if let Some(id) = parse_order_key(&row.key) {
-                    ctx.delivered(id);
-                }
-                if ctx.should_crash() {
-                    return Ok(RelayExit::Crashed);
-                }
-                let marked = self
-                    .relay
-                    .execute_unpaged(&self.mark, (&row.key, &me))
-                    .await
-                    .with_context(|| format!("marking {} published", row.key))?;
-                let _ = applied(marked)?;
+            if let Some(state) = self.workers.lock().unwrap().get_mut(&worker) {
+                state.queue = rows.into();
             }
-            tokio::time::sleep(self.poll_interval).await;
         }
+        loop {
+            let row = self
+                .workers
+                .lock()
+                .unwrap()
+                .get_mut(&worker)
+                .and_then(|s| s.queue.pop_front());
+            let Some(row) = row else {
+                return Ok(Vec::new());
+            };
+            if !self.claim(&row, &me, now()).await? {
+                continue;
+            }
+            let Some(order_id) = parse_order_key(&row.key) else {
+                continue;
+            };
+            return Ok(vec![SourceEvent {
+                record: Record {
+                    order_id,
+                    customer_id: row.customer_id as u64,
+                    amount_cents: row.amount_cents as u64,
+                },
+                position: row.key,
+            }]);
+        }
+    }
+
+    async fn done(&self, worker: u32, events: &[SourceEvent]) -> anyhow::Result<()> {
+        let me = self
+            .workers
+            .lock()
+            .unwrap()
+            .get(&worker)
+            .map(|s| s.me.clone())
+            .context("worker not started")?;
+        for event in events {
+            let marked = self
+                .relay
+                .execute_unpaged(&self.mark, (&event.position, &me))
+                .await
+                .with_context(|| format!("marking {} published", event.position))?;
+            let _ = applied(marked)?;
+        }
+        Ok(())
     }
 
     async fn pending(&self) -> anyhow::Result<u64> {

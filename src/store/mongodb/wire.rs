@@ -12,10 +12,11 @@ use mongodb::error::{
 use std::future::Future;
 use std::time::Duration;
 
-use super::Record;
 use crate::history::SideOutcome;
 use crate::order::{Order, order_key, parse_order_key};
 use crate::pattern::KeyPolicy;
+use crate::pattern::outcome::{self, Attempt};
+use crate::store::Record;
 
 const DUPLICATE_KEY: i32 = 11000;
 
@@ -65,7 +66,9 @@ pub(crate) fn classify(e: &MongoError) -> Failure {
         // The request may have reached the server; only the answer was lost.
         ErrorKind::Io(_) => (SideOutcome::Unknown, "io".to_string()),
         ErrorKind::ServerSelection { .. } => (SideOutcome::Fail, "server-selection".into()),
-        ErrorKind::ConnectionPoolCleared { .. } => (SideOutcome::Fail, "pool-cleared".into()),
+        // The pool is cleared when the monitor times out, and in-use connections
+        // are interrupted: an operation already sent fails with this error too.
+        ErrorKind::ConnectionPoolCleared { .. } => (SideOutcome::Unknown, "pool-cleared".into()),
         ErrorKind::Command(c) => (
             SideOutcome::Fail,
             if c.code_name.is_empty() {
@@ -122,6 +125,29 @@ pub(crate) fn classify(e: &MongoError) -> Failure {
         transient_txn: write_conflict || e.contains_label(TRANSIENT_TRANSACTION_ERROR),
         unknown_commit: e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT),
         duplicate_key,
+    }
+}
+
+impl Failure {
+    /// Whether an application retries after it: anything that may have applied,
+    /// and refusals that say nothing was sent.
+    pub(crate) fn retryable(&self) -> bool {
+        self.outcome == SideOutcome::Unknown
+            || self.transient_txn
+            || ["refused", "server-selection", "pool-cleared"].contains(&self.class.as_str())
+    }
+
+    /// The attempt this failure makes, by the outcome rule.
+    pub(crate) fn attempt(self) -> Attempt {
+        let retry = self.retryable();
+        let f = outcome::Failure::new(self.class, self.detail).retryable(retry);
+        if self.duplicate_key {
+            Attempt::AlreadyThere(f)
+        } else if self.outcome == SideOutcome::Unknown {
+            Attempt::Indeterminate(f)
+        } else {
+            Attempt::NotApplied(f)
+        }
     }
 }
 

@@ -1,0 +1,532 @@
+//! Apache Cassandra through Toxiproxy, with the `scylla` driver.
+//!
+//! Keyspace per run = the namespace (SimpleStrategy, RF 1), dropped at the end.
+//! Tables (all created idempotently):
+//! `orders`, `orders_by_customer`, `order_audit`, `events` (the sides, see
+//! `side.rs`) and `order_outbox` (the outbox row written in the order's batch,
+//! claimed by the relay source in `relay.rs`); the logged batches are in
+//! `writes.rs`.
+//!
+//! Each side has its own Session to its own proxy. The driver learns node addresses
+//! from `system.local`/`system.peers`; [`ThroughProxy`] maps every one of them back
+//! to the side's proxy so no connection bypasses it. The driver's own retries are off
+//! (retrying is the application's decision) and every request has `op_timeout`.
+
+mod relay;
+mod side;
+mod writes;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use futures::FutureExt;
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError, TranslationError};
+use scylla::policies::address_translator::{AddressTranslator, UntranslatedPeer};
+use scylla::policies::retry::FallthroughRetryPolicy;
+use scylla::statement::{Consistency, Statement};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use self::relay::OutboxSource;
+use self::side::{CassandraSide, Table};
+use self::writes::{BareClient, BatchWrite};
+use super::spec::{BenchSpec, LocalServer, ServerSpec, StoreSpec, Support};
+use super::{ServerInfo, SideStore, Store, StoreContext};
+use crate::pattern::PatternKind;
+use crate::pattern::atomic::AtomicWrite;
+use crate::pattern::outcome::{Attempt, Failure};
+use crate::relay::RelaySource;
+use crate::scenario::Side;
+use crate::writer::Writer;
+
+pub static SPEC: StoreSpec = StoreSpec {
+    name: "cassandra",
+    about: "Apache Cassandra through the scylla driver (one node locally)",
+    servers: &[ServerSpec {
+        name: "cassandra",
+        proxy_prefix: "cassandra",
+        local: Some(LocalServer {
+            component: "cassandra",
+            in_memory: false,
+        }),
+    }],
+    holds_primary: true,
+    holds_secondary: true,
+    patterns: &[
+        (
+            PatternKind::Naive,
+            Support::Yes {
+                how: "INSERT into orders, then into orders_by_customer",
+                options: &["consistency", "lwt_insert"],
+            },
+        ),
+        (
+            PatternKind::Transaction,
+            Support::No(
+                "Cassandra has no multi-partition transactions; use `logged-batch` (atomic within one partition) or `outbox`",
+            ),
+        ),
+        (
+            PatternKind::LoggedBatch,
+            Support::Yes {
+                how: "one LOGGED BATCH (same or cross partition)",
+                options: &["partitioning", "consistency"],
+            },
+        ),
+        (
+            PatternKind::Outbox,
+            Support::Yes {
+                how: "outbox row in the order's partition + LWT-claiming relay",
+                options: &["consistency", "relay.workers", "relay.claim_ttl"],
+            },
+        ),
+        (
+            PatternKind::Streams,
+            Support::No(
+                "Cassandra has no change feed this tool can consume; use `outbox` (outbox table + relay)",
+            ),
+        ),
+    ],
+    secondary_options: &["consistency"],
+    fault_kinds: &[],
+    bench: BenchSpec {
+        server: "cassandra",
+        checker_records: 20000,
+    },
+    connect: |ctx| {
+        async move { Ok(Box::new(CassandraStore::connect(ctx).await?) as Box<dyn Store>) }.boxed()
+    },
+};
+
+/// Schema changes and scans are slower than a write: their own timeout.
+const DDL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Maps every node address the driver learns to the side's proxy address, so that
+/// all traffic of a session goes through its proxy (one node behind each proxy).
+#[derive(Debug)]
+pub struct ThroughProxy(pub SocketAddr);
+
+#[async_trait]
+impl AddressTranslator for ThroughProxy {
+    async fn translate_address(
+        &self,
+        _peer: &UntranslatedPeer,
+    ) -> Result<SocketAddr, TranslationError> {
+        Ok(self.0)
+    }
+}
+
+pub struct CassandraStore {
+    ctx: StoreContext,
+    sessions: BTreeMap<Side, Arc<Session>>,
+    info: ServerInfo,
+}
+
+/// Fully qualified table names of one run.
+#[derive(Debug, Clone)]
+pub(crate) struct Tables {
+    pub keyspace: String,
+    pub orders: String,
+    pub by_customer: String,
+    pub audit: String,
+    pub outbox: String,
+    pub events: String,
+}
+
+impl Tables {
+    fn of(keyspace: &str) -> Self {
+        Self {
+            keyspace: keyspace.to_string(),
+            orders: format!("{keyspace}.orders"),
+            by_customer: format!("{keyspace}.orders_by_customer"),
+            audit: format!("{keyspace}.order_audit"),
+            outbox: format!("{keyspace}.order_outbox"),
+            events: format!("{keyspace}.events"),
+        }
+    }
+}
+
+pub(crate) fn consistency(name: &str) -> Consistency {
+    match name {
+        "one" => Consistency::One,
+        "two" => Consistency::Two,
+        "all" => Consistency::All,
+        "local_quorum" => Consistency::LocalQuorum,
+        "local_one" => Consistency::LocalOne,
+        _ => Consistency::Quorum,
+    }
+}
+
+/// Opens a session through one proxy (`host:port`).
+async fn open_session(
+    side: Side,
+    endpoint: &str,
+    op_timeout: Duration,
+    level: Consistency,
+) -> anyhow::Result<Session> {
+    let addr = tokio::net::lookup_host(endpoint)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("cannot resolve the {side} endpoint `{endpoint}`"))?;
+    let profile = ExecutionProfile::builder()
+        .request_timeout(Some(op_timeout))
+        .consistency(level)
+        .retry_policy(Arc::new(FallthroughRetryPolicy::new()))
+        .build();
+    let builder = SessionBuilder::new()
+        .known_node_addr(addr)
+        .address_translator(Arc::new(ThroughProxy(addr)))
+        .connection_timeout(Duration::from_secs(2))
+        // Schema metadata is not needed (prepared statements carry their partition
+        // key), and refreshing it after DDL fails when another run drops its
+        // keyspace at the same moment.
+        .fetch_schema_metadata(false)
+        .refresh_metadata_on_auto_schema_agreement(false)
+        .default_execution_profile_handle(profile.into_handle());
+    let build = builder.build();
+    let hint = "hint: is the local stack up (scripts/stack up) and the proxy enabled? see scripts/PORTS.md";
+    match tokio::time::timeout(Duration::from_secs(10), build).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => anyhow::bail!("Cassandra at {endpoint} ({side} side): {e}\n  {hint}"),
+        Err(_) => {
+            anyhow::bail!("Cassandra at {endpoint} ({side} side): no session within 10s\n  {hint}")
+        }
+    }
+}
+
+/// How a failed request is seen by the application, by the outcome rule: certainly
+/// not applied when the driver never sent it (no connection, no node, no stream
+/// id, a request it could not serialize or prepare) or the coordinator refused it
+/// before writing (Unavailable, Overloaded, IsBootstrapping, rate limit, invalid);
+/// indeterminate when it may have applied (timeouts, a connection closed with the
+/// request on it, write timeouts and failures, server errors). Every failure is
+/// retryable: each write carries the operation's timestamp, so a replay is the
+/// same write.
+pub(crate) fn classify(err: &ExecutionError) -> Attempt {
+    let (applied_maybe, class) = class_of(err);
+    let failure = Failure::new(class, err.to_string()).retryable(true);
+    if applied_maybe {
+        Attempt::Indeterminate(failure)
+    } else {
+        Attempt::NotApplied(failure)
+    }
+}
+
+/// (may have applied, error class).
+fn class_of(err: &ExecutionError) -> (bool, String) {
+    const SENT: bool = true;
+    const NOT_SENT: bool = false;
+    match err {
+        // Nothing was sent: no connection to send it on, or it never got that far.
+        ExecutionError::ConnectionPoolError(_) => (NOT_SENT, "no-connection".into()),
+        ExecutionError::EmptyPlan => (NOT_SENT, "no-node".into()),
+        ExecutionError::BadQuery(_) => (NOT_SENT, "bad-query".into()),
+        ExecutionError::PrepareError(_) => (NOT_SENT, "prepare".into()),
+        ExecutionError::RequestTimeout(_) => (SENT, "timeout".into()),
+        ExecutionError::LastAttemptError(e) => match e {
+            RequestAttemptError::UnableToAllocStreamId => (NOT_SENT, "no-stream-id".into()),
+            RequestAttemptError::SerializationError(_)
+            | RequestAttemptError::CqlRequestSerialization(_) => (NOT_SENT, "serialization".into()),
+            // The connection died with this request on it: sent or not, we cannot tell.
+            RequestAttemptError::BrokenConnectionError(_) => (SENT, "connection-closed".into()),
+            RequestAttemptError::DbError(db, _) => match db {
+                // Batch, Cas, BatchLog...: which step timed out, kept in the class.
+                DbError::WriteTimeout { write_type, .. } => {
+                    (SENT, format!("WriteTimeout-{write_type:?}"))
+                }
+                DbError::ReadTimeout { .. } => (SENT, "ReadTimeout".into()),
+                DbError::WriteFailure { .. } => (SENT, "WriteFailure".into()),
+                DbError::ServerError => (SENT, "ServerError".into()),
+                DbError::Unavailable { .. } => (NOT_SENT, "Unavailable".into()),
+                DbError::Overloaded => (NOT_SENT, "Overloaded".into()),
+                DbError::IsBootstrapping => (NOT_SENT, "IsBootstrapping".into()),
+                DbError::RateLimitReached { .. } => (NOT_SENT, "RateLimitReached".into()),
+                other => (NOT_SENT, db_error_name(other)),
+            },
+            _ => (SENT, "response".into()),
+        },
+        _ => (SENT, "other".into()),
+    }
+}
+
+fn db_error_name(e: &DbError) -> String {
+    let debug = format!("{e:?}");
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("DbError")
+        .to_string()
+}
+
+impl CassandraStore {
+    pub async fn connect(ctx: StoreContext) -> anyhow::Result<Self> {
+        let op_timeout = ctx.scenario.workload.op_timeout;
+        let level = consistency(&ctx.scenario.pattern.consistency);
+        let mut sessions = BTreeMap::new();
+        for side in ctx.sides().collect::<Vec<_>>() {
+            let session = open_session(side, ctx.endpoint(side), op_timeout, level).await?;
+            sessions.insert(side, Arc::new(session));
+        }
+        Ok(Self {
+            ctx,
+            sessions,
+            info: ServerInfo::default(),
+        })
+    }
+
+    /// One small query on one side's session (proxy checks in tests and tools).
+    pub async fn ping(&self, side: Side) -> anyhow::Result<()> {
+        self.session(side)
+            .query_unpaged("SELECT release_version FROM system.local", ())
+            .await
+            .with_context(|| format!("{side} side ({})", self.ctx.endpoint(side)))?;
+        Ok(())
+    }
+
+    fn tables(&self) -> Tables {
+        Tables::of(&self.ctx.namespace)
+    }
+
+    fn session(&self, side: Side) -> &Arc<Session> {
+        self.sessions
+            .get(&side)
+            .or_else(|| self.sessions.values().next())
+            .expect("a store serves at least one connection")
+    }
+
+    /// The session of any connection this store serves (set-up, probes).
+    fn admin(&self) -> (Side, &Arc<Session>) {
+        let side = self.ctx.sides().next().unwrap_or(Side::Primary);
+        (side, self.session(side))
+    }
+
+    /// DDL on the primary session. Every statement is idempotent (IF [NOT] EXISTS),
+    /// so a failure is retried twice: schema changes of concurrent runs can make
+    /// one attempt fail.
+    async fn ddl(&self, cql: &str) -> anyhow::Result<()> {
+        let mut s = Statement::new(cql);
+        s.set_request_timeout(Some(DDL_TIMEOUT));
+        let mut attempt = 0;
+        loop {
+            match self.admin().1.query_unpaged(s.clone(), ()).await {
+                Ok(_) => return Ok(()),
+                Err(_) if attempt < 2 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("`{cql}` failed")),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for CassandraStore {
+    async fn probe(&mut self) -> anyhow::Result<()> {
+        let (side, session) = self.admin();
+        let endpoint = self.ctx.endpoint(side).to_string();
+        let mut s = Statement::new("SELECT release_version FROM system.local");
+        s.set_request_timeout(Some(Duration::from_secs(5)));
+        let version = session
+            .query_unpaged(s, ())
+            .await
+            .with_context(|| format!("Cassandra at {endpoint} ({side} side) does not answer"))?
+            .into_rows_result()?
+            .first_row::<(String,)>()?
+            .0;
+        self.info = ServerInfo {
+            product: self.ctx.server.clone(),
+            version,
+            capabilities: BTreeMap::from([
+                ("logged_batch".to_string(), true),
+                ("lwt".to_string(), true),
+                ("multi_partition_transactions".to_string(), false),
+            ]),
+            not_exercised: vec![
+                "a single node (RF 1): replica-side partial failures of a cross-partition batch (batchlog replay, WriteTimeout of type BATCH_LOG) cannot happen; faults sit between the client and the coordinator".into(),
+                "Unavailable / Overloaded need several replicas or real overload".into(),
+            ],
+        };
+        Ok(())
+    }
+
+    fn server_info(&self) -> ServerInfo {
+        self.info.clone()
+    }
+
+    async fn prepare(&self) -> anyhow::Result<()> {
+        let t = self.tables();
+        self.ddl(&format!(
+            "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}",
+            t.keyspace
+        ))
+        .await?;
+        let tables = [
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (order_id text PRIMARY KEY, customer_id bigint, amount_cents bigint, payload text)",
+                t.orders
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (customer_id bigint, order_id text, amount_cents bigint, PRIMARY KEY ((customer_id), order_id))",
+                t.by_customer
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (order_id text, audit_id text, customer_id bigint, amount_cents bigint, PRIMARY KEY ((order_id), audit_id))",
+                t.audit
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (order_id text PRIMARY KEY, customer_id bigint, amount_cents bigint, published boolean, processing boolean, claimed_at timestamp, claimed_by text)",
+                t.outbox
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (order_id text, event_id text, customer_id bigint, amount_cents bigint, PRIMARY KEY ((order_id), event_id))",
+                t.events
+            ),
+        ];
+        for cql in &tables {
+            self.ddl(cql).await?;
+        }
+        Ok(())
+    }
+
+    async fn side(&self, side: Side) -> anyhow::Result<Arc<dyn SideStore>> {
+        let pattern = &self.ctx.scenario.pattern;
+        let table = match side {
+            Side::Primary => Table::Orders,
+            _ => Table::secondary(pattern),
+        };
+        let lwt = side == Side::Primary && pattern.lwt_insert;
+        Ok(Arc::new(
+            CassandraSide::new(self.session(side).clone(), table, &self.tables(), lwt).await?,
+        ))
+    }
+
+    async fn atomic_write(&self) -> anyhow::Result<Arc<dyn AtomicWrite>> {
+        let pattern = &self.ctx.scenario.pattern;
+        match pattern.kind {
+            PatternKind::LoggedBatch | PatternKind::Outbox => Ok(Arc::new(
+                BatchWrite::new(self.session(Side::Primary).clone(), &self.tables(), pattern)
+                    .await?,
+            )),
+            other => anyhow::bail!("pattern `{other}` has no atomic write on cassandra"),
+        }
+    }
+
+    async fn relay_source(&self) -> anyhow::Result<Arc<dyn RelaySource>> {
+        if self.ctx.scenario.pattern.kind != PatternKind::Outbox {
+            anyhow::bail!("only `outbox` has a relay on cassandra");
+        }
+        let source = OutboxSource::new(
+            self.session(Side::Relay).clone(),
+            &self.tables().outbox,
+            &self.ctx.scenario.pattern,
+        )
+        .await?;
+        Ok(Arc::new(source))
+    }
+
+    async fn bare_client(&self, writes: u8) -> Option<Arc<dyn Writer>> {
+        let t = self.tables();
+        let orders = format!(
+            "INSERT INTO {} (order_id, customer_id, amount_cents, payload) VALUES (?, ?, ?, ?)",
+            t.orders
+        );
+        let by_customer = format!(
+            "INSERT INTO {} (customer_id, order_id, amount_cents) VALUES (?, ?, ?)",
+            t.by_customer
+        );
+        let primary = self.sessions.get(&Side::Primary)?.clone();
+        let secondary = self.sessions.get(&Side::Secondary)?.clone();
+        Some(Arc::new(BareClient {
+            insert_order: primary.prepare(orders).await.ok()?,
+            insert_secondary: secondary.prepare(by_customer).await.ok()?,
+            primary,
+            secondary,
+            writes,
+        }))
+    }
+
+    async fn drop_namespace(&self) -> anyhow::Result<()> {
+        self.ddl(&format!(
+            "DROP KEYSPACE IF EXISTS {}",
+            self.tables().keyspace
+        ))
+        .await
+    }
+}
+
+/// Whether an LWT result says it applied (`[applied]` is the first column).
+pub(crate) fn applied(result: scylla::response::query_result::QueryResult) -> anyhow::Result<bool> {
+    let rows = result.into_rows_result()?;
+    let row = rows.first_row::<scylla::value::Row>()?;
+    Ok(matches!(
+        row.columns.first(),
+        Some(Some(scylla::value::CqlValue::Boolean(true)))
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pattern::{Partitioning, Pattern};
+    use scylla::errors::{ConnectionPoolError, WriteType};
+
+    fn class(a: Attempt) -> (bool, String) {
+        match a {
+            Attempt::Indeterminate(f) => (true, f.class),
+            Attempt::NotApplied(f) => (false, f.class),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_are_not_applied_when_nothing_was_sent_and_indeterminate_when_it_may_have_applied() {
+        let pool = ExecutionError::ConnectionPoolError(ConnectionPoolError::Initializing);
+        assert!(!class(classify(&pool)).0);
+        let timeout = ExecutionError::RequestTimeout(Duration::from_secs(1));
+        assert_eq!(class(classify(&timeout)), (true, "timeout".into()));
+        let db = |e: DbError| {
+            class(classify(&ExecutionError::LastAttemptError(
+                RequestAttemptError::DbError(e, String::new()),
+            )))
+        };
+        assert_eq!(
+            db(DbError::WriteTimeout {
+                consistency: Consistency::Quorum,
+                received: 0,
+                required: 1,
+                write_type: WriteType::Cas,
+            }),
+            (true, "WriteTimeout-Cas".into())
+        );
+        let unavailable = DbError::Unavailable {
+            consistency: Consistency::Quorum,
+            required: 2,
+            alive: 1,
+        };
+        assert_eq!(db(unavailable), (false, "Unavailable".into()));
+        assert_eq!(db(DbError::Overloaded), (false, "Overloaded".into()));
+        assert_eq!(db(DbError::Invalid), (false, "Invalid".into()));
+    }
+
+    #[test]
+    fn the_secondary_side_is_the_table_the_pattern_writes_second() {
+        let mut p = Pattern::new(PatternKind::LoggedBatch);
+        assert_eq!(Table::secondary(&p), Table::Audit);
+        p.partitioning = Partitioning::Cross;
+        assert_eq!(Table::secondary(&p), Table::ByCustomer);
+        assert_eq!(
+            Table::secondary(&Pattern::new(PatternKind::Naive)),
+            Table::ByCustomer
+        );
+        assert_eq!(
+            Table::secondary(&Pattern::new(PatternKind::Outbox)),
+            Table::Events
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! A Cassandra table as a side. The primary side is `orders` ((order_id)); the
+//! secondary side is the table the pattern writes second:
+//! - `orders_by_customer` ((customer_id), order_id) for `naive` and the
+//!   cross-partition logged batch: another partition key than the order's;
+//! - `order_audit` ((order_id), audit_id) for the same-partition logged batch;
+//! - `events` ((order_id), event_id) for what a relay publishes: a fresh
+//!   `event_id` per publication (non-idempotent consumer) lets a replay duplicate.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use scylla::client::session::Session;
+use scylla::statement::Statement;
+use scylla::statement::prepared::PreparedStatement;
+use std::sync::Arc;
+
+use super::{DDL_TIMEOUT, Tables, classify};
+use crate::order::{Order, order_key, parse_order_key};
+use crate::pattern::outcome::Attempt;
+use crate::pattern::{KeyPolicy, Partitioning, Pattern, PatternKind};
+use crate::store::{Record, ScanSink, SideStore};
+
+const SCAN_PAGE: i32 = 1000;
+
+/// Which table a side is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Orders,
+    ByCustomer,
+    Audit,
+    Events,
+}
+
+impl Table {
+    /// The secondary table of a pattern.
+    pub(crate) fn secondary(pattern: &Pattern) -> Self {
+        match (pattern.kind, pattern.partitioning) {
+            (PatternKind::LoggedBatch, Partitioning::Same) => Table::Audit,
+            (PatternKind::Outbox | PatternKind::Streams, _) => Table::Events,
+            _ => Table::ByCustomer,
+        }
+    }
+
+    pub(crate) fn name(self, t: &Tables) -> String {
+        match self {
+            Table::Orders => t.orders.clone(),
+            Table::ByCustomer => t.by_customer.clone(),
+            Table::Audit => t.audit.clone(),
+            Table::Events => t.events.clone(),
+        }
+    }
+}
+
+pub(crate) struct CassandraSide {
+    pub(crate) session: Arc<Session>,
+    pub(crate) table: Table,
+    pub(crate) name: String,
+    /// The application's write of this side's record.
+    pub(crate) insert: PreparedStatement,
+    /// `INSERT ... IF NOT EXISTS` (lwt_insert): no client timestamp.
+    pub(crate) lwt: bool,
+}
+
+impl CassandraSide {
+    pub(crate) async fn new(
+        session: Arc<Session>,
+        table: Table,
+        tables: &Tables,
+        lwt: bool,
+    ) -> anyhow::Result<Self> {
+        let name = table.name(tables);
+        let cql = match table {
+            // A stable client timestamp per operation makes a retry merge into the
+            // same cells instead of overwriting later writes (e.g. the relay's marks).
+            Table::Orders if lwt => format!(
+                "INSERT INTO {name} (order_id, customer_id, amount_cents, payload) VALUES (?, ?, ?, ?) IF NOT EXISTS"
+            ),
+            Table::Orders => format!(
+                "INSERT INTO {name} (order_id, customer_id, amount_cents, payload) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
+            ),
+            Table::ByCustomer => format!(
+                "INSERT INTO {name} (customer_id, order_id, amount_cents) VALUES (?, ?, ?) USING TIMESTAMP ?"
+            ),
+            Table::Audit | Table::Events => {
+                let id = if table == Table::Audit {
+                    "audit_id"
+                } else {
+                    "event_id"
+                };
+                format!(
+                    "INSERT INTO {name} (order_id, {id}, customer_id, amount_cents) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
+                )
+            }
+        };
+        let insert = session
+            .prepare(cql.clone())
+            .await
+            .with_context(|| format!("cannot prepare `{cql}`"))?;
+        Ok(Self {
+            session,
+            table,
+            name,
+            insert,
+            lwt: lwt && table == Table::Orders,
+        })
+    }
+}
+
+fn attempt<T>(result: Result<T, scylla::errors::ExecutionError>) -> Attempt {
+    match result {
+        // With IF NOT EXISTS, "not applied" means the order is already there (a
+        // duplicate suppressed): the order exists either way.
+        Ok(_) => Attempt::Applied,
+        Err(e) => classify(&e),
+    }
+}
+
+#[async_trait]
+impl SideStore for CassandraSide {
+    fn describe(&self) -> String {
+        format!("cassandra table {}", self.name)
+    }
+
+    async fn write_order(&self, order: &Order, timestamp_us: i64) -> Attempt {
+        let (key, c, a) = (
+            order.key(),
+            order.customer_id as i64,
+            order.amount_cents as i64,
+        );
+        let s = &self.session;
+        attempt(if self.lwt {
+            s.execute_unpaged(&self.insert, (&key, c, a, &order.payload))
+                .await
+        } else {
+            s.execute_unpaged(&self.insert, (&key, c, a, &order.payload, timestamp_us))
+                .await
+        })
+    }
+
+    async fn write_event(&self, record: &Record, key: KeyPolicy, timestamp_us: i64) -> Attempt {
+        let (order, c, a) = (
+            order_key(record.order_id),
+            record.customer_id as i64,
+            record.amount_cents as i64,
+        );
+        let s = &self.session;
+        attempt(match self.table {
+            Table::ByCustomer => {
+                s.execute_unpaged(&self.insert, (c, &order, a, timestamp_us))
+                    .await
+            }
+            Table::Audit | Table::Events | Table::Orders => {
+                let prefix = if self.table == Table::Audit { "a" } else { "e" };
+                let id = match key {
+                    KeyPolicy::Stable => format!("{prefix}-{order}"),
+                    KeyPolicy::Fresh => {
+                        format!("{prefix}-{order}-{:016x}", rand::random::<u64>())
+                    }
+                };
+                s.execute_unpaged(&self.insert, (&order, &id, c, a, timestamp_us))
+                    .await
+            }
+        })
+    }
+
+    async fn scan(&self, sink: &mut dyn ScanSink) -> anyhow::Result<()> {
+        scan_table(&self.session, &self.name, sink).await
+    }
+
+    async fn plant(&self, record: Record, copies: u32) -> anyhow::Result<()> {
+        let key = order_key(record.order_id);
+        let (c, a) = (record.customer_id as i64, record.amount_cents as i64);
+        let table = &self.name;
+        for copy in 0..copies.max(1) {
+            // A second copy needs a second key: the audit and events tables have a
+            // clustering id for that; the others overwrite (one row per order).
+            let extra = format!("{key}-planted-{copy}");
+            let s = &self.session;
+            match self.table {
+                Table::Orders => {
+                    let cql = format!(
+                        "INSERT INTO {table} (order_id, customer_id, amount_cents) VALUES (?, ?, ?)"
+                    );
+                    s.query_unpaged(cql, (&key, c, a)).await?;
+                }
+                Table::ByCustomer => {
+                    let cql = format!(
+                        "INSERT INTO {table} (customer_id, order_id, amount_cents) VALUES (?, ?, ?)"
+                    );
+                    s.query_unpaged(cql, (c, &key, a)).await?;
+                }
+                Table::Audit | Table::Events => {
+                    let id = if self.table == Table::Audit {
+                        "audit_id"
+                    } else {
+                        "event_id"
+                    };
+                    let cql = format!(
+                        "INSERT INTO {table} (order_id, {id}, customer_id, amount_cents) VALUES (?, ?, ?, ?)"
+                    );
+                    s.query_unpaged(cql, (&key, &extra, c, a)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn plant_foreign(&self, key: &str) -> anyhow::Result<()> {
+        let table = &self.name;
+        let cql = match self.table {
+            Table::Orders => format!("INSERT INTO {table} (order_id) VALUES (?)"),
+            Table::ByCustomer => {
+                format!("INSERT INTO {table} (customer_id, order_id) VALUES (0, ?)")
+            }
+            Table::Audit => {
+                format!("INSERT INTO {table} (order_id, audit_id) VALUES (?, 'foreign')")
+            }
+            Table::Events => {
+                format!("INSERT INTO {table} (order_id, event_id) VALUES (?, 'foreign')")
+            }
+        };
+        self.session
+            .query_unpaged(cql, (key,))
+            .await
+            .context("planting a foreign record")?;
+        Ok(())
+    }
+}
+
+/// Full token-range scan of one table, paged: one page in memory at a time.
+pub(crate) async fn scan_table(
+    session: &Session,
+    table: &str,
+    sink: &mut dyn ScanSink,
+) -> anyhow::Result<()> {
+    let mut s = Statement::new(format!(
+        "SELECT order_id, customer_id, amount_cents FROM {table}"
+    ))
+    .with_page_size(SCAN_PAGE);
+    s.set_request_timeout(Some(DDL_TIMEOUT));
+    let mut rows = session
+        .query_iter(s, ())
+        .await
+        .with_context(|| format!("scan of {table} failed"))?
+        .rows_stream::<(String, Option<i64>, Option<i64>)>()
+        .with_context(|| format!("scan of {table}: unexpected columns"))?;
+    while let Some((key, customer, amount)) = rows
+        .try_next()
+        .await
+        .with_context(|| format!("scan of {table} failed mid-way"))?
+    {
+        match (parse_order_key(&key), customer, amount) {
+            (Some(order_id), Some(c), Some(a)) => sink.record(Record {
+                order_id,
+                customer_id: c as u64,
+                amount_cents: a as u64,
+            }),
+            _ => sink.foreign(&key),
+        }
+    }
+    Ok(())
+}

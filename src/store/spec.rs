@@ -1,0 +1,163 @@
+//! The store registry: one [`StoreSpec`] per store says what it is — its servers and
+//! their proxies, which sides it can hold, which patterns it performs and the
+//! options it honours for each, its own fault kinds — and how to connect to it.
+//! Validation, `dualwrite list`, `bench`, the tests and the stack's proxy list all
+//! read it, so a new store is its folder plus one entry in [`REGISTRY`].
+
+use futures::future::BoxFuture;
+use std::fmt;
+
+use super::{Store, StoreContext};
+use crate::pattern::PatternKind;
+
+pub struct StoreSpec {
+    pub name: &'static str,
+    /// One line for `dualwrite list`.
+    pub about: &'static str,
+    /// The servers this store can be; the first is the default.
+    pub servers: &'static [ServerSpec],
+    /// Whether it can hold the primary side (the orders) and the secondary side.
+    pub holds_primary: bool,
+    pub holds_secondary: bool,
+    /// How each pattern runs with this store as the primary (or only) store.
+    pub patterns: &'static [(PatternKind, Support)],
+    /// Options this store honours when it holds the secondary side of a pattern
+    /// written by the engine (`naive`) or a relay.
+    pub secondary_options: &'static [&'static str],
+    /// Fault kinds this store injects itself, beside the network faults.
+    pub fault_kinds: &'static [&'static str],
+    /// How `dualwrite bench` measures it.
+    pub bench: BenchSpec,
+    pub connect: Connect,
+}
+
+/// Connects to a store for one run (its connections are in the context).
+pub type Connect = fn(StoreContext) -> BoxFuture<'static, anyhow::Result<Box<dyn Store>>>;
+
+/// Whether a pattern runs on a store, and if so how and with which options.
+pub enum Support {
+    /// How the store performs it, and the pattern options honoured here beyond the
+    /// pattern engine's own (see [`crate::pattern::engine_options`]).
+    Yes {
+        how: &'static str,
+        options: &'static [&'static str],
+    },
+    /// Why not, and what to use instead.
+    No(&'static str),
+}
+
+/// What `dualwrite bench` uses for a store.
+pub struct BenchSpec {
+    /// The local server to measure (the one with every pattern's capability).
+    pub server: &'static str,
+    /// Records per side for the checker-cost figure: enough that a scan takes
+    /// seconds, within what the server writes in about a minute here.
+    pub checker_records: u64,
+}
+
+pub struct ServerSpec {
+    pub name: &'static str,
+    /// Proxies are named `<prefix>_<side>` (scripts/PORTS.md).
+    pub proxy_prefix: &'static str,
+    /// Managed by `scripts/stack` (process faults can kill and restart it).
+    pub local: Option<LocalServer>,
+}
+
+pub struct LocalServer {
+    /// The name `scripts/stack up --only` takes to (re)start it.
+    pub component: &'static str,
+    /// Keeps its data in memory only: killing it loses every table.
+    pub in_memory: bool,
+}
+
+pub static REGISTRY: &[&StoreSpec] = &[
+    &super::dynamodb::SPEC,
+    &super::cassandra::SPEC,
+    &super::mongodb::SPEC,
+    &super::memory::SPEC,
+];
+
+/// The spec of a store by name.
+pub fn find(name: &str) -> Option<&'static StoreSpec> {
+    REGISTRY.iter().copied().find(|s| s.name == name)
+}
+
+impl StoreSpec {
+    pub fn server(&self, name: &str) -> Option<&'static ServerSpec> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    pub fn default_server(&self) -> &'static ServerSpec {
+        &self.servers[0]
+    }
+
+    pub fn support(&self, kind: PatternKind) -> &'static Support {
+        self.patterns
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, s)| s)
+            .unwrap_or(&Support::No(
+                "not listed for this store (`dualwrite list` shows what each store runs)",
+            ))
+    }
+
+    /// Names of the local servers of every store (`process-kill` targets).
+    pub fn local_servers() -> impl Iterator<Item = (&'static StoreSpec, &'static ServerSpec)> {
+        REGISTRY.iter().flat_map(|spec| {
+            spec.servers
+                .iter()
+                .filter(|s| s.local.is_some())
+                .map(move |s| (*spec, s))
+        })
+    }
+}
+
+impl fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// A store, as scenarios and results name it.
+#[derive(Clone, Copy)]
+pub struct StoreKind(pub &'static StoreSpec);
+
+impl StoreKind {
+    pub fn parse(name: &str) -> Option<Self> {
+        find(name).map(StoreKind)
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    pub fn spec(self) -> &'static StoreSpec {
+        self.0
+    }
+}
+
+impl PartialEq for StoreKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for StoreKind {}
+
+impl fmt::Debug for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl serde::Serialize for StoreKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.name)
+    }
+}
