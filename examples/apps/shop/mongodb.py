@@ -17,7 +17,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlsplit
 
 from pymongo import ASCENDING, MongoClient
-from pymongo.errors import DuplicateKeyError, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import AutoReconnect, DuplicateKeyError, PyMongoError, ServerSelectionTimeoutError
 
 from .errors import AlreadyExists, StoreError, StoreUnavailable
 from .model import EVENT_TYPE, Event, Order, now
@@ -29,6 +29,11 @@ def _classify(e: Exception, what: str) -> Exception:
     if isinstance(e, ServerSelectionTimeoutError):
         # No server was selected: the command never left this process.
         return StoreUnavailable(f"{what}: no server reachable: {e}")
+    if isinstance(e, AutoReconnect) and (isinstance(e.__cause__, ConnectionRefusedError)
+                                         or "connection pool paused" in str(e)):
+        # A new connection was refused (or the pool was paused after an error):
+        # the command was never sent.
+        return StoreUnavailable(f"{what}: connection refused: {e}")
     # AutoReconnect, NetworkTimeout, write concern errors, ...: it may have been applied.
     return StoreError(f"{what}: {e.__class__.__name__}: {e}")
 
