@@ -13,7 +13,8 @@ server's direct port, a fresh table prefix, and then:
     proxies back: /health 200 again, 5 orders -> 201, both sides present.
   naive, ON_SECONDARY_FAILURE=log-and-continue, SECONDARY_RETRIES=2
     10 orders -> 201; events proxy down: 5 orders -> 201 each (after 3 tries), 5 silent orphans.
-  outbox, RELAY_IDEMPOTENT=true, then false (each with its own prefix)
+  outbox, RELAY_IDEMPOTENT=true, then false (each with its own prefix; on DynamoDB
+  with DYNAMODB_OUTBOX=attribute, then once more with transaction, not idempotent)
     20 orders -> 201, the relay publishes 20 events with the right fields;
     events proxy down with the relay running: 10 orders -> 201, the relay logs
     failures and keeps running, proxy back: all 30 delivered;
@@ -41,6 +42,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
@@ -126,8 +128,32 @@ def check(cond: bool, message: str):
 
 
 class Toxiproxy:
+    """Our own proxies on the shared Toxiproxy. Others may re-enable every
+    disabled proxy meanwhile (`dualwrite reset` does), so a watchdog keeps ours
+    down while we want them down and counts each such interference."""
+
     def __init__(self):
         self.created: list[str] = []
+        self.want_down: set[str] = set()
+        self.interference = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._watch, name="proxy-watchdog", daemon=True).start()
+
+    def _watch(self):
+        while True:
+            with self.lock:
+                names = list(self.want_down)
+            for name in names:
+                try:
+                    status, body = http("GET", f"{TOXIPROXY}/proxies/{name}", timeout=2)
+                    with self.lock:
+                        if status == 200 and body["enabled"] and name in self.want_down:
+                            http("POST", f"{TOXIPROXY}/proxies/{name}", {"enabled": False}, timeout=2)
+                            self.interference += 1
+                            print(f"note: proxy {name} was re-enabled by another process; disabled again", flush=True)
+                except (OSError, ValueError, KeyError):
+                    pass
+            time.sleep(0.02)
 
     def create(self, name: str, upstream_port: int) -> str:
         status, body = http("POST", f"{TOXIPROXY}/proxies",
@@ -137,7 +163,9 @@ class Toxiproxy:
         return body["listen"]
 
     def set_enabled(self, name: str, enabled: bool):
-        status, body = http("POST", f"{TOXIPROXY}/proxies/{name}", {"enabled": enabled})
+        with self.lock:
+            (self.want_down.discard if enabled else self.want_down.add)(name)
+            status, body = http("POST", f"{TOXIPROXY}/proxies/{name}", {"enabled": enabled})
         check(status == 200 and body["enabled"] == enabled, f"toggling proxy {name}: HTTP {status} {body}")
 
     def delete_all(self):
@@ -208,8 +236,12 @@ class DynamoScan:
         return [(i["eventId"]["S"], i["orderId"]["S"], int(i["customerId"]["N"]), int(i["totalCents"]["N"]))
                 for i in self._scan(f"{prefix}_order_events")]
 
+    outbox_mode = "attribute"  # DYNAMODB_OUTBOX of the phase running
+
     def pending(self, prefix):
-        return {i["orderId"]["S"] for i in self._scan(f"{prefix}_outbox")}
+        if self.outbox_mode == "transaction":
+            return {i["orderId"]["S"] for i in self._scan(f"{prefix}_outbox")}
+        return {i["orderId"]["S"] for i in self._scan(f"{prefix}_orders") if i.get("outboxStatus", {}).get("S") == "PENDING"}
 
     def drop(self, prefixes):
         names = self.c.list_tables()["TableNames"]
@@ -282,6 +314,7 @@ class StoreSmoke:
         self.n = n_initial
         self.container = f"apps_smoke_{self.tag}"  # Mongo database / Cassandra keyspace
         self.prefixes: list[str] = []
+        self.attempt = 0
         self.procs: list[Proc] = []
         self.results: list[tuple[str, bool, float, str]] = []
         base = f"apps_smoke_{self.tag}_{target}"
@@ -365,21 +398,36 @@ class StoreSmoke:
             counts[s] = counts.get(s, 0) + 1
         return " ".join(f"{k}x{v}" for k, v in sorted(counts.items()))
 
-    def phase(self, name: str, fn):
+    def phase(self, name: str, fn, attempts: int = 3):
         t0 = time.monotonic()
-        try:
-            detail = fn()
-            ok = True
-        except CheckFailed as e:
-            detail, ok = f"FAILED: {e}", False
-        except Exception as e:  # noqa: BLE001 - a crash of the test is a failure, reported
-            detail, ok = f"FAILED: {e.__class__.__name__}: {e}\n{traceback.format_exc()}", False
+        for attempt in range(attempts):
+            self.attempt = attempt
+            before = self.tox.interference
+            try:
+                detail = fn()
+                ok = True
+            except CheckFailed as e:
+                detail, ok = f"FAILED: {e}", False
+            except Exception as e:  # noqa: BLE001 - a crash of the test is a failure, reported
+                detail, ok = f"FAILED: {e.__class__.__name__}: {e}\n{traceback.format_exc()}", False
+            disturbed = self.tox.interference > before
+            if ok or not disturbed or attempt == attempts - 1:
+                break
+            print(f"[{self.target}] {name}: another process re-enabled one of our disabled proxies during "
+                  f"this attempt ({detail.splitlines()[0]}); running the phase again with fresh tables", flush=True)
+            self._stop_all()
+        if disturbed:
+            detail += "\n(another process re-enabled a disabled proxy of ours during this phase)"
         dt = time.monotonic() - t0
         self.results.append((name, ok, dt, detail))
         print(f"[{self.target}] {'ok  ' if ok else 'FAIL'} {name} ({dt:.1f}s)", flush=True)
         for line in (detail or "").splitlines():
             print(f"[{self.target}]        {line}", flush=True)
-        # Whatever happened, no proxy stays down for the next phase.
+        self._stop_all()
+        return ok
+
+    def _stop_all(self):
+        """No proxy stays down and no process runs after a phase, whatever happened."""
         for name_ in self.proxy.values():
             try:
                 self.tox.set_enabled(name_, True)
@@ -387,9 +435,11 @@ class StoreSmoke:
                 pass
         for p in self.procs:
             if p.alive():
-                p.terminate()
+                try:
+                    p.terminate()
+                except CheckFailed:
+                    pass
         self.procs.clear()
-        return ok
 
     def stop_ok(self, p: Proc) -> str:
         rc = p.terminate()
@@ -399,7 +449,7 @@ class StoreSmoke:
 
     # ---- naive, fail policy
     def naive_fail(self) -> str:
-        prefix = f"n{self.tag}"
+        prefix = f"n{self.tag}{self.attempt or ''}"
         self.prefixes.append(prefix)
         out = []
         svc, port = self.start("order-fail", "order_service.py", self.env(prefix))
@@ -457,7 +507,7 @@ class StoreSmoke:
 
     # ---- naive, log-and-continue
     def naive_continue(self) -> str:
-        prefix = f"l{self.tag}"
+        prefix = f"l{self.tag}{self.attempt or ''}"
         self.prefixes.append(prefix)
         out = []
         svc, port = self.start("order-continue", "order_service.py",
@@ -481,13 +531,16 @@ class StoreSmoke:
         return "\n".join(out)
 
     # ---- outbox
-    def outbox(self, idempotent: bool) -> str:
-        prefix = f"{'i' if idempotent else 'd'}{self.tag}"
+    def outbox(self, idempotent: bool, dynamodb_outbox: str = "attribute") -> str:
+        prefix = f"{'i' if idempotent else 'd'}{'t' if dynamodb_outbox == 'transaction' else ''}{self.tag}{self.attempt or ''}"
         self.prefixes.append(prefix)
         out = []
-        svc, port = self.start("outbox-service", "outbox_service.py", self.env(prefix))
+        mode = {"DYNAMODB_OUTBOX": dynamodb_outbox} if self.store == "dynamodb" else {}
+        if self.store == "dynamodb":
+            self.scan.outbox_mode = dynamodb_outbox
+        svc, port = self.start("outbox-service", "outbox_service.py", self.env(prefix, **mode))
         relay_env = self.env(prefix, orders_side="relay", RELAY_IDEMPOTENT=str(idempotent).lower(),
-                             RELAY_BACKOFF_MS=100, RELAY_BACKOFF_MAX_MS=500, RELAY_POLL_INTERVAL_MS=100)
+                             RELAY_BACKOFF_MS=100, RELAY_BACKOFF_MAX_MS=500, RELAY_POLL_INTERVAL_MS=100, **mode)
         relay, _ = self.start("relay-1", "outbox_relay.py", relay_env, "RELAY_PORT")
 
         def delivered(ids):
@@ -605,6 +658,9 @@ def main() -> int:
                 smoke.phase("naive, ON_SECONDARY_FAILURE=log-and-continue, SECONDARY_RETRIES=2", smoke.naive_continue)
                 smoke.phase("outbox, RELAY_IDEMPOTENT=true", lambda: smoke.outbox(True))
                 smoke.phase("outbox, RELAY_IDEMPOTENT=false", lambda: smoke.outbox(False))
+                if t == "dynamodb":
+                    smoke.phase("outbox, DYNAMODB_OUTBOX=transaction, RELAY_IDEMPOTENT=false",
+                                lambda: smoke.outbox(False, "transaction"))
             except Exception as e:  # noqa: BLE001 - a store that cannot even be set up
                 print(f"[{t}] FAIL setup: {e}", flush=True)
                 failed += 1

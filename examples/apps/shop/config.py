@@ -128,6 +128,7 @@ class Settings:
     aws_access_key_id: Optional[str] = None
     aws_secret_access_key: Optional[str] = None
     aws_session_token: Optional[str] = None
+    dynamodb_outbox: str = "attribute"
     # mongodb
     mongodb_orders_url: Optional[str] = None
     mongodb_events_url: Optional[str] = None
@@ -170,6 +171,8 @@ class Settings:
         if self.store == "dynamodb":
             parts += [f"orders_endpoint={redact_url(self.orders_endpoint or '')}",
                       f"region={self.aws_region}", "aws_credentials=<from environment>"]
+            if self.role != "order_service":
+                parts.append(f"outbox={self.dynamodb_outbox}")
             if "events" in self.sides:
                 parts.append(f"events_endpoint={redact_url(self.events_endpoint or '')}")
         elif self.store == "mongodb":
@@ -262,6 +265,7 @@ def load(role: str, argv: list[str], env: Mapping[str, str] = os.environ) -> Set
             aws_access_key_id=key,
             aws_secret_access_key=secret,
             aws_session_token=_get(env, "AWS_SESSION_TOKEN"),
+            dynamodb_outbox=_choice(env, "DYNAMODB_OUTBOX", "attribute", ("attribute", "transaction")),
         )
         for name in ("orders_endpoint", "events_endpoint"):
             url = kw[name]

@@ -183,6 +183,10 @@ class _HttpError(Exception):
 class Server(ThreadingHTTPServer):
     daemon_threads = True  # idle keep-alive connections must not hold up the exit
     allow_reuse_address = True
+    # socketserver's listen backlog is 5: a burst of new connections beyond it has
+    # its SYNs dropped and retried by the client a second later. Load generators
+    # open many connections at once.
+    request_queue_size = 1024
 
     def __init__(self, host: str, port: int, app: App):
         super().__init__((host, port), Handler)
