@@ -27,7 +27,8 @@ from __future__ import annotations
 from cassandra import (ConsistencyLevel, OperationTimedOut, Unavailable, WriteTimeout)
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
-from cassandra.connection import ConnectionException
+from cassandra.connection import ConnectionBusy, ConnectionShutdown
+from cassandra.pool import NoConnectionsAvailable
 from cassandra.policies import (ExponentialReconnectionPolicy, FallthroughRetryPolicy, HostDistance,
                                 RetryPolicy, RoundRobinPolicy)
 from cassandra.query import BatchStatement, BatchType
@@ -61,13 +62,24 @@ class ProxyOnlyPolicy(RoundRobinPolicy):
             super().on_add(host)
 
 
+def _never_sent(err) -> bool:
+    """An error the driver records for a host it did not send the request to."""
+    if isinstance(err, (NoConnectionsAvailable, ConnectionBusy, ConnectionRefusedError)):
+        return True
+    if isinstance(err, ConnectionShutdown):
+        return False  # the connection closed with the request in flight
+    text = str(err)
+    return any(m in text for m in ("Host has been marked down or removed", "Pool is shutdown",
+                                   "Tried connecting", "Connection refused"))
+
+
 def _classify(e: Exception, what: str) -> Exception:
     if isinstance(e, NoHostAvailable):
-        # No host in the query plan at all (the only one is marked down), or
-        # every attempt failed to get a connection: nothing was sent.
-        if all(isinstance(err, (ConnectionException, ConnectionRefusedError)) or
-               "Pool is shutdown" in str(err) or "Unable to connect" in str(err)
-               for err in e.errors.values()):
+        # No host in the query plan at all (the only one is marked down), or no
+        # attempt got as far as sending: nothing was written. A connection that
+        # broke with the request in flight (retried with DRIVER_RETRIES=true, then
+        # reported here) is an unknown outcome.
+        if all(_never_sent(err) for err in e.errors.values()):
             return StoreUnavailable(f"{what}: no host reachable: {e}")
         return StoreError(f"{what}: {e}")
     if isinstance(e, Unavailable):
