@@ -3,6 +3,7 @@
 //! relay; SDK errors and fail points go to the store; process faults signal the
 //! local stack's servers by pid. Whatever happens, [`restore`] puts every proxy back.
 
+pub mod cluster;
 pub mod lock;
 pub mod toxiproxy;
 

@@ -1,0 +1,854 @@
+//! Faults between the nodes of the local three-node Cassandra cluster
+//! (`scripts/stack up --only cassandra-cluster`): partitions, random loss and delay
+//! between nodes, and killing or pausing a node's process.
+//!
+//! Each node runs in its own network namespace, so a fault is firewall rules inside
+//! the namespaces (see [`rules`]) or a signal to the node's JVM. [`ClusterNemesis::apply`]
+//! returns once the fault is in force and says how long that took;
+//! [`ClusterNemesis::heal`] undoes one fault; [`reset`] undoes everything any
+//! dualwrite process left (rules, delayers, paused or killed nodes), so a `kill -9`
+//! of dualwrite mid-partition leaves nothing behind once `dualwrite reset` (or the
+//! next run) has called it.
+//!
+//! Needs root (`ip netns exec`), like the stack script that made the namespaces.
+
+pub mod rules;
+pub mod state;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::AsyncWriteExt;
+
+pub use rules::NFT_TABLE;
+pub use state::{ClusterProxy, ClusterState, NodeId, NodeInfo, STATE_FILE};
+
+/// A command inside a namespace (nft, iptables) answers in milliseconds.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A restart through the stack script: one node's start and its health checks.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(300);
+/// Another `scripts/stack` command may hold the stack's lock for a while.
+const LOCK_WAIT: Duration = Duration::from_secs(120);
+/// Time for a signalled process to reach the state the fault promises.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
+const DELAYER_READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which nodes cannot talk to which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partition {
+    /// Nodes in different groups cannot exchange any packet; nodes in the same group,
+    /// and nodes in no group, are not affected. Clients reach every node.
+    Groups(Vec<Vec<NodeId>>),
+    /// Messages from `from` do not reach `to`; messages from `to` reach `from`.
+    OneWay { from: NodeId, to: NodeId },
+}
+
+impl Partition {
+    /// `node` alone on one side, every other node on the other (with three nodes:
+    /// the minority of one against the majority of two).
+    pub fn isolate(node: NodeId, state: &ClusterState) -> Self {
+        Self::halves(&[node], state)
+    }
+
+    /// `minority` against every other node.
+    pub fn halves(minority: &[NodeId], state: &ClusterState) -> Self {
+        let rest = state
+            .node_ids()
+            .into_iter()
+            .filter(|n| !minority.contains(n))
+            .collect();
+        Self::Groups(vec![minority.to_vec(), rest])
+    }
+}
+
+/// One fault between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeFault {
+    Partition(Partition),
+    /// Drops `percent` % of the packets between each listed node and every other node
+    /// (each packet is subject to the draw once).
+    Loss {
+        nodes: Vec<NodeId>,
+        percent: u8,
+    },
+    /// Holds each packet between each listed node and every other node for `delay_ms`
+    /// (once per packet), through the NFQUEUE delayer.
+    Delay {
+        nodes: Vec<NodeId>,
+        delay_ms: u32,
+    },
+    /// SIGKILL the node's JVM; healing restarts it through the stack script.
+    Kill(NodeId),
+    /// SIGSTOP the node's JVM; healing sends SIGCONT.
+    Pause(NodeId),
+}
+
+fn list(ids: &[NodeId]) -> String {
+    ids.iter()
+        .map(NodeId::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl fmt::Display for NodeFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Partition(Partition::Groups(g)) => {
+                let groups: Vec<String> = g.iter().map(|ids| list(ids)).collect();
+                write!(f, "partition {}", groups.join("|"))
+            }
+            Self::Partition(Partition::OneWay { from, to }) => {
+                write!(f, "partition {from}->{to} (one-way)")
+            }
+            Self::Loss { nodes, percent } => write!(f, "loss {percent}% at {}", list(nodes)),
+            Self::Delay { nodes, delay_ms } => write!(f, "delay {delay_ms}ms at {}", list(nodes)),
+            Self::Kill(n) => write!(f, "node-kill {n}"),
+            Self::Pause(n) => write!(f, "node-pause {n}"),
+        }
+    }
+}
+
+impl NodeFault {
+    /// Checks the fault against the cluster; the error says what is wrong.
+    pub fn validate(&self, state: &ClusterState) -> anyhow::Result<()> {
+        let known = |ids: &[NodeId]| -> anyhow::Result<()> {
+            for id in ids {
+                state.node(*id)?;
+            }
+            Ok(())
+        };
+        let distinct = |ids: &[NodeId], what: &str| -> anyhow::Result<()> {
+            let mut seen = ids.to_vec();
+            seen.sort();
+            seen.dedup();
+            if seen.len() != ids.len() {
+                bail!("{what}: a node is listed twice ({})", list(ids));
+            }
+            Ok(())
+        };
+        match self {
+            Self::Partition(Partition::Groups(groups)) => {
+                let all: Vec<NodeId> = groups.iter().flatten().copied().collect();
+                known(&all)?;
+                distinct(&all, "partition")?;
+                if groups.iter().filter(|g| !g.is_empty()).count() < 2 {
+                    bail!(
+                        "a partition needs at least two non-empty groups of nodes (got {})",
+                        self
+                    );
+                }
+            }
+            Self::Partition(Partition::OneWay { from, to }) => {
+                known(&[*from, *to])?;
+                if from == to {
+                    bail!("a one-way partition needs two different nodes (got {from} twice)");
+                }
+            }
+            Self::Loss { nodes, percent } => {
+                known(nodes)?;
+                distinct(nodes, "loss")?;
+                if nodes.is_empty() {
+                    bail!("loss needs at least one node");
+                }
+                if !(1..=100).contains(percent) {
+                    bail!("loss percent must be 1-100 (got {percent})");
+                }
+            }
+            Self::Delay { nodes, delay_ms } => {
+                known(nodes)?;
+                distinct(nodes, "delay")?;
+                if nodes.is_empty() {
+                    bail!("delay needs at least one node");
+                }
+                if !(1..=60_000).contains(delay_ms) {
+                    bail!("delay must be 1-60000 ms (got {delay_ms})");
+                }
+                if state.delayer.is_none() {
+                    bail!(
+                        "the NFQUEUE delayer is not built: scripts/stack install --only cassandra-cluster"
+                    );
+                }
+            }
+            Self::Kill(n) | Self::Pause(n) => known(&[*n])?,
+        }
+        Ok(())
+    }
+}
+
+/// A delayer process started for one node of a delay.
+#[derive(Debug)]
+struct Delayer {
+    node: NodeId,
+    pid: i32,
+    pid_file: PathBuf,
+    child: std::process::Child,
+}
+
+/// A fault in force: hand it back to [`ClusterNemesis::heal`].
+#[derive(Debug)]
+pub struct Applied {
+    /// Names the fault's nft chains, iptables chains and delayer pid files.
+    pub id: String,
+    pub fault: NodeFault,
+    /// From the call to the moment the fault was in force.
+    pub took: Duration,
+    delayers: Vec<Delayer>,
+}
+
+/// Applies and heals faults between the cluster's nodes.
+pub struct ClusterNemesis {
+    state: ClusterState,
+    seq: AtomicU32,
+}
+
+impl ClusterNemesis {
+    pub fn new(state: ClusterState) -> Self {
+        Self {
+            state,
+            seq: AtomicU32::new(0),
+        }
+    }
+
+    /// The nemesis of the cluster the stack in `state_dir` runs; an error telling how
+    /// to start it when it is not up.
+    pub fn load(state_dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self::new(ClusterState::require(state_dir)?))
+    }
+
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    fn next_id(&self) -> (String, u32) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        (format!("dw{}_{seq}", std::process::id()), seq)
+    }
+
+    /// Applies `fault` and returns once it is in force: rules committed, the delayers
+    /// holding packets, a killed JVM gone, a paused JVM stopped.
+    pub async fn apply(&self, fault: &NodeFault) -> anyhow::Result<Applied> {
+        fault.validate(&self.state)?;
+        let t0 = Instant::now();
+        let (id, seq) = self.next_id();
+        let mut applied = Applied {
+            id: id.clone(),
+            fault: fault.clone(),
+            took: Duration::ZERO,
+            delayers: Vec::new(),
+        };
+        let result = match fault {
+            NodeFault::Partition(_) | NodeFault::Loss { .. } => self.apply_nft(&id, fault).await,
+            NodeFault::Delay { nodes, delay_ms } => {
+                self.apply_delay(&mut applied, seq, nodes, *delay_ms).await
+            }
+            NodeFault::Kill(n) => {
+                let pid = node_pid(self.state.node(*n)?)?;
+                signal(pid, libc::SIGKILL, &format!("cassandra-{n}"))?;
+                wait_for(SIGNAL_TIMEOUT, || gone(pid))
+                    .await
+                    .with_context(|| format!("cassandra-{n} (pid {pid}) still runs after SIGKILL"))
+            }
+            NodeFault::Pause(n) => {
+                let pid = node_pid(self.state.node(*n)?)?;
+                signal(pid, libc::SIGSTOP, &format!("cassandra-{n}"))?;
+                wait_for(SIGNAL_TIMEOUT, || proc_state(pid) == Some('T'))
+                    .await
+                    .with_context(|| {
+                        format!("cassandra-{n} (pid {pid}) is not stopped after SIGSTOP")
+                    })
+            }
+        };
+        if let Err(e) = result {
+            // Half applied (one namespace of three): take back what went in.
+            let _ = self.heal(applied).await;
+            return Err(e.context(format!("applying {fault}")));
+        }
+        applied.took = t0.elapsed();
+        Ok(applied)
+    }
+
+    /// Undoes one fault and returns how long that took. A killed node is restarted
+    /// and answers CQL when this returns; a paused one is running again.
+    pub async fn heal(&self, mut applied: Applied) -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        let what = applied.fault.to_string();
+        let result = match &applied.fault {
+            NodeFault::Partition(_) | NodeFault::Loss { .. } => {
+                self.heal_nft(&applied.id, &applied.fault).await
+            }
+            NodeFault::Delay { nodes, .. } => {
+                let nodes = nodes.clone();
+                self.heal_delay(&mut applied, &nodes).await
+            }
+            NodeFault::Kill(_) => restart(&self.state).await,
+            NodeFault::Pause(n) => {
+                let pid = node_pid(self.state.node(*n)?)?;
+                signal(pid, libc::SIGCONT, &format!("cassandra-{n}"))?;
+                wait_for(SIGNAL_TIMEOUT, || proc_state(pid) != Some('T'))
+                    .await
+                    .with_context(|| {
+                        format!("cassandra-{n} (pid {pid}) still stopped after SIGCONT")
+                    })
+            }
+        };
+        result.with_context(|| format!("healing {what}"))?;
+        Ok(t0.elapsed())
+    }
+
+    async fn apply_nft(&self, id: &str, fault: &NodeFault) -> anyhow::Result<()> {
+        for (node, r) in rules::nft_rules(&self.state, fault) {
+            let ns = &self.state.node(node)?.netns;
+            in_netns(ns, "nft", &["-f", "-"], &rules::nft_apply_script(id, &r)).await?;
+        }
+        Ok(())
+    }
+
+    async fn heal_nft(&self, id: &str, fault: &NodeFault) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for node in rules::nft_rules(&self.state, fault).keys() {
+            let ns = &self.state.node(*node)?.netns;
+            let r = in_netns(ns, "nft", &["-f", "-"], &rules::nft_heal_script(id)).await;
+            // An empty table left behind would read as "a fault is in force".
+            if r.is_ok() && !table_has_chains(ns).await {
+                let _ = in_netns(ns, "nft", &["delete", "table", "inet", NFT_TABLE], "").await;
+            }
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn apply_delay(
+        &self,
+        applied: &mut Applied,
+        seq: u32,
+        nodes: &[NodeId],
+        delay_ms: u32,
+    ) -> anyhow::Result<()> {
+        let delayer = self
+            .state
+            .delayer
+            .clone()
+            .context("the NFQUEUE delayer is not built")?;
+        // One queue number per fault of this process; another process's delay on the
+        // same node and number fails to bind, with that error.
+        let queue = ((std::process::id() % 60_000) + seq) as u16;
+        for (node, r) in rules::delay_rules(&self.state, nodes) {
+            let info = self.state.node(node)?;
+            let d = start_delayer(&self.state, &delayer, &applied.id, info, queue, delay_ms)?;
+            applied.delayers.push(d);
+            wait_ready(applied.delayers.last_mut().expect("just pushed")).await?;
+            let script = rules::iptables_apply_script(&applied.id, queue, &r);
+            in_netns(&info.netns, "iptables-restore", &["--noflush"], &script).await?;
+        }
+        Ok(())
+    }
+
+    async fn heal_delay(&self, applied: &mut Applied, nodes: &[NodeId]) -> anyhow::Result<()> {
+        let mut first_error = None;
+        // Rules first, so no packet is queued to a delayer that is stopping.
+        for node in nodes {
+            let ns = &self.state.node(*node)?.netns;
+            if let Err(e) = remove_iptables_chains(ns, &applied.id).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        for mut d in applied.delayers.drain(..) {
+            // The delayer accepts every held packet on TERM, then exits.
+            let _ = signal(d.pid, libc::SIGTERM, "nfq-delay");
+            let stopped =
+                wait_for(SIGNAL_TIMEOUT, || matches!(d.child.try_wait(), Ok(Some(_)))).await;
+            if stopped.is_err() {
+                let _ = d.child.kill();
+                let _ = d.child.wait();
+            }
+            let _ = std::fs::remove_file(&d.pid_file);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Heals every fault in the cluster the stack in `state_dir` runs, whoever applied
+/// it: deletes the nft table `inet dualwrite` and the delay rules (table `ip filter`)
+/// in each namespace, stops every delayer, resumes paused nodes and restarts killed
+/// ones. Returns one line per thing it fixed; empty when all was clean or the
+/// cluster is not up. `dualwrite reset` and the start of every run call it.
+pub async fn reset(state_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let Some(state) = ClusterState::load(state_dir)? else {
+        return Ok(Vec::new());
+    };
+    let mut fixed = Vec::new();
+    for node in &state.nodes {
+        let tables = in_netns(&node.netns, "nft", &["list", "tables"], "")
+            .await
+            .with_context(|| format!("listing the nft tables of {}", node.netns))?;
+        for (family, table, why) in [
+            ("inet", NFT_TABLE, "the rules of partitions and loss"),
+            ("ip", "filter", "the rules of delays"),
+        ] {
+            if tables
+                .lines()
+                .any(|l| l.trim() == format!("table {family} {table}"))
+            {
+                in_netns(&node.netns, "nft", &["delete", "table", family, table], "").await?;
+                fixed.push(format!(
+                    "removed nft table `{family} {table}` ({why}) in namespace {}",
+                    node.netns
+                ));
+            }
+        }
+    }
+    for (pid, file) in delayer_pids(&state.state_dir) {
+        if cmdline(pid).is_some_and(|c| c.contains("nfq-delay")) {
+            let _ = signal(pid, libc::SIGTERM, "nfq-delay");
+            fixed.push(format!("stopped delayer (pid {pid})"));
+        }
+        let _ = std::fs::remove_file(file);
+    }
+    let mut dead = Vec::new();
+    for node in &state.nodes {
+        match node_pid(node) {
+            Ok(pid) if proc_state(pid) == Some('T') => {
+                signal(pid, libc::SIGCONT, &format!("cassandra-{}", node.id))?;
+                fixed.push(format!("resumed paused cassandra-{} (pid {pid})", node.id));
+            }
+            Ok(_) => {}
+            Err(_) => dead.push(node.id),
+        }
+    }
+    if !dead.is_empty() {
+        restart(&state).await?;
+        fixed.push(format!("restarted cassandra-{}", list(&dead)));
+    }
+    Ok(fixed)
+}
+
+/// The pid of a node's JVM from its pid file, checked against /proc (the pid must
+/// be that node's Cassandra, not a process that reused the number).
+pub fn node_pid(node: &NodeInfo) -> anyhow::Result<i32> {
+    let text = std::fs::read_to_string(&node.pid_file).with_context(|| {
+        format!(
+            "no pid file for cassandra-{} at {} (scripts/stack up --only cassandra-cluster)",
+            node.id,
+            node.pid_file.display()
+        )
+    })?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{} does not hold a pid", node.pid_file.display()))?;
+    match cmdline(pid) {
+        Some(c) if is_node_cmdline(&c, node.id) && !gone(pid) => Ok(pid),
+        _ => bail!("cassandra-{} (pid {pid}) is not running", node.id),
+    }
+}
+
+/// Whether a /proc cmdline (NULs as spaces) is the JVM of `node`.
+pub fn is_node_cmdline(cmdline: &str, node: NodeId) -> bool {
+    cmdline.contains("CassandraDaemon")
+        && cmdline
+            .split(' ')
+            .any(|a| a == format!("-Ddualwrite.node={node}"))
+}
+
+fn cmdline(pid: i32) -> Option<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+}
+
+/// The one-letter state of /proc/PID/status (`T` stopped, `Z` zombie); `None` if gone.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_proc_state(&status)
+}
+
+fn parse_proc_state(status: &str) -> Option<char> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("State:"))
+        .and_then(|s| s.trim().chars().next())
+}
+
+/// Gone for good: no such process, or a zombie waiting for its parent.
+fn gone(pid: i32) -> bool {
+    matches!(proc_state(pid), None | Some('Z') | Some('X'))
+}
+
+fn signal(pid: i32, sig: i32, what: &str) -> anyhow::Result<()> {
+    // SAFETY: kill(2) on a pid read from the stack's pid files and checked in /proc.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        bail!(
+            "signal {sig} to {what} (pid {pid}) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            bail!("not reached within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Runs `program args` in namespace `ns` with `stdin`; returns its standard output.
+async fn in_netns(ns: &str, program: &str, args: &[&str], stdin: &str) -> anyhow::Result<String> {
+    let mut cmd = tokio::process::Command::new("ip");
+    cmd.args(["netns", "exec", ns, program])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let shown = format!("ip netns exec {ns} {program} {}", args.join(" "));
+    let mut child = cmd.spawn().with_context(|| {
+        format!("cannot run `{shown}` (needs iproute2, nftables and iptables, and root)")
+    })?;
+    let mut input = child.stdin.take().expect("stdin is piped");
+    input.write_all(stdin.as_bytes()).await?;
+    drop(input);
+    let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| anyhow::anyhow!("`{shown}` did not finish within {COMMAND_TIMEOUT:?}"))??;
+    if !out.status.success() {
+        bail!(
+            "`{shown}` failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            if stdin.is_empty() {
+                String::new()
+            } else {
+                format!("\n  input:\n{stdin}")
+            }
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+async fn table_has_chains(ns: &str) -> bool {
+    in_netns(ns, "nft", &["list", "table", "inet", NFT_TABLE], "")
+        .await
+        .map(|t| t.contains("chain "))
+        .unwrap_or(false)
+}
+
+/// Removes a delay's iptables chains; a chain already gone is not an error.
+async fn remove_iptables_chains(ns: &str, id: &str) -> anyhow::Result<()> {
+    let listing = in_netns(ns, "iptables", &["-S"], "").await?;
+    let present = rules::iptables_chains(id)
+        .iter()
+        .any(|c| listing.lines().any(|l| l == format!("-N {c}")));
+    if present {
+        in_netns(
+            ns,
+            "iptables-restore",
+            &["--noflush"],
+            &rules::iptables_heal_script(id),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn delayer_pid_file(state: &ClusterState, id: &str, node: NodeId) -> PathBuf {
+    state
+        .state_dir
+        .join("pids")
+        .join(format!("nfq-delay-{id}-{node}.pid"))
+}
+
+/// The delayers' pid files: `nfq-delay-*.pid` in the stack's pid directory.
+fn delayer_pids(state_dir: &Path) -> Vec<(i32, PathBuf)> {
+    let Ok(dir) = std::fs::read_dir(state_dir.join("pids")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("nfq-delay-") && n.ends_with(".pid"))
+        })
+        .filter_map(|p| {
+            let pid = std::fs::read_to_string(&p).ok()?.trim().parse().ok()?;
+            Some((pid, p))
+        })
+        .collect()
+}
+
+fn start_delayer(
+    state: &ClusterState,
+    bin: &Path,
+    id: &str,
+    node: &NodeInfo,
+    queue: u16,
+    delay_ms: u32,
+) -> anyhow::Result<Delayer> {
+    use std::os::unix::process::CommandExt;
+    let log = state
+        .state_dir
+        .join("logs")
+        .join(format!("nfq-delay-{}.log", node.id));
+    let out = std::fs::File::create(&log)
+        .with_context(|| format!("cannot write the delayer's log {}", log.display()))?;
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &node.netns])
+        .arg(bin)
+        .args([
+            "--queue",
+            &queue.to_string(),
+            "--delay-ms",
+            &delay_ms.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        // Its own process group: a Ctrl-C to dualwrite must not stop it before
+        // heal has removed the rules that feed it.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start the delayer {}", bin.display()))?;
+    let pid = child.id() as i32;
+    let pid_file = delayer_pid_file(state, id, node.id);
+    std::fs::write(&pid_file, pid.to_string())?;
+    Ok(Delayer {
+        node: node.id,
+        pid,
+        pid_file,
+        child,
+    })
+}
+
+async fn wait_ready(d: &mut Delayer) -> anyhow::Result<()> {
+    let log = d
+        .pid_file
+        .parent()
+        .and_then(Path::parent)
+        .map(|s| s.join("logs").join(format!("nfq-delay-{}.log", d.node)))
+        .context("no state dir")?;
+    let deadline = Instant::now() + DELAYER_READY_TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("ready ") {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = d.child.try_wait() {
+            bail!(
+                "the delayer for {} exited ({status}): {}",
+                d.node,
+                text.trim()
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the delayer for {} is not ready after {DELAYER_READY_TIMEOUT:?} (log {})",
+                d.node,
+                log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts every node that is not running, through the stack script (which waits for
+/// CQL, and for three Up/Normal nodes when no other fault is in force).
+async fn restart(state: &ClusterState) -> anyhow::Result<()> {
+    let script = &state.stack_script;
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        let run = tokio::process::Command::new(script)
+            .args(["up", "--only", "cassandra-cluster"])
+            .env("DUALWRITE_STATE", &state.state_dir)
+            .env("DUALWRITE_CACHE", &state.cache_dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(RESTART_TIMEOUT, run)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "`{} up --only cassandra-cluster` took over {RESTART_TIMEOUT:?}",
+                    script.display()
+                )
+            })?
+            .with_context(|| format!("cannot run {}", script.display()))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Another stack command holds the lock: it ends soon, try again.
+        if stderr.contains("another 'scripts/stack' command is running")
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        bail!(
+            "`{} up --only cassandra-cluster` failed ({}):\n{}{}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            stderr
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state::tests::sample;
+    use super::*;
+
+    fn n(i: u8) -> NodeId {
+        NodeId::new(i).unwrap()
+    }
+
+    #[test]
+    fn isolate_and_halves_split_the_cluster() {
+        let s = sample();
+        assert_eq!(
+            Partition::isolate(n(3), &s),
+            Partition::Groups(vec![vec![n(3)], vec![n(1), n(2)]])
+        );
+        assert_eq!(
+            NodeFault::Partition(Partition::halves(&[n(1)], &s)).to_string(),
+            "partition c1|c2,c3"
+        );
+    }
+
+    #[test]
+    fn bad_faults_are_refused_with_a_reason() {
+        let s = sample();
+        let err = |f: NodeFault| f.validate(&s).unwrap_err().to_string();
+        assert!(err(NodeFault::Kill(n(4))).contains("node c4 is not in the cluster"));
+        assert!(
+            err(NodeFault::Partition(Partition::Groups(vec![vec![
+                n(1),
+                n(2),
+                n(3)
+            ]])))
+            .contains("two non-empty groups")
+        );
+        assert!(
+            err(NodeFault::Partition(Partition::Groups(vec![
+                vec![n(1)],
+                vec![n(1), n(2)]
+            ])))
+            .contains("listed twice")
+        );
+        assert!(
+            err(NodeFault::Partition(Partition::OneWay {
+                from: n(2),
+                to: n(2)
+            }))
+            .contains("two different nodes")
+        );
+        assert!(
+            err(NodeFault::Loss {
+                nodes: vec![n(1)],
+                percent: 0
+            })
+            .contains("1-100")
+        );
+        assert!(
+            err(NodeFault::Loss {
+                nodes: vec![],
+                percent: 10
+            })
+            .contains("at least one node")
+        );
+        assert!(
+            err(NodeFault::Delay {
+                nodes: vec![n(1)],
+                delay_ms: 0
+            })
+            .contains("1-60000")
+        );
+        let mut no_delayer = sample();
+        no_delayer.delayer = None;
+        assert!(
+            NodeFault::Delay {
+                nodes: vec![n(1)],
+                delay_ms: 50
+            }
+            .validate(&no_delayer)
+            .unwrap_err()
+            .to_string()
+            .contains("install --only cassandra-cluster")
+        );
+        assert!(NodeFault::Pause(n(2)).validate(&s).is_ok());
+    }
+
+    #[test]
+    fn labels_name_the_nodes() {
+        assert_eq!(
+            NodeFault::Partition(Partition::OneWay {
+                from: n(3),
+                to: n(1)
+            })
+            .to_string(),
+            "partition c3->c1 (one-way)"
+        );
+        assert_eq!(
+            NodeFault::Loss {
+                nodes: vec![n(1), n(3)],
+                percent: 20
+            }
+            .to_string(),
+            "loss 20% at c1,c3"
+        );
+        assert_eq!(NodeFault::Pause(n(2)).to_string(), "node-pause c2");
+    }
+
+    #[test]
+    fn a_node_is_known_by_its_marker_not_its_pid() {
+        let c3 =
+            "java -Ddualwrite.node=c3 -Xms256m -cp x org.apache.cassandra.service.CassandraDaemon";
+        assert!(is_node_cmdline(c3, n(3)));
+        assert!(!is_node_cmdline(c3, n(1)));
+        // c1 must not match c13's marker, nor a process that merely names the node.
+        assert!(!is_node_cmdline(
+            "java -Ddualwrite.node=c13 CassandraDaemon",
+            n(1)
+        ));
+        assert!(!is_node_cmdline("tail -Ddualwrite.node=c3", n(3)));
+    }
+
+    #[test]
+    fn proc_status_state_letter() {
+        let status = "Name:\tjava\nUmask:\t0022\nState:\tT (stopped)\nTgid:\t42\n";
+        assert_eq!(parse_proc_state(status), Some('T'));
+        assert_eq!(parse_proc_state("Name:\tx\n"), None);
+        // This very process exists and is not stopped.
+        assert!(matches!(proc_state(std::process::id() as i32), Some(c) if c != 'T'));
+    }
+
+    #[test]
+    fn a_missing_cluster_resets_to_nothing() {
+        let dir = std::env::temp_dir().join(format!("dw-cluster-reset-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(reset(&dir)).unwrap().is_empty());
+        assert!(
+            ClusterNemesis::load(&dir)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("scripts/stack up --only cassandra-cluster")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
