@@ -558,6 +558,12 @@ async fn remove_iptables_chains(ns: &str, id: &str) -> anyhow::Result<()> {
         )
         .await?;
     }
+    // iptables leaves its table behind; with no delay left in the namespace it holds
+    // nothing of ours (nothing else uses the cluster's namespaces), so it goes too.
+    let listing = in_netns(ns, "iptables", &["-S"], "").await?;
+    if !listing.lines().any(|l| l.starts_with("-N ")) {
+        let _ = in_netns(ns, "nft", &["delete", "table", "ip", "filter"], "").await;
+    }
     Ok(())
 }
 
