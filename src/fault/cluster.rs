@@ -200,27 +200,45 @@ pub struct Applied {
 }
 
 /// Applies and heals faults between the cluster's nodes.
+///
+/// It holds the cluster's lock for its whole life: one process faults the cluster at
+/// a time, and [`reset`] from another process leaves a live holder's faults alone.
 pub struct ClusterNemesis {
     state: ClusterState,
     seq: AtomicU32,
+    _lock: ClusterLock,
 }
 
 impl ClusterNemesis {
-    pub fn new(state: ClusterState) -> Self {
-        Self {
+    /// Takes the cluster's lock; an error naming the holder when another process has it.
+    pub fn new(state: ClusterState) -> anyhow::Result<Self> {
+        let lock = match ClusterLock::try_take(&state.state_dir)? {
+            Ok(lock) => lock,
+            Err(holder) => bail!(
+                "the Cassandra cluster is in use by another dualwrite process ({holder}); two processes faulting one cluster would corrupt each other's results"
+            ),
+        };
+        Ok(Self {
             state,
             seq: AtomicU32::new(0),
-        }
+            _lock: lock,
+        })
     }
 
     /// The nemesis of the cluster the stack in `state_dir` runs; an error telling how
     /// to start it when it is not up.
     pub fn load(state_dir: &Path) -> anyhow::Result<Self> {
-        Ok(Self::new(ClusterState::require(state_dir)?))
+        Self::new(ClusterState::require(state_dir)?)
     }
 
     pub fn state(&self) -> &ClusterState {
         &self.state
+    }
+
+    /// Heals every fault in the cluster, this process's and any left by a crashed one
+    /// (see [`reset`]). A run calls it at its start, before applying anything.
+    pub async fn reset(&self) -> anyhow::Result<Vec<String>> {
+        heal_all(&self.state).await
     }
 
     fn next_id(&self) -> (String, u32) {
@@ -377,11 +395,25 @@ impl ClusterNemesis {
 /// it: deletes the nft table `inet dualwrite` and the delay rules (table `ip filter`)
 /// in each namespace, stops every delayer, resumes paused nodes and restarts killed
 /// ones. Returns one line per thing it fixed; empty when all was clean or the
-/// cluster is not up. `dualwrite reset` and the start of every run call it.
+/// cluster is not up. `dualwrite reset` calls it.
+///
+/// A live [`ClusterNemesis`] in another process holds the cluster's lock: then its
+/// faults are that run's, not leftovers, and this only says so (one line). A process
+/// killed with `kill -9` holds nothing (the kernel drops its lock), so what it left
+/// is healed.
 pub async fn reset(state_dir: &Path) -> anyhow::Result<Vec<String>> {
     let Some(state) = ClusterState::load(state_dir)? else {
         return Ok(Vec::new());
     };
+    match ClusterLock::try_take(state_dir)? {
+        Ok(_lock) => heal_all(&state).await,
+        Err(holder) => Ok(vec![format!(
+            "Cassandra cluster not reset: in use by a running dualwrite process ({holder}); its faults are its own"
+        )]),
+    }
+}
+
+async fn heal_all(state: &ClusterState) -> anyhow::Result<Vec<String>> {
     let mut fixed = Vec::new();
     for node in &state.nodes {
         let tables = in_netns(&node.netns, "nft", &["list", "tables"], "")
@@ -422,7 +454,7 @@ pub async fn reset(state_dir: &Path) -> anyhow::Result<Vec<String>> {
         }
     }
     if !dead.is_empty() {
-        restart(&state).await?;
+        restart(state).await?;
         fixed.push(format!("restarted cassandra-{}", list(&dead)));
     }
     Ok(fixed)
@@ -710,6 +742,48 @@ async fn restart(state: &ClusterState) -> anyhow::Result<()> {
     }
 }
 
+/// An exclusive `flock` on `$DUALWRITE_STATE/cassandra-cluster.lock`, released when
+/// dropped or when the process dies (even by `kill -9`).
+#[derive(Debug)]
+struct ClusterLock {
+    _file: std::fs::File,
+}
+
+impl ClusterLock {
+    /// `Ok(Ok(lock))`, or `Ok(Err(holder))` when another open file holds it.
+    fn try_take(state_dir: &Path) -> anyhow::Result<Result<Self, String>> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        let path = state_dir.join("cassandra-cluster.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the cluster's lock {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Ok(Err(if holder.is_empty() {
+                "unknown".to_string()
+            } else {
+                holder.to_string()
+            }));
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        write!(file, "pid {}, {exe}", std::process::id())?;
+        file.flush()?;
+        Ok(Ok(Self { _file: file }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::state::tests::sample;
@@ -837,6 +911,36 @@ mod tests {
         assert_eq!(parse_proc_state("Name:\tx\n"), None);
         // This very process exists and is not stopped.
         assert!(matches!(proc_state(std::process::id() as i32), Some(c) if c != 'T'));
+    }
+
+    #[test]
+    fn one_holder_of_the_cluster_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("dw-cluster-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut state = sample();
+        state.state_dir = dir.clone();
+        let first = ClusterNemesis::new(state.clone()).unwrap();
+        let err = ClusterNemesis::new(state.clone())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("in use by another dualwrite process"), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        // reset() from elsewhere leaves a live holder's faults alone.
+        std::fs::write(dir.join(STATE_FILE), state::tests::SAMPLE).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let said = rt.block_on(reset(&dir)).unwrap();
+        assert_eq!(said.len(), 1);
+        assert!(said[0].contains("not reset: in use"), "{said:?}");
+        drop(first);
+        assert!(ClusterNemesis::new(state).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -283,8 +283,10 @@ fn a_cut_replica_misses_quorum_writes_until_hints_deliver_them() {
     });
 }
 
-/// A run killed mid-fault leaves rules in the namespaces and a stopped JVM; `dualwrite
-/// reset` (the binary, as after `kill -9` of a run) removes every rule and resumes it.
+/// A run killed mid-fault leaves rules in the namespaces, a delayer and a stopped JVM;
+/// `dualwrite reset` (another process, as after `kill -9` of a run: it reads only the
+/// state file, the namespaces and /proc) removes every rule, stops the delayer and
+/// resumes the node.
 #[test]
 fn reset_after_a_crash_leaves_no_rule_and_no_stopped_node() {
     let _guard = lock();
@@ -303,6 +305,13 @@ fn reset_after_a_crash_leaves_no_rule_and_no_stopped_node() {
             })
             .await
             .expect("loss");
+        let delay = nemesis
+            .apply(&NodeFault::Delay {
+                nodes: vec![node(3)],
+                delay_ms: 50,
+            })
+            .await
+            .expect("delay");
         let pause = nemesis
             .apply(&NodeFault::Pause(node(3)))
             .await
@@ -316,8 +325,9 @@ fn reset_after_a_crash_leaves_no_rule_and_no_stopped_node() {
                 n.netns
             );
         }
-        // The crash: the faults are never healed by the one who applied them.
-        std::mem::forget((cut, loss, pause));
+        // The crash: the faults are never healed, and the lock goes with the process.
+        std::mem::forget((cut, loss, delay, pause));
+        drop(nemesis);
 
         let out = std::process::Command::new(bin())
             .arg("reset")
@@ -327,6 +337,7 @@ fn reset_after_a_crash_leaves_no_rule_and_no_stopped_node() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{out:?}");
         assert!(stdout.contains("resumed paused cassandra-c3"), "{stdout}");
+        assert!(stdout.contains("stopped delayer"), "{stdout}");
         for n in &state.nodes {
             assert_eq!(nft_tables(&n.netns).trim(), "", "rules left in {}", n.netns);
             let pid = cluster::node_pid(n).expect("node runs");
@@ -384,10 +395,7 @@ fn a_delay_between_nodes_slows_all_writes_and_heals_cleanly() {
                 .any(|e| e.file_name().to_string_lossy().starts_with("nfq-delay-")),
             "a delayer's pid file is left"
         );
-        assert_eq!(
-            cluster::reset(&state_dir()).await.unwrap(),
-            Vec::<String>::new()
-        );
+        assert_eq!(nemesis.reset().await.unwrap(), Vec::<String>::new());
         drop_keyspace(&s1, &ks).await;
     });
 }
