@@ -40,8 +40,35 @@ fn node(i: u8) -> NodeId {
     NodeId::new(i).unwrap()
 }
 
+/// `cluster::reset`, waiting (like [`nemesis`]) while another process holds the lock.
+async fn reset() -> Vec<String> {
+    let t0 = Instant::now();
+    loop {
+        let said = cluster::reset(&state_dir()).await.expect("reset");
+        let busy = said.iter().any(|l| l.contains("not reset: in use"));
+        if !busy || t0.elapsed() > Duration::from_secs(30) {
+            return said;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The cluster's nemesis. Another process's `dualwrite reset` (tests/e2e/reliability.rs)
+/// holds the cluster's lock for the few milliseconds of its look at the cluster: wait
+/// for it rather than fail.
 fn nemesis() -> ClusterNemesis {
-    ClusterNemesis::load(&state_dir()).expect("the cluster's state file")
+    let t0 = Instant::now();
+    loop {
+        match ClusterNemesis::load(&state_dir()) {
+            Ok(n) => return n,
+            Err(e)
+                if e.to_string().contains("in use") && t0.elapsed() < Duration::from_secs(30) =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("{e:#}"),
+        }
+    }
 }
 
 /// Maps every node address to one proxy: that node coordinates everything.
@@ -198,7 +225,7 @@ fn nft_tables(netns: &str) -> String {
 fn a_cut_replica_misses_quorum_writes_until_hints_deliver_them() {
     let _guard = lock();
     rt().block_on(async {
-        cluster::reset(&state_dir()).await.expect("reset");
+        reset().await;
         let nemesis = nemesis();
         let state = nemesis.state().clone();
         let (s1, s3) = (pinned(&state, 1).await, pinned(&state, 3).await);
@@ -291,7 +318,7 @@ fn a_cut_replica_misses_quorum_writes_until_hints_deliver_them() {
 fn reset_after_a_crash_leaves_no_rule_and_no_stopped_node() {
     let _guard = lock();
     rt().block_on(async {
-        cluster::reset(&state_dir()).await.expect("reset");
+        reset().await;
         let nemesis = nemesis();
         let state = nemesis.state().clone();
         let cut = nemesis
@@ -344,10 +371,7 @@ fn reset_after_a_crash_leaves_no_rule_and_no_stopped_node() {
             assert_ne!(cluster::proc_state(pid), Some('T'), "{} stopped", n.id);
         }
         // Nothing left to fix.
-        assert_eq!(
-            cluster::reset(&state_dir()).await.unwrap(),
-            Vec::<String>::new()
-        );
+        assert_eq!(reset().await, Vec::<String>::new());
     });
 }
 
@@ -358,7 +382,7 @@ fn reset_after_a_crash_leaves_no_rule_and_no_stopped_node() {
 fn a_delay_between_nodes_slows_all_writes_and_heals_cleanly() {
     let _guard = lock();
     rt().block_on(async {
-        cluster::reset(&state_dir()).await.expect("reset");
+        reset().await;
         let nemesis = nemesis();
         let state = nemesis.state().clone();
         let s1 = pinned(&state, 1).await;
@@ -405,7 +429,7 @@ fn a_delay_between_nodes_slows_all_writes_and_heals_cleanly() {
 fn a_killed_node_is_restarted_by_heal() {
     let _guard = lock();
     rt().block_on(async {
-        cluster::reset(&state_dir()).await.expect("reset");
+        reset().await;
         let nemesis = nemesis();
         let state = nemesis.state().clone();
         let c3 = state.node(node(3)).unwrap().clone();
