@@ -130,7 +130,8 @@ pub enum Command {
     /// Measure the harness: rate accuracy, overhead versus the bare client, driver
     /// ceiling, checker and history cost, pattern-overhead table.
     Bench(crate::bench::BenchArgs),
-    /// Remove dualwrite's leftover toxics and re-enable proxies (after a crashed run).
+    /// Remove dualwrite's leftover toxics and re-enable proxies (after a crashed run);
+    /// when the Cassandra cluster is up, also heal every fault between its nodes.
     Reset {
         #[arg(
             long,
@@ -138,6 +139,9 @@ pub enum Command {
             env = "DUALWRITE_TOXIPROXY"
         )]
         toxiproxy: String,
+        /// Local stack state directory (the cluster's state file and pids).
+        #[arg(long, default_value = ".stack", env = "DUALWRITE_STATE")]
+        stack_state: PathBuf,
     },
 }
 
@@ -200,7 +204,10 @@ pub async fn main(cli: Cli) -> i32 {
             print!("{}", list());
             exit::PASS
         }
-        Command::Reset { toxiproxy } => reset(&toxiproxy).await,
+        Command::Reset {
+            toxiproxy,
+            stack_state,
+        } => reset(&toxiproxy, &stack_state).await,
         Command::Run(args) => run(args).await,
         Command::Compare {
             inputs,
@@ -320,8 +327,8 @@ pub fn list() -> String {
     out
 }
 
-async fn reset(url: &str) -> i32 {
-    match fault::restore_all(&Toxiproxy::new(url)).await {
+async fn reset(url: &str, stack_state: &std::path::Path) -> i32 {
+    let proxies = match fault::restore_all(&Toxiproxy::new(url)).await {
         Ok(fixed) if fixed.is_empty() => {
             println!("proxies clean: no dualwrite toxics, all enabled");
             exit::PASS
@@ -336,7 +343,22 @@ async fn reset(url: &str) -> i32 {
             eprintln!("error: {e:#}");
             exit::INFRA
         }
-    }
+    };
+    // The cluster's faults live in its namespaces and processes, not in Toxiproxy:
+    // a run killed mid-partition leaves them behind until this.
+    let cluster = match fault::cluster::reset(stack_state).await {
+        Ok(fixed) => {
+            for line in fixed {
+                println!("{line}");
+            }
+            exit::PASS
+        }
+        Err(e) => {
+            eprintln!("error: healing the Cassandra cluster: {e:#}");
+            exit::INFRA
+        }
+    };
+    exit::worst(proxies, cluster)
 }
 
 async fn run(args: RunArgs) -> i32 {

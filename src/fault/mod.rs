@@ -5,6 +5,7 @@
 //! stack's servers by pid (`process.rs`). Whatever happens, [`restore`] puts every
 //! proxy back.
 
+pub mod cluster;
 pub mod lock;
 pub mod process;
 pub mod toxiproxy;

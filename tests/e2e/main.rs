@@ -3,6 +3,7 @@
 
 mod cassandra;
 mod cli;
+mod cluster;
 mod common;
 mod dynamodb;
 mod dynamodb_patterns;
