@@ -2,8 +2,8 @@
 //! the real servers. One test binary, one module per topic.
 
 mod cassandra;
+mod cassandra_cluster;
 mod cli;
-mod cluster;
 mod common;
 mod dynamodb;
 mod dynamodb_patterns;

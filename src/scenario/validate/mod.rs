@@ -1,0 +1,190 @@
+//! Raw scenario -> validated [`Scenario`]: types, ranges, defaults, and which
+//! pattern, fault and option applies to which store (read from the store
+//! registry). One file per part of the scenario.
+
+mod faults;
+mod pattern;
+mod target;
+mod workload;
+
+use std::time::Duration;
+
+use super::error::{Locator, ScenarioError};
+use super::raw::{RawLimit, RawScenario};
+use super::*;
+use crate::store::StoreSpec;
+
+type Res<T> = Result<T, ScenarioError>;
+
+pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
+    if raw.name.trim().is_empty()
+        || !raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(at.error(
+            "name",
+            format!("`{}` is not a usable scenario name", raw.name),
+            "use letters, digits, `-` and `_` only (it names the results directory), e.g. name = \"dynamo-naive\"",
+        ));
+    }
+    let target = target::target(&raw, at)?;
+    let pattern = pattern::pattern(&raw.pattern, &target, at)?;
+    let workload = workload::workload(&raw, at)?;
+    let run = workload.planned_duration();
+    let mut faults = Vec::new();
+    for (i, f) in raw.faults.iter().enumerate() {
+        faults.push(faults::fault(i, f, &target, &pattern, run, at)?);
+    }
+    let check = match &raw.check {
+        None => Check {
+            settle: default_settle(&pattern),
+            fields: default_fields(),
+        },
+        Some(c) => Check {
+            settle: match &c.settle {
+                Some(s) => duration(s, "check.settle", at)?,
+                None => default_settle(&pattern),
+            },
+            fields: match &c.fields {
+                None => default_fields(),
+                Some(names) => names
+                    .iter()
+                    .map(|n| match n.as_str() {
+                        "customer_id" => Ok(Field::CustomerId),
+                        "amount_cents" => Ok(Field::AmountCents),
+                        other => Err(at.error(
+                            "check.fields",
+                            format!("unknown field `{other}`"),
+                            "compare any of \"customer_id\", \"amount_cents\"",
+                        )),
+                    })
+                    .collect::<Res<Vec<_>>>()?,
+            },
+        },
+    };
+    let expect = match &raw.expect {
+        None => Expect::zero(),
+        Some(e) => Expect {
+            orphans: limit(&e.orphans, "expect.orphans", at)?,
+            ghosts: limit(&e.ghosts, "expect.ghosts", at)?,
+            duplicates: limit(&e.duplicates, "expect.duplicates", at)?,
+            mismatches: limit(&e.mismatches, "expect.mismatches", at)?,
+            lost_acks: limit(&e.lost_acks, "expect.lost_acks", at)?,
+            strays: limit(&e.strays, "expect.strays", at)?,
+            divergence: limit(&e.divergence, "expect.divergence", at)?,
+            indeterminate: match e.indeterminate {
+                Some(x) if !(0.0..=1.0).contains(&x) => {
+                    return Err(at.error(
+                        "expect.indeterminate",
+                        format!("{x} is not a fraction"),
+                        "give the largest share of indeterminate operations allowed, 0.0 to 1.0, e.g. indeterminate = 0.2",
+                    ));
+                }
+                other => other,
+            },
+            recovery: e.recovery,
+        },
+    };
+    let namespace = NamespaceSpec {
+        prefix: raw
+            .namespace
+            .as_ref()
+            .and_then(|n| n.prefix.clone())
+            .unwrap_or_else(|| "dw".into()),
+        keep: raw.namespace.as_ref().and_then(|n| n.keep).unwrap_or(false),
+    };
+    if namespace.prefix.is_empty()
+        || namespace.prefix.len() > 12
+        || !namespace
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        || !namespace
+            .prefix
+            .starts_with(|c: char| c.is_ascii_lowercase())
+    {
+        return Err(at.error(
+            "namespace.prefix",
+            format!(
+                "`{}` cannot prefix table, keyspace and database names",
+                namespace.prefix
+            ),
+            "use 1 to 12 lowercase letters or digits, starting with a letter, e.g. prefix = \"dw\"",
+        ));
+    }
+    let mut warnings = Vec::new();
+    for f in &faults {
+        if let FaultKind::ProcessKill { server } = &f.kind {
+            let in_memory = StoreSpec::local_servers()
+                .any(|(_, s)| s.name == server && s.local.as_ref().is_some_and(|l| l.in_memory));
+            if in_memory {
+                warnings.push(format!(
+                    "faults[{}]: `{server}` keeps its data in memory: killing it destroys every table of the run (the checker then counts every acknowledged order as lost)",
+                    f.index
+                ));
+            }
+        }
+    }
+    Ok(Scenario {
+        name: raw.name.clone(),
+        description: raw.description.clone().unwrap_or_default(),
+        seed: raw.seed.unwrap_or(1),
+        file: PathBuf::new(),
+        source: String::new(),
+        sha256: String::new(),
+        target,
+        namespace,
+        pattern,
+        workload,
+        faults,
+        check,
+        expect,
+        warnings,
+    })
+}
+
+fn default_settle(pattern: &Pattern) -> Duration {
+    if pattern.kind.is_async() {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(1)
+    }
+}
+
+fn default_fields() -> Vec<Field> {
+    vec![Field::CustomerId, Field::AmountCents]
+}
+
+fn limit(raw: &Option<RawLimit>, path: &str, at: &Locator) -> Res<Option<u64>> {
+    match raw {
+        None => Ok(Some(0)),
+        Some(RawLimit::Count(n)) if *n >= 0 => Ok(Some(*n as u64)),
+        Some(RawLimit::Word(w)) if w == "any" => Ok(None),
+        Some(other) => Err(at.error(
+            path,
+            format!("`{other:?}` is not a threshold"),
+            "give the largest count allowed (0 or more), or \"any\" for no limit",
+        )),
+    }
+}
+
+pub(super) fn duration(text: &str, path: &str, at: &Locator) -> Res<Duration> {
+    parse_duration(text).ok_or_else(|| {
+        at.error(
+            path,
+            format!("`{text}` is not a duration"),
+            "write a number and a unit: \"250ms\", \"5s\", \"2m\"",
+        )
+    })
+}
+
+/// An error for a word that is not one of the accepted ones.
+pub(super) fn word(at: &Locator, path: &str, got: &str, expected: &str) -> ScenarioError {
+    at.error(
+        path,
+        format!("`{got}` is not a valid value"),
+        format!("use {expected}"),
+    )
+}
