@@ -313,6 +313,13 @@ pub fn list() -> String {
             .collect();
         out.push_str(&format!("  {:<10} {}\n", s.name, s.about));
         out.push_str(&format!("  {:<10} servers: {}\n", "", servers.join(", ")));
+        if !s.holds_primary {
+            // Its pattern column reads "-": the columns are the primary store.
+            out.push_str(&format!(
+                "  {:<10} holds the secondary side only: of naive, outbox and streams, beside another primary store\n",
+                ""
+            ));
+        }
         if !s.fault_kinds.is_empty() {
             out.push_str(&format!(
                 "  {:<10} own faults: {}\n",

@@ -20,8 +20,9 @@ use crate::fault::process::ProcessControl;
 use crate::fault::toxiproxy::Toxiproxy;
 use crate::fault::{self, FaultTargets, FaultWindow, Nemesis};
 use crate::history::{History, HistoryWriter};
+use crate::pattern::Delivery;
 use crate::progress::Progress;
-use crate::relay::Relay;
+use crate::relay::{Relay, Sink};
 use crate::result::{
     self, Availability, Latency, Ops, RelayResult, RunDir, RunResult, ScenarioInfo, Tool, Verdict,
     WorkloadResult,
@@ -250,11 +251,18 @@ impl<'a> Run<'a> {
             .map_err(infra)?;
         let relay = if self.scenario.pattern.kind.is_async() {
             let source = stores.primary.relay_source().await.map_err(infra)?;
-            let sink: Arc<dyn SideStore> = stores
-                .secondary
-                .side(Side::Secondary)
-                .await
-                .map_err(infra)?;
+            let sink = match self.scenario.pattern.relay.delivery {
+                Delivery::AtLeastOnce => Sink::AtLeastOnce(
+                    stores
+                        .secondary
+                        .side(Side::Secondary)
+                        .await
+                        .map_err(infra)?,
+                ),
+                Delivery::ExactlyOnce => {
+                    Sink::ExactlyOnce(stores.secondary.exactly_once_sink().await.map_err(infra)?)
+                }
+            };
             Some(Arc::new(tokio::sync::Mutex::new(Relay::start(
                 source,
                 sink,
@@ -508,6 +516,10 @@ impl<'a> Run<'a> {
 
     /// Full scans of both sides, compared with each other and the history.
     async fn check(&mut self, setup: &SetUp, load: &Load, causes: &Causes) -> anyhow::Result<()> {
+        // After the settle: what the clients did on their own (a relay's included).
+        for s in setup.stores.all() {
+            self.result.client_counts.extend(s.client_counts());
+        }
         if !self.do_check(load) {
             return Ok(());
         }
@@ -673,6 +685,7 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
         faults: Vec::new(),
         relay: None,
         faults_injected: BTreeMap::new(),
+        client_counts: BTreeMap::new(),
         availability: Availability::default(),
         checker: None::<CheckerReport>,
         checked: false,

@@ -101,6 +101,15 @@ pub fn why_not_honoured(option: &str, kind: PatternKind) -> &'static str {
         }
         ("relay.claim_ttl", _) => ": only the Cassandra outbox relay claims entries (with LWT)",
         ("relay.workers", _) => ": this relay source cannot split its work between workers",
+        ("idempotence", _) => {
+            ": producer idempotence is a Kafka producer's setting, and the secondary side is not a Kafka topic"
+        }
+        ("relay.delivery", _) => {
+            ": only a Kafka topic as the sink takes transactions (exactly-once); elsewhere a relay delivers at least once"
+        }
+        ("relay.idempotent", _) => {
+            ": a topic appends every publication whatever its key, so no key makes a replay harmless; use relay.delivery = \"exactly-once\""
+        }
         _ => "",
     }
 }
@@ -158,6 +167,27 @@ pub enum Partitioning {
     Cross,
 }
 
+/// How a relay's publications reach a sink that can take transactions (a Kafka
+/// topic); elsewhere it is always at least once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Publish, then mark: a crash in between publishes the event again.
+    AtLeastOnce,
+    /// Each publication commits with its source positions in one transaction, and
+    /// a restarted worker skips positions already committed (docs/KAFKA.md).
+    ExactlyOnce,
+}
+
+impl Delivery {
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivery::AtLeastOnce => "at-least-once",
+            Delivery::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RelayMode {
@@ -182,6 +212,7 @@ pub struct RelayOptions {
     pub crash_probability: f64,
     #[serde(with = "crate::scenario::duration_ms")]
     pub claim_ttl: Duration,
+    pub delivery: Delivery,
 }
 
 impl Default for RelayOptions {
@@ -194,6 +225,7 @@ impl Default for RelayOptions {
             crash_every: 0,
             crash_probability: 0.0,
             claim_ttl: Duration::from_secs(5),
+            delivery: Delivery::AtLeastOnce,
         }
     }
 }
@@ -218,6 +250,9 @@ pub struct Pattern {
     /// DynamoDB outbox: whether a re-put of an already published order sets its
     /// outbox flag again (the hazard) instead of being refused by a condition.
     pub rearm: bool,
+    /// Kafka: the producer's `enable.idempotence` (its own retries after a lost
+    /// answer append once instead of again).
+    pub idempotence: bool,
     pub relay: RelayOptions,
 }
 
@@ -236,6 +271,7 @@ impl Pattern {
             consistency: "quorum".to_string(),
             lwt_insert: false,
             rearm: false,
+            idempotence: false,
             relay: RelayOptions::default(),
         }
     }

@@ -5,9 +5,14 @@
 //!
 //! The relay loop is written once: a store supplies where events come from (its
 //! change feed or outbox: a [`RelaySource`]), any side is where they go (the
-//! sink, a `SideStore`), and [`work`] is what a worker does with them — publish,
-//! the crash point, mark. [`Relay`] supervises the workers and records deliveries
-//! for time to consistency.
+//! [`Sink`]: a `SideStore`, or a transactional sink for exactly-once delivery,
+//! `sink.rs`), and [`work`] is what a worker does with them — skip what the sink
+//! already committed, publish, the crash point, mark. [`Relay`] supervises the
+//! workers and records deliveries for time to consistency.
+
+mod sink;
+
+pub use sink::{ExactlyOnceSink, Sink};
 
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +25,7 @@ use crate::order::splitmix64;
 use crate::pattern::outcome::Attempt;
 use crate::pattern::{KeyPolicy, RelayOptions};
 pub use crate::result::RelayStats;
-use crate::store::{Record, SideStore};
+use crate::store::Record;
 
 /// The longest one `pending` check may take (each store bounds its own calls
 /// too; this is the supervisor's guarantee whatever the store does).
@@ -77,13 +82,15 @@ pub trait RelaySource: Send + Sync {
 }
 
 /// What one worker does until it crashes or fails: take events from the source,
-/// publish each to the sink (keyed by the order when idempotent, fresh otherwise),
-/// then — the crash point — mark it done. A crash between publishing and marking
-/// leaves the event to be published again after the restart: a duplicate unless
-/// the relay is idempotent.
+/// skip (mark at once) those the sink says it already committed (an exactly-once
+/// sink after a crash; never for at-least-once), publish the others to the sink
+/// (keyed by the order when idempotent, fresh otherwise), then — the crash point —
+/// mark them done. A crash between publishing and marking leaves the event to be
+/// published again after the restart: a duplicate unless the relay is idempotent
+/// or the sink committed the event's position with it.
 pub async fn work(
     source: &dyn RelaySource,
-    sink: &dyn SideStore,
+    sink: &Sink,
     worker: u32,
     ctx: &RelayContext,
 ) -> anyhow::Result<RelayExit> {
@@ -94,11 +101,23 @@ pub async fn work(
         KeyPolicy::Fresh
     };
     source.start(worker, options.workers).await?;
+    sink.start(worker).await?;
     loop {
-        let mut events = source.next(worker).await?;
+        let events = source.next(worker).await?;
         if events.is_empty() {
             tokio::time::sleep(options.poll_interval).await;
             continue;
+        }
+        let (already, mut events): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|e| sink.published(worker, &e.position));
+        if !already.is_empty() {
+            // Committed by an earlier incarnation that crashed before marking.
+            source.done(worker, &already).await?;
+            ctx.already_published(already.len());
+            if events.is_empty() {
+                continue;
+            }
         }
         if source.batches() {
             // Draw the crash point first: a crash at event k falls between
@@ -108,12 +127,11 @@ pub async fn work(
             if let Some(k) = crash_at {
                 events.truncate(k + 1);
             }
-            let records: Vec<Record> = events.iter().map(|e| e.record).collect();
-            let ids: Vec<u64> = records.iter().map(|r| r.order_id).collect();
+            let ids: Vec<u64> = events.iter().map(|e| e.record.order_id).collect();
             ctx.in_flight(&ids);
-            published(sink.write_events(&records, key).await, "a batch")?;
-            for r in &records {
-                ctx.delivered(r.order_id);
+            published(sink.publish_batch(worker, &events, key).await, "a batch")?;
+            for id in &ids {
+                ctx.delivered(*id);
             }
             if let Some(crashed) = crash_at.and_then(|_| events.pop()) {
                 ctx.crashed_on(crashed.record.order_id);
@@ -130,9 +148,7 @@ pub async fn work(
         for event in events {
             let order = event.record.order_id;
             ctx.in_flight(&[order]);
-            let attempt = sink
-                .write_event(&event.record, key, crate::store::now_micros())
-                .await;
+            let attempt = sink.publish_one(worker, &event, key).await;
             published(attempt, &event.position)?;
             ctx.delivered(order);
             if ctx.should_crash() {
@@ -201,6 +217,14 @@ impl RelayContext {
             .insert(self.worker, orders.to_vec());
     }
 
+    /// Events the source handed out again that the sink had already committed:
+    /// marked without publishing.
+    fn already_published(&self, n: usize) {
+        self.shared
+            .already_published
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// The worker crashes between publishing `order` and marking it.
     fn crashed_on(&self, order: u64) {
         self.shared.in_flight.lock().unwrap().remove(&self.worker);
@@ -216,7 +240,7 @@ impl RelayContext {
 /// Supervises the workers of one relay.
 pub struct Relay {
     source: Arc<dyn RelaySource>,
-    sink: Arc<dyn SideStore>,
+    sink: Sink,
     options: RelayOptions,
     seed: u64,
     tasks: Vec<JoinHandle<()>>,
@@ -229,6 +253,7 @@ pub struct Relay {
 struct Shared {
     self_crashes: AtomicU64,
     errors: AtomicU64,
+    already_published: AtomicU64,
     events: Arc<AtomicU64>,
     last_error: Mutex<Option<String>>,
     /// Worker -> orders published and not yet marked.
@@ -240,7 +265,7 @@ struct Shared {
 impl Relay {
     pub fn start(
         source: Arc<dyn RelaySource>,
-        sink: Arc<dyn SideStore>,
+        sink: Sink,
         options: RelayOptions,
         seed: u64,
     ) -> Self {
@@ -275,7 +300,7 @@ impl Relay {
             let pause = self.options.poll_interval;
             self.tasks.push(tokio::spawn(async move {
                 loop {
-                    match work(source.as_ref(), sink.as_ref(), i, &ctx).await {
+                    match work(source.as_ref(), &sink, i, &ctx).await {
                         Ok(RelayExit::Crashed) => {
                             shared.self_crashes.fetch_add(1, Ordering::Relaxed);
                         }
@@ -385,6 +410,8 @@ impl Relay {
             self_crashes: self.shared.self_crashes.load(Ordering::Relaxed),
             errors: self.shared.errors.load(Ordering::Relaxed),
             rearmed: self.source.rearmed().len() as u64,
+            delivery: self.options.delivery.name().to_string(),
+            already_published: self.shared.already_published.load(Ordering::Relaxed),
             ..RelayStats::default()
         };
         (deliveries, stats)
@@ -422,7 +449,12 @@ mod tests {
     #[tokio::test]
     async fn the_drain_wait_ends_at_its_deadline_even_if_pending_never_answers() {
         let sink = crate::store::memory::tests::side(crate::scenario::Side::Secondary);
-        let relay = Relay::start(Arc::new(Unanswered), sink, RelayOptions::default(), 1);
+        let relay = Relay::start(
+            Arc::new(Unanswered),
+            Sink::AtLeastOnce(sink),
+            RelayOptions::default(),
+            1,
+        );
         let started = Instant::now();
         let (drained, pending) = relay.wait_drained(Duration::from_secs(1)).await;
         assert!(!drained);

@@ -47,6 +47,10 @@ pub struct RunResult {
     /// Errors the stores' own fault sources injected, by `kind@side`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub faults_injected: BTreeMap<String, u64>,
+    /// What the stores' clients did on their own, out of the application's sight
+    /// (a Kafka producer's own resends after lost answers), by `name@side`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub client_counts: BTreeMap<String, u64>,
     /// What the operations got: how much of the run was acknowledged, refused, or
     /// left indeterminate, overall and after the last fault window.
     #[serde(default)]
@@ -356,6 +360,13 @@ pub struct RelayStats {
     /// after the relay had cleared it (`rearm = true`).
     #[serde(default)]
     pub rearmed: u64,
+    /// `at-least-once` or `exactly-once` (`relay.delivery`); empty in older files.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub delivery: String,
+    /// Events the source handed out again that an exactly-once sink had already
+    /// committed (a crash between publishing and marking): marked, not published.
+    #[serde(default)]
+    pub already_published: u64,
 }
 
 /// What landed for operations the client did not see succeed.

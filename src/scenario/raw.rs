@@ -61,6 +61,7 @@ pub(crate) struct RawPattern {
     pub consistency: Option<String>,
     pub lwt_insert: Option<bool>,
     pub rearm: Option<bool>,
+    pub idempotence: Option<bool>,
     pub relay: Option<RawRelay>,
 }
 
@@ -74,6 +75,7 @@ pub(crate) struct RawRelay {
     pub crash_every: Option<i64>,
     pub crash_probability: Option<f64>,
     pub claim_ttl: Option<String>,
+    pub delivery: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

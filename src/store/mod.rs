@@ -11,6 +11,7 @@
 
 pub mod cassandra;
 pub mod dynamodb;
+pub mod kafka;
 pub mod memory;
 pub mod mongodb;
 pub mod spec;
@@ -23,7 +24,7 @@ use crate::order::Order;
 use crate::pattern::KeyPolicy;
 use crate::pattern::atomic::AtomicWrite;
 use crate::pattern::outcome::Attempt;
-use crate::relay::RelaySource;
+use crate::relay::{ExactlyOnceSink, RelaySource};
 pub use crate::result::ServerInfo;
 use crate::scenario::{FaultSpec, Scenario, Side, SideEndpoint};
 use crate::writer::Writer;
@@ -161,6 +162,21 @@ pub trait Store: Send + Sync {
     /// Where the relay of an async pattern reads from (change feed or outbox).
     async fn relay_source(&self) -> anyhow::Result<Arc<dyn RelaySource>> {
         anyhow::bail!("{} has no relay source", self.server_info().product)
+    }
+
+    /// A relay sink that commits each publication with its source positions in one
+    /// transaction (`relay.delivery = "exactly-once"`), where the store has them.
+    async fn exactly_once_sink(&self) -> anyhow::Result<Arc<dyn ExactlyOnceSink>> {
+        anyhow::bail!(
+            "{} cannot commit a relay's publications with its positions",
+            self.server_info().product
+        )
+    }
+
+    /// What this store's clients did on their own, out of the application's sight
+    /// (a producer's resends), by `name@side`: read after the load.
+    fn client_counts(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
     }
 
     /// Store-side fault sources (SDK errors, fail points); network faults go to Toxiproxy.

@@ -24,6 +24,9 @@ pub struct StoreSpec {
     /// Options this store honours when it holds the secondary side of a pattern
     /// written by the engine (`naive`) or a relay.
     pub secondary_options: &'static [&'static str],
+    /// The secondary side is an append-only log (a Kafka topic): a replay is a
+    /// second record whatever its key, so `relay.idempotent` does not apply.
+    pub secondary_appends: bool,
     /// Fault kinds this store injects itself, beside the network faults.
     pub fault_kinds: &'static [&'static str],
     /// How `dualwrite bench` measures it.
@@ -74,6 +77,7 @@ pub static REGISTRY: &[&StoreSpec] = &[
     &super::dynamodb::SPEC,
     &super::cassandra::SPEC,
     &super::mongodb::SPEC,
+    &super::kafka::SPEC,
     &super::memory::SPEC,
 ];
 

@@ -142,11 +142,19 @@ pub async fn check(stores: &Stores, history: &History, scenario: &Scenario) -> C
 /// Tests of different stores run in parallel.
 pub fn lock(store: &str) -> std::sync::MutexGuard<'static, ()> {
     use std::sync::{Mutex, OnceLock};
-    static LOCKS: OnceLock<[Mutex<()>; 3]> = OnceLock::new();
-    let locks = LOCKS.get_or_init(|| [Mutex::new(()), Mutex::new(()), Mutex::new(())]);
+    static LOCKS: OnceLock<[Mutex<()>; 4]> = OnceLock::new();
+    let locks = LOCKS.get_or_init(|| {
+        [
+            Mutex::new(()),
+            Mutex::new(()),
+            Mutex::new(()),
+            Mutex::new(()),
+        ]
+    });
     let i = match store {
         "dynamodb" => 0,
         "cassandra" => 1,
+        "kafka" => 3,
         _ => 2,
     };
     locks[i]

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod dynamodb;
 mod dynamodb_patterns;
+mod kafka_topic;
 mod mongodb;
 mod reliability;
 mod reports;

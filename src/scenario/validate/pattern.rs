@@ -8,7 +8,8 @@ use super::super::raw::RawPattern;
 use super::super::*;
 use super::{Res, duration, word};
 use crate::pattern::{
-    KeyPolicy, OnConflict, OnSecondaryFailure, Partitioning, Pattern, PatternKind, RelayMode,
+    Delivery, KeyPolicy, OnConflict, OnSecondaryFailure, Partitioning, Pattern, PatternKind,
+    RelayMode,
 };
 
 /// The options a pattern honours with these sides: the pattern engine's own, the
@@ -45,6 +46,10 @@ pub(super) fn honoured_options(
         // A relay keys what it publishes by `relay.idempotent`, never `secondary_key`.
         all.extend(secondary.iter().filter(|o| **o != "secondary_key"));
     }
+    if target.secondary.store.spec().secondary_appends {
+        // A log appends every publication: no key makes a replay an overwrite.
+        all.retain(|o| *o != "relay.idempotent");
+    }
     all.sort_unstable();
     all.dedup();
     Ok(all)
@@ -66,7 +71,7 @@ pub(super) fn pattern(raw: &RawPattern, target: &Target, at: &Locator) -> Res<Pa
         )
     })?;
     let relay = raw.relay.as_ref();
-    let given: [(&str, bool); 19] = [
+    let given: [(&str, bool); 21] = [
         ("on_secondary_failure", raw.on_secondary_failure.is_some()),
         ("retries", raw.retries.is_some()),
         ("backoff", raw.backoff.is_some()),
@@ -78,6 +83,7 @@ pub(super) fn pattern(raw: &RawPattern, target: &Target, at: &Locator) -> Res<Pa
         ("consistency", raw.consistency.is_some()),
         ("lwt_insert", raw.lwt_insert.is_some()),
         ("rearm", raw.rearm.is_some()),
+        ("idempotence", raw.idempotence.is_some()),
         ("relay", relay.is_some() && !kind.is_async()),
         (
             "relay.idempotent",
@@ -100,6 +106,10 @@ pub(super) fn pattern(raw: &RawPattern, target: &Target, at: &Locator) -> Res<Pa
         (
             "relay.claim_ttl",
             relay.is_some_and(|r| r.claim_ttl.is_some()),
+        ),
+        (
+            "relay.delivery",
+            relay.is_some_and(|r| r.delivery.is_some()),
         ),
     ];
     let stores = if target.shared_store() {
@@ -229,6 +239,13 @@ pub(super) fn pattern(raw: &RawPattern, target: &Target, at: &Locator) -> Res<Pa
     if let Some(v) = raw.conditions {
         p.conditions = v;
     }
+    if let Some(v) = raw.idempotence {
+        p.idempotence = v;
+    }
+    if target.secondary.store.spec().secondary_appends {
+        // Whatever the relay keys its publications by, a replay is a second record.
+        p.relay.idempotent = false;
+    }
     if let Some(r) = &raw.relay {
         if let Some(v) = r.idempotent {
             p.relay.idempotent = v;
@@ -289,6 +306,33 @@ pub(super) fn pattern(raw: &RawPattern, target: &Target, at: &Locator) -> Res<Pa
         }
         if let Some(d) = &r.claim_ttl {
             p.relay.claim_ttl = duration(d, "pattern.relay.claim_ttl", at)?;
+        }
+        if let Some(d) = &r.delivery {
+            p.relay.delivery = match d.as_str() {
+                "at-least-once" => Delivery::AtLeastOnce,
+                "exactly-once" => Delivery::ExactlyOnce,
+                _ => {
+                    return Err(word(
+                        at,
+                        "pattern.relay.delivery",
+                        d,
+                        "\"at-least-once\" or \"exactly-once\"",
+                    ));
+                }
+            };
+            if p.relay.delivery == Delivery::ExactlyOnce && p.relay.workers > 1 {
+                // Each worker knows the positions committed up to its own start; an
+                // entry another worker committed and then crashed on would be
+                // published again by a worker that retakes it.
+                return Err(at.error(
+                    "pattern.relay.delivery",
+                    format!(
+                        "exactly-once delivery runs with one relay worker, and relay.workers = {}",
+                        p.relay.workers
+                    ),
+                    "set relay.workers = 1 (or leave it out), or use delivery = \"at-least-once\"",
+                ));
+            }
         }
     }
     Ok(p)

@@ -92,6 +92,7 @@ pub static SPEC: StoreSpec = StoreSpec {
         ),
     ],
     secondary_options: &["consistency"],
+    secondary_appends: false,
     fault_kinds: &[],
     bench: BenchSpec {
         server: "cassandra",

@@ -103,6 +103,7 @@ pub static SPEC: StoreSpec = StoreSpec {
         ),
     ],
     secondary_options: &["secondary_key"],
+    secondary_appends: false,
     fault_kinds: &["sdk-error"],
     bench: BenchSpec {
         server: "moto",

@@ -69,6 +69,7 @@ pub static SPEC: StoreSpec = StoreSpec {
         ),
     ],
     secondary_options: &["secondary_key"],
+    secondary_appends: false,
     fault_kinds: &["down", "latency", "timeout"],
     bench: BenchSpec {
         server: "memory",

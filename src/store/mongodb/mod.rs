@@ -108,6 +108,7 @@ pub static SPEC: StoreSpec = StoreSpec {
         ),
     ],
     secondary_options: &["secondary_key"],
+    secondary_appends: false,
     fault_kinds: &["fail-command"],
     bench: BenchSpec {
         server: "mongoeco",

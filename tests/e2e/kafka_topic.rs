@@ -1,0 +1,274 @@
+//! Kafka (one KRaft broker, `scripts/stack up --only kafka`) as the secondary
+//! side, behind its own proxy (`kafka_secondary`): issue 18's must-shows. Every
+//! bundled Kafka scenario gives its expected verdict, and every count is the one
+//! the history (or the relay's and the producer's own figures) says it must be.
+//! `scripts/test` starts the broker for this module only (its HEAVY list).
+
+use dualwrite::history::SideOutcome;
+use dualwrite::result::RelayStats;
+
+use crate::common::*;
+
+/// Runs a bundled scenario (from `scenarios/`), edited. Holds the primary store's
+/// lock and Kafka's, so no other test faults the same proxies meanwhile.
+fn run_bundled(file: &str, primary: &str, edit: impl Fn(String) -> String) -> Run {
+    let _primary = lock(primary);
+    let _kafka = lock("kafka");
+    let s = Scratch::new();
+    let text = std::fs::read_to_string(repo().join("scenarios").join(file)).unwrap();
+    let path = s.write(file, &edit(text));
+    s.run(&path)
+}
+
+fn relay(run: &Run) -> &RelayStats {
+    &run.result
+        .relay
+        .as_ref()
+        .unwrap_or_else(|| panic!("async pattern without relay figures\n{}", run.explain()))
+        .stats
+}
+
+fn client(run: &Run, name: &str) -> u64 {
+    run.result
+        .client_counts
+        .get(name)
+        .copied()
+        .unwrap_or_else(|| panic!("no client count `{name}`\n{}", run.explain()))
+}
+
+/// What every naive run into a topic must satisfy, whatever the fault: a publish
+/// the history calls failed never landed (librdkafka's "not persisted"), so the
+/// orphans lie between the failed publishes and the failed plus indeterminate
+/// ones; the topic holds every acknowledged publish and the indeterminate ones
+/// that landed, plus the duplicates; the primary holds what DynamoDB acknowledged.
+fn assert_naive_formula(run: &Run) {
+    let c = run.checker();
+    let failed = run.count(|e| e.primary == SideOutcome::Ok && e.secondary == SideOutcome::Fail);
+    let unknown =
+        run.count(|e| e.primary == SideOutcome::Ok && e.secondary == SideOutcome::Unknown);
+    let acked = run.count(|e| e.secondary == SideOutcome::Ok);
+    assert!(
+        (failed..=failed + unknown).contains(&c.orphans),
+        "orphans {} vs {failed} failed + {unknown} unknown: {}",
+        c.orphans,
+        run.explain()
+    );
+    assert_eq!(
+        c.scanned_secondary,
+        acked + (failed + unknown - c.orphans) + c.duplicates,
+        "{}",
+        run.explain()
+    );
+    assert_eq!(
+        c.scanned_primary,
+        run.count(|e| e.primary == SideOutcome::Ok),
+        "{}",
+        run.explain()
+    );
+    // The outcome rule: no operation reported `fail` had anything land.
+    let landed_after_fail =
+        c.ambiguous_fail.primary_only + c.ambiguous_fail.secondary_only + c.ambiguous_fail.both;
+    assert_eq!(landed_after_fail, 0, "{}", run.explain());
+    assert_eq!(
+        (c.ghosts, c.mismatches, c.strays),
+        (0, 0, 0),
+        "{}",
+        run.explain()
+    );
+}
+
+#[test]
+fn checker_counts_planted_divergence_on_a_topic_exactly() {
+    let _primary = lock("dynamodb");
+    let _kafka = lock("kafka");
+    // A topic appends: the three copies of order 7 are three messages.
+    let text = std::fs::read_to_string(repo().join("scenarios/kafka-producer-retries.toml"))
+        .unwrap()
+        .split("[[faults]]")
+        .next()
+        .unwrap()
+        .to_string();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(planted_divergence_is_counted_exactly(
+            parse(&text),
+            SideOutcome::Ok,
+            "kafka",
+        ));
+}
+
+#[test]
+fn naive_publish_under_a_killed_broker_orphans_what_the_history_says() {
+    let run = run_bundled("kafka-naive-dynamo-broker-down.toml", "dynamodb", |t| t);
+    let c = run.checker();
+    assert_eq!(run.code, 1, "{}", run.explain());
+    let failed = run.count(|e| e.primary == SideOutcome::Ok && e.secondary == SideOutcome::Fail);
+    assert!(failed > 0, "the outage did not bite: {}", run.explain());
+    assert_naive_formula(&run);
+    // Log-and-continue told the caller "ok" for every orphan; idempotent retries
+    // of the publishes in flight at the kill appended nothing twice.
+    assert_eq!(c.lost_acks, c.orphans, "{}", run.explain());
+    assert_eq!(c.duplicates, 0, "{}", run.explain());
+    assert!(
+        run.result.faults.iter().all(|w| w.error.is_none()),
+        "{:?}",
+        run.result.faults
+    );
+}
+
+#[test]
+fn producer_retries_after_lost_answers_duplicate_unless_idempotent() {
+    let run = run_bundled("kafka-producer-retries.toml", "dynamodb", |t| t);
+    let c = run.checker();
+    let resent = client(&run, "resent@secondary");
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert!(c.duplicates > 0, "{}", run.explain());
+    // Downstream latency: every request reached the broker, so every resend
+    // librdkafka made was appended once more.
+    assert_eq!(c.duplicates, resent, "{}", run.explain());
+    assert_eq!((c.orphans, c.lost_acks), (0, 0), "{}", run.explain());
+    assert_naive_formula(&run);
+
+    let run = run_bundled("kafka-producer-retries-idempotent.toml", "dynamodb", |t| t);
+    let c = run.checker();
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(c.divergence, 0, "{}", run.explain());
+    // The same resends happened; the broker appended each message once.
+    assert!(client(&run, "resent@secondary") > 0, "{}", run.explain());
+    assert_naive_formula(&run);
+}
+
+#[test]
+fn exactly_once_relay_survives_twenty_crashes_without_a_duplicate_at_least_once_duplicates_each() {
+    let run = run_bundled(
+        "kafka-outbox-cassandra-at-least-once.toml",
+        "cassandra",
+        |t| t,
+    );
+    let c = run.checker();
+    let r = relay(&run);
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert!(r.drained && r.self_crashes > 0, "{r:?}");
+    // Each crash left its event published and unmarked: published again.
+    assert_eq!(c.duplicates, r.self_crashes, "{}", run.explain());
+    assert_eq!(c.scanned_secondary, c.scanned_primary + c.duplicates);
+    assert_eq!(r.delivered, c.scanned_primary + r.self_crashes, "{r:?}");
+    assert_eq!(r.already_published, 0, "{r:?}");
+    assert_eq!(
+        (c.orphans, c.ghosts, c.mismatches, c.lost_acks, c.strays),
+        (0, 0, 0, 0, 0),
+        "{}",
+        run.explain()
+    );
+    let at_least_once = r.self_crashes;
+
+    let run = run_bundled(
+        "kafka-outbox-cassandra-exactly-once.toml",
+        "cassandra",
+        |t| t,
+    );
+    let c = run.checker();
+    let r = relay(&run);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert!(r.drained, "{r:?}");
+    assert!(
+        r.self_crashes >= 20,
+        "only {} crashes: {r:?}",
+        r.self_crashes
+    );
+    assert_eq!(c.divergence, 0, "{}", run.explain());
+    assert_eq!(c.scanned_secondary, c.scanned_primary, "{}", run.explain());
+    // Every crash's event was committed, found after the restart, and marked
+    // without a second publication; each order was published once.
+    assert_eq!(r.already_published, r.self_crashes, "{r:?}");
+    assert_eq!(r.delivered, c.scanned_primary, "{r:?}");
+    assert_eq!(r.delivery, "exactly-once");
+    eprintln!(
+        "at-least-once: {at_least_once} crashes, {at_least_once} duplicates; exactly-once: {} crashes, 0 duplicates",
+        r.self_crashes
+    );
+}
+
+#[test]
+fn mongo_polling_outbox_into_a_topic_exactly_once_under_faults() {
+    let run = run_bundled("kafka-outbox-mongo-poll.toml", "mongodb", |t| t);
+    let c = run.checker();
+    let r = relay(&run);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(c.divergence, 0, "{}", run.explain());
+    assert_eq!(c.scanned_secondary, c.scanned_primary, "{}", run.explain());
+    assert!(r.drained, "{r:?}");
+    // The faults bit: the publishes failed while the topic's proxy was down, the
+    // relay was killed once, and it crashed between publishing and marking.
+    assert!(r.errors > 0, "{r:?}");
+    assert_eq!(r.fault_crashes, 1, "{r:?}");
+    assert!(r.self_crashes > 0, "{r:?}");
+    // What a crash had committed was marked, never published twice.
+    assert_eq!(r.delivered, c.scanned_primary, "{r:?}");
+}
+
+/// Every Toxiproxy fault on the producer's connection, and a paused broker, one
+/// after another in one run: whatever each does, the history's formula holds, and
+/// the idempotent producer never appends twice.
+#[test]
+fn every_fault_on_the_producers_connection_keeps_the_history_honest() {
+    let faults = [
+        ("latency", "latency = \"1500ms\""),
+        ("bandwidth", "rate_kbps = 1"),
+        ("slow_close", "delay = \"1500ms\""),
+        ("timeout", "timeout = \"0ms\""),
+        ("reset_peer", "timeout = \"0ms\""),
+        (
+            "slicer",
+            "average_size = 8\nsize_variation = 4\ndelay = \"10ms\"",
+        ),
+        ("limit_data", "bytes = 2000"),
+        ("down", ""),
+    ];
+    let mut text = std::fs::read_to_string(repo().join("scenarios/kafka-producer-retries.toml"))
+        .unwrap()
+        .split("[[faults]]")
+        .next()
+        .unwrap()
+        .replace(
+            "name = \"kafka-producer-retries\"",
+            "name = \"e2e-kafka-every-fault\"",
+        )
+        .replace("idempotence = false", "idempotence = true")
+        .replace("duration = \"7s\"", "duration = \"22s\"")
+        .replace("op_timeout = \"3s\"", "op_timeout = \"1s\"");
+    for (i, (kind, attributes)) in faults.iter().enumerate() {
+        text += &format!(
+            "[[faults]]\nkind = \"{kind}\"\nside = \"secondary\"\nstart = \"{}s\"\nduration = \"1500ms\"\n{attributes}\n",
+            1 + 2 * i
+        );
+    }
+    text += "[[faults]]\nkind = \"process-pause\"\nserver = \"kafka\"\nstart = \"17s\"\nduration = \"2s\"\n";
+    text += "[check]\nsettle = \"3s\"\n[expect]\norphans = \"any\"\nlost_acks = \"any\"\ndivergence = \"any\"\n";
+    let _primary = lock("dynamodb");
+    let _kafka = lock("kafka");
+    let s = Scratch::new();
+    let run = s.run(&s.write("every-fault.toml", &text));
+    let c = run.checker();
+    assert!(run.code == 0 || run.code == 1, "{}", run.explain());
+    assert_eq!(
+        run.result.faults.len(),
+        faults.len() + 1,
+        "{}",
+        run.explain()
+    );
+    assert!(
+        run.result.faults.iter().all(|w| w.error.is_none()),
+        "{:?}",
+        run.result.faults
+    );
+    let bitten = run.count(|e| e.secondary != SideOutcome::Ok);
+    assert!(bitten > 0, "no fault bit: {}", run.explain());
+    assert_naive_formula(&run);
+    assert_eq!(c.duplicates, 0, "{}", run.explain());
+    // `fail` policy: the caller heard "failed" for every publish not acknowledged.
+    assert_eq!(c.lost_acks, 0, "{}", run.explain());
+}
