@@ -365,8 +365,13 @@ pub struct RelayStats {
     pub delivery: String,
     /// Events the source handed out again that an exactly-once sink had already
     /// committed (a crash between publishing and marking): marked, not published.
-    #[serde(default)]
+    /// Absent when zero (always, at least once).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub already_published: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What landed for operations the client did not see succeed.

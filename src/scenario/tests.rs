@@ -275,3 +275,48 @@ fn process_faults_name_a_local_server_this_scenario_uses() {
     let s = parse(Path::new("s.toml"), &fault("moto")).unwrap();
     assert!(s.warnings[0].contains("in memory"), "{:?}", s.warnings);
 }
+
+#[test]
+fn a_kafka_topic_holds_only_a_secondary_and_takes_its_own_options_only() {
+    let kafka = "name = \"t\"\n[target.primary]\nstore = \"cassandra\"\n[target.secondary]\nstore = \"kafka\"\n[pattern]\nname = \"outbox\"\nidempotence = true\n[pattern.relay]\ndelivery = \"exactly-once\"\n[workload]\nrate = 10\nduration = \"2s\"\n";
+    let s = parse(Path::new("s.toml"), kafka).unwrap();
+    assert!(s.pattern.idempotence);
+    assert_eq!(
+        s.pattern.relay.delivery,
+        crate::pattern::Delivery::ExactlyOnce
+    );
+    // A topic appends: the relay is not idempotent, whatever it keys by.
+    assert!(!s.pattern.relay.idempotent);
+    assert_eq!(
+        s.target.secondary.endpoint,
+        SideEndpoint::Proxy("kafka_secondary".into())
+    );
+    // Keying cannot make a replay an overwrite on a topic.
+    let e = err(&kafka.replace("[pattern.relay]\n", "[pattern.relay]\nidempotent = true\n"));
+    assert_eq!(e.field, "pattern.relay.idempotent");
+    assert!(e.problem.contains("appends"), "{e}");
+    // Exactly-once with several workers: rejected, with the fix.
+    let e = err(&kafka.replace("[pattern.relay]\n", "[pattern.relay]\nworkers = 2\n"));
+    assert_eq!(e.field, "pattern.relay.delivery");
+    assert!(e.fix.contains("workers = 1"), "{e}");
+    // Kafka's options elsewhere: rejected.
+    let cassandra = kafka.replace("store = \"kafka\"", "store = \"cassandra\"");
+    let e = err(&cassandra);
+    assert_eq!(e.field, "pattern.idempotence");
+    let e = err(&cassandra.replace("idempotence = true\n", ""));
+    assert_eq!(e.field, "pattern.relay.delivery");
+    // Naive takes the producer's idempotence, not the relay's delivery.
+    let naive = "name = \"t\"\n[target.primary]\nstore = \"dynamodb\"\n[target.secondary]\nstore = \"kafka\"\n[pattern]\nname = \"naive\"\nidempotence = true\n[workload]\nrate = 10\nduration = \"2s\"\n";
+    parse(Path::new("s.toml"), naive).unwrap();
+    let e = err(&naive.replace("idempotence = true", "secondary_key = \"fresh\""));
+    assert_eq!(e.field, "pattern.secondary_key");
+    assert!(!e.fix.contains("relay.delivery"), "{e}");
+    // Kafka as the primary, or in a pattern that needs one store: rejected.
+    let e = err(&naive.replace("store = \"dynamodb\"", "store = \"kafka\""));
+    assert_eq!(e.field, "target.primary.store");
+    let e = err(&naive.replace(
+        "name = \"naive\"\nidempotence = true",
+        "name = \"transaction\"",
+    ));
+    assert_eq!(e.field, "pattern.name");
+}

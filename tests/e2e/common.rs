@@ -102,8 +102,14 @@ impl Run {
 
     pub fn explain(&self) -> String {
         format!(
-            "exit {}\nchecker: {:?}\nworkload: {:?}\nnotes: {:?}\nstderr: {}",
-            self.code, self.result.checker, self.result.workload, self.result.notes, self.stderr
+            "exit {}\nchecker: {:?}\nworkload: {:?}\nrelay: {:?}\nclient counts: {:?}\nnotes: {:?}\nstderr: {}",
+            self.code,
+            self.result.checker,
+            self.result.workload,
+            self.result.relay.as_ref().map(|r| &r.stats),
+            self.result.client_counts,
+            self.result.notes,
+            self.stderr
         )
     }
 }

@@ -41,7 +41,8 @@ pub(super) fn honoured_options(
     all.extend_from_slice(options);
     let secondary = target.secondary.store.spec().secondary_options;
     if kind == PatternKind::Naive {
-        all.extend_from_slice(secondary);
+        // The application writes the secondary itself: no relay options.
+        all.extend(secondary.iter().filter(|o| !o.starts_with("relay.")));
     } else if kind.is_async() {
         // A relay keys what it publishes by `relay.idempotent`, never `secondary_key`.
         all.extend(secondary.iter().filter(|o| **o != "secondary_key"));
@@ -125,7 +126,12 @@ pub(super) fn pattern(raw: &RawPattern, target: &Target, at: &Locator) -> Res<Pa
     };
     for (name, set) in given {
         if set && !honoured.contains(&name) {
-            let why = crate::pattern::why_not_honoured(name, kind);
+            let appends = target.secondary.store.spec().secondary_appends;
+            let why = if appends && matches!(name, "secondary_key" | "relay.idempotent") {
+                ": a topic appends every write whatever its key, so no key makes a replay an overwrite (a second message is a duplicate); use relay.delivery = \"exactly-once\" for relays, idempotence = true for the producer's own retries"
+            } else {
+                crate::pattern::why_not_honoured(name, kind)
+            };
             return Err(at.error(
                 &format!("pattern.{name}"),
                 format!("option `{name}` is not honoured by pattern `{kind}` on {stores}{why}"),

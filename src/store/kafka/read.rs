@@ -55,11 +55,11 @@ pub(crate) fn read_topic(endpoint: &str, topic: &str, limit: Duration) -> anyhow
         }
         match consumer.poll(left().min(Duration::from_millis(500))) {
             None => {}
-            Some(Ok(m)) => {
-                if m.offset() < end {
-                    out.push((m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
-                }
+            Some(Ok(m)) if m.offset() < end => {
+                out.push((m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
             }
+            // Past the snapshot: written after the read began.
+            Some(Ok(_)) => {}
             Some(Err(KafkaError::PartitionEOF(_))) => return Ok(out),
             // librdkafka reports connection trouble as events and recovers by itself.
             Some(Err(e)) => last_error = format!(" (last error: {e})"),
