@@ -17,9 +17,9 @@
 //! `message.timeout.ms` = op_timeout (the delivery report always comes by then);
 //! `socket.timeout.ms` (librdkafka's client-side timeout of a request; the Java
 //! client's `request.timeout.ms`) and `request.timeout.ms` (the broker's ack
-//! timeout) = a third of it (at least 100 ms), so a lost answer is retried by the
-//! producer itself within an operation — a duplicate unless idempotent
-//! (`produce.rs`).
+//! timeout) = a third of it, at least 1 s (shorter ones time requests out on a
+//! merely busy machine), so a lost answer is retried by the producer itself
+//! within an operation — a duplicate unless idempotent (`produce.rs`).
 
 mod exactly_once;
 mod produce;
@@ -126,8 +126,8 @@ fn producer_config(endpoint: &str, op_timeout: Duration, idempotence: bool) -> C
         .set("message.timeout.ms", ms.to_string())
         // librdkafka times a produce request out on the client after
         // socket.timeout.ms (request.timeout.ms is the broker's ack timeout).
-        .set("socket.timeout.ms", (ms / 3).max(100).to_string())
-        .set("request.timeout.ms", (ms / 3).max(100).to_string())
+        .set("socket.timeout.ms", (ms / 3).max(1000).to_string())
+        .set("request.timeout.ms", (ms / 3).max(1000).to_string())
         .set("retry.backoff.ms", "20")
         .set("retry.backoff.max.ms", "200")
         .set("linger.ms", "0")
