@@ -214,19 +214,40 @@ duration = "1s"
 "#;
 
 #[test]
-fn non_idempotent_retry_of_the_secondary_write_duplicates_once_per_retry() {
+fn non_idempotent_retry_of_the_secondary_write_duplicates_at_most_once_per_retry() {
     let _guard = lock("dynamodb");
     let s = Scratch::new();
     let run = s.run(&s.write("retry.toml", NON_IDEMPOTENT_RETRY));
     let c = run.checker();
     assert_eq!(run.code, 1, "{}", run.explain());
-    // Downstream latency past the op timeout: every timed-out PutItem landed, and
-    // its retry (with a fresh event id) landed again. PutItem is thread-safe on
-    // moto, so the count is exact.
+    // Downstream latency past the op timeout: each retry follows a timed-out
+    // PutItem that may or may not have landed (a request still unread when the
+    // client gave up can be dropped with its connection), and writes a fresh
+    // event id. So each extra copy is one retry whose predecessor landed: at most
+    // one duplicate per retry, and how many is what the scan says, not luck.
     let retries: u64 = run.history.iter().map(|e| u64::from(e.retries)).sum();
     assert!(retries > 0, "{}", run.explain());
-    assert_eq!(c.duplicates, retries, "{}", run.explain());
-    assert_eq!((c.orphans, c.ghosts, c.lost_acks), (0, 0, 0));
+    assert!(c.duplicates > 0 && c.duplicates <= retries, "{}", run.explain());
+    // Every event on the secondary is one order's copy: one per order that has
+    // any, plus the duplicates.
+    assert_eq!(
+        c.scanned_secondary,
+        c.scanned_primary - c.orphans + c.duplicates,
+        "{}",
+        run.explain()
+    );
+    // An order with no event is one none of whose attempts was acknowledged.
+    let unacknowledged = run.count(|e| e.secondary == SideOutcome::Unknown);
+    assert!(c.orphans <= unacknowledged, "{}", run.explain());
+    for id in c.samples.get("orphans").into_iter().flatten() {
+        let e = run
+            .history
+            .iter()
+            .find(|e| dualwrite::order::order_key(e.id) == *id)
+            .unwrap();
+        assert_eq!(e.secondary, SideOutcome::Unknown, "{e:?}");
+    }
+    assert_eq!((c.ghosts, c.mismatches), (0, 0));
 }
 
 const CONFLICTS: &str = r#"
