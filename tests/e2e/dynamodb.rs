@@ -64,7 +64,11 @@ fn naive_orphans_equal_the_history_primary_ok_secondary_failed() {
     let w = &run.result.faults[0];
     let (start, end) = (w.start_s.unwrap(), w.end_s.unwrap());
     assert!(start >= w.planned_start_s, "{w:?}");
-    for e in run.history.iter().filter(|e| e.secondary == SideOutcome::Fail) {
+    for e in run
+        .history
+        .iter()
+        .filter(|e| e.secondary == SideOutcome::Fail)
+    {
         assert!(
             e.end_us as f64 / 1e6 >= start && e.intended_us as f64 / 1e6 <= end,
             "refused outside the recorded window: {e:?} vs {w:?}"

@@ -227,7 +227,11 @@ fn non_idempotent_retry_of_the_secondary_write_duplicates_at_most_once_per_retry
     // one duplicate per retry, and how many is what the scan says, not luck.
     let retries: u64 = run.history.iter().map(|e| u64::from(e.retries)).sum();
     assert!(retries > 0, "{}", run.explain());
-    assert!(c.duplicates > 0 && c.duplicates <= retries, "{}", run.explain());
+    assert!(
+        c.duplicates > 0 && c.duplicates <= retries,
+        "{}",
+        run.explain()
+    );
     // Every event on the secondary is one order's copy: one per order that has
     // any, plus the duplicates.
     assert_eq!(

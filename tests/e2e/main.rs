@@ -8,5 +8,6 @@ mod common;
 mod dynamodb;
 mod dynamodb_patterns;
 mod mongodb;
+mod outcomes;
 mod reliability;
 mod reports;
