@@ -349,3 +349,39 @@ fn sdk_errors_reach_the_relays_streams_reads_and_its_events_writes() {
     assert!(c.duplicates <= r.errors, "{} > {r:?}", c.duplicates);
     assert_eq!((c.orphans, c.ghosts, c.lost_acks), (0, 0, 0));
 }
+
+/// The outbox re-arm hazard (scenarios/dynamo-outbox-rearm.toml) and its fix: a
+/// conditional put that never re-arms a published order.
+#[test]
+fn an_outbox_retry_re_arms_a_published_order_only_when_the_put_is_unconditional() {
+    let _guard = lock("dynamodb");
+    let run = run_bundled("dynamo-outbox-rearm.toml", |t| t);
+    let c = run.checker();
+    let stats = relay(&run).stats.clone();
+    assert_eq!(run.code, 1, "{}", run.explain());
+    assert!(stats.rearmed > 0, "{stats:?}: {}", run.explain());
+    assert!(c.duplicates >= stats.rearmed, "{}", run.explain());
+    assert_eq!(
+        (c.orphans, c.ghosts, c.lost_acks),
+        (0, 0, 0),
+        "{}",
+        run.explain()
+    );
+    // Every duplicated order has its cause: re-armed (or moto's record of an
+    // unchanged put), none outside and none blamed on the fault window.
+    let a = &c.attribution["duplicates"];
+    assert!(a.causes.values().sum::<u64>() > 0, "{a:?}");
+    assert!(a.windows.is_empty() && a.recovery.is_empty() && a.outside == 0, "{a:?}");
+    assert!(a.causes[dualwrite::relay::REARMED] > 0, "{a:?}");
+
+    let run = run_bundled("dynamo-outbox-rearm.toml", |t| {
+        t.replace("rearm = true", "rearm = false")
+    });
+    let c = run.checker();
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(c.divergence, 0, "{}", run.explain());
+    assert_eq!(relay(&run).stats.rearmed, 0);
+    // The refused retries after lost answers proved the first put landed.
+    assert!(run.result.workload.retries > 0, "{}", run.explain());
+    assert_eq!(run.result.workload.ops.fail, 0, "{}", run.explain());
+}
