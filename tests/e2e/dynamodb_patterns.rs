@@ -371,7 +371,10 @@ fn an_outbox_retry_re_arms_a_published_order_only_when_the_put_is_unconditional(
     // unchanged put), none outside and none blamed on the fault window.
     let a = &c.attribution["duplicates"];
     assert!(a.causes.values().sum::<u64>() > 0, "{a:?}");
-    assert!(a.windows.is_empty() && a.recovery.is_empty() && a.outside == 0, "{a:?}");
+    assert!(
+        a.windows.is_empty() && a.recovery.is_empty() && a.outside == 0,
+        "{a:?}"
+    );
     assert!(a.causes[dualwrite::relay::REARMED] > 0, "{a:?}");
 
     let run = run_bundled("dynamo-outbox-rearm.toml", |t| {
