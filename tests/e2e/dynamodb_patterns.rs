@@ -162,6 +162,38 @@ fn throttling_after_the_write_landed_is_harmless_with_idempotent_retries() {
     assert!(run.result.workload.retries > 0, "{}", run.explain());
 }
 
+/// An error injected after the server applied the write replaces its answer: the
+/// write landed, so the side is unknown, never fail (it used to be a 400 read as
+/// "not applied": 41 secondary `fail`s whose events were in the table).
+#[test]
+fn an_error_injected_after_the_write_is_unknown_and_every_one_landed() {
+    let _guard = lock("dynamodb");
+    let run = run_bundled("dynamo-throttled-secondary.toml", |t| {
+        t.replace("when = \"before\"", "when = \"after\"").replace(
+            "on_secondary_failure = \"log-and-continue\"",
+            "on_secondary_failure = \"fail\"",
+        )
+    });
+    let c = run.checker();
+    let injected =
+        |e: &HistoryEntry| e.error.as_deref() == Some("ProvisionedThroughputExceededException");
+    let hit = run.count(injected);
+    assert!(hit > 0, "{}", run.explain());
+    assert_eq!(
+        run.count(|e| injected(e) && e.secondary != SideOutcome::Unknown),
+        0,
+        "{}",
+        run.explain()
+    );
+    // Every one of them landed: nothing diverged, and the checker found both
+    // sides for each unknown operation.
+    assert_eq!(c.divergence, 0, "{}", run.explain());
+    assert_eq!(c.ambiguous_unknown.both, hit, "{}", run.explain());
+    assert_eq!(run.count(|e| e.outcome == Outcome::Fail), 0);
+    // Each injected error is counted in the result.
+    assert_eq!(run.result.faults_injected["sdk-error@secondary"], hit);
+}
+
 #[test]
 fn token_misuse_duplicates_every_retry_of_a_committed_transaction() {
     let _guard = lock("dynamodb");

@@ -678,3 +678,62 @@ fn a_scan_that_fails_after_the_load_still_reports_the_load() {
     // And the proxy disabled behind its back was restored by the run itself.
     assert!(restored_by_the_run);
 }
+
+/// moto keeps its tables in memory: killed mid-run and restarted, it comes back
+/// empty. The run says the server lost its data and counts every acknowledged
+/// order as lost; it used to exit 3 with a checker block of zeros beside
+/// `checked: false`, so a CI job reading `lost_acks` saw 0.
+#[test]
+fn a_killed_in_memory_server_loses_its_data_and_every_acknowledged_order_is_lost() {
+    let _guard = lock("dynamodb");
+    let s = Scratch::new();
+    let text = r#"
+name = "e2e-kill-moto"
+seed = 3
+[target]
+store = "dynamodb"
+[pattern]
+name = "naive"
+on_secondary_failure = "log-and-continue"
+[workload]
+rate = 20
+duration = "8s"
+op_timeout = "1s"
+[[faults]]
+kind = "process-kill"
+server = "moto"
+start = "3s"
+duration = "2s"
+[expect]
+divergence = "any"
+orphans = "any"
+lost_acks = "any"
+"#;
+    let run = s.run(&s.write("kill-moto.toml", text));
+    use dualwrite::history::Outcome;
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let r = &run.result;
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("keeps its data in memory")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains("its data is lost")),
+        "{:?}",
+        r.notes
+    );
+    let c = run.checker();
+    assert_eq!(c.scanned_primary + c.scanned_secondary, 0, "{c:?}");
+    let acknowledged = run.count(|e| e.outcome == Outcome::Ok);
+    assert!(acknowledged > 0);
+    assert_eq!(c.lost_acks, acknowledged, "{}", run.explain());
+    // The server came back (restarted by the stack's script), empty.
+    assert!(
+        r.faults[0].end_s.is_some() && r.faults[0].error.is_none(),
+        "{:?}",
+        r.faults
+    );
+}
