@@ -453,6 +453,7 @@ fn jepsen_history_matches_snapshot() {
 #[test]
 fn warnings_reach_junit_and_the_summary() {
     let mut r = transaction();
+    r.availability.unknown_fraction = 0.73;
     r.warnings = vec![
         "73.0% of operations are indeterminate (over 20%): zero divergence over them proves little"
             .into(),
