@@ -11,3 +11,4 @@ mod mongodb;
 mod outcomes;
 mod reliability;
 mod reports;
+mod two_stores;
