@@ -68,35 +68,25 @@ impl ProcessControl {
             .find(|(_, s)| s.name == server)
             .and_then(|(_, s)| s.local.as_ref())
             .map_or(server, |l| l.component);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
-        loop {
-            let out = tokio::time::timeout_at(
-                deadline,
-                tokio::process::Command::new(&self.script)
-                    .args(["up", "--only", component])
-                    .env("DUALWRITE_STATE", &self.state)
-                    .kill_on_drop(true)
-                    .output(),
-            )
-            .await
-            .map_err(|_| anyhow::anyhow!("restarting {server} took over 240s"))??;
-            if out.status.success() {
-                return Ok(());
-            }
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            // Another stack command (another engineer's, another run's) holds the
-            // state's lock: it ends soon, so try again rather than leave it down.
-            if stderr.contains("another 'scripts/stack' command is running")
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+        let out = tokio::time::timeout(
+            Duration::from_secs(240),
+            tokio::process::Command::new(&self.script)
+                .args(["up", "--only", component])
+                .env("DUALWRITE_STATE", &self.state)
+                // Another run's restart may hold the stack's lock: wait for it.
+                .env("DUALWRITE_STACK_WAIT", "200")
+                .output(),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("restarting {server} took over 240s"))??;
+        if !out.status.success() {
             anyhow::bail!(
-                "`{} up --only {component}` failed: {stderr}",
-                self.script.display()
+                "`{} up --only {component}` failed: {}",
+                self.script.display(),
+                String::from_utf8_lossy(&out.stderr)
             );
         }
+        Ok(())
     }
 }
 

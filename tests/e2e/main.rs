@@ -9,5 +9,7 @@ mod dynamodb;
 mod dynamodb_patterns;
 mod kafka_topic;
 mod mongodb;
+mod outcomes;
 mod reliability;
 mod reports;
+mod two_stores;
