@@ -726,8 +726,15 @@ mod kafka_rows {
     }
 
     fn text(primary: &str, pattern: &str, rate: f64, limit: &str, concurrency: usize) -> String {
+        // A relay drains within the settle (the run stops waiting when it has);
+        // a synchronous pattern sleeps through all of it.
+        let settle = if pattern.contains("[pattern.relay]") {
+            "60s"
+        } else {
+            "1s"
+        };
         format!(
-            "name = \"bench-kafka\"\n{primary}[target.secondary]\nstore = \"kafka\"\n[pattern]\n{pattern}[workload]\nrate = {rate}\n{limit}\nconcurrency = {concurrency}\nop_timeout = \"5s\"\n[check]\nsettle = \"60s\"\n[expect]\ndivergence = \"any\"\norphans = \"any\"\nlost_acks = \"any\"\nduplicates = \"any\"\nghosts = \"any\"\n"
+            "name = \"bench-kafka\"\n{primary}[target.secondary]\nstore = \"kafka\"\n[pattern]\n{pattern}[workload]\nrate = {rate}\n{limit}\nconcurrency = {concurrency}\nop_timeout = \"5s\"\n[check]\nsettle = \"{settle}\"\n[expect]\ndivergence = \"any\"\norphans = \"any\"\nlost_acks = \"any\"\nduplicates = \"any\"\nghosts = \"any\"\n"
         )
     }
 
