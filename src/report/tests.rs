@@ -187,6 +187,7 @@ pub(crate) fn naive() -> RunResult {
         faults: vec![window(0, Side::Secondary, 3.0, 5.0)],
         relay: None,
         faults_injected: BTreeMap::new(),
+        app: None,
         availability: Availability {
             ok_fraction: 1.0,
             ..Availability::default()
