@@ -640,6 +640,18 @@ impl<'a> Run<'a> {
             &load.windows,
             causes,
         );
+        let mut report = report;
+        if self.scenario.app.is_some() {
+            // Samples as the service stores them: with this run's prefix.
+            let prefix = crate::store::layout::run_prefix(&self.namespace);
+            for ids in report.samples.values_mut() {
+                for id in ids.iter_mut() {
+                    if crate::order::parse_order_key(id).is_some() {
+                        *id = format!("{prefix}{id}");
+                    }
+                }
+            }
+        }
         self.result.checker = Some(report);
         self.result.checked = true;
         Ok(())

@@ -20,6 +20,9 @@ use process::{Ready, Spec, Supervised, What, tail_lines};
 pub struct AppRun {
     /// The URL orders are sent to, templates filled in.
     pub url: String,
+    /// The URL for the result: as filled in, unless it takes a value from the
+    /// environment (then as written: it may carry a token).
+    shown_url: String,
     pub vars: Vars,
     procs: Vec<Member>,
 }
@@ -60,7 +63,17 @@ impl AppRun {
         {
             procs.push(member(p, &vars, &url, logs)?);
         }
-        Ok(Self { url, vars, procs })
+        let shown_url = if app.request.url.contains("{env:") {
+            app.request.url.clone()
+        } else {
+            url.clone()
+        };
+        Ok(Self {
+            url,
+            shown_url,
+            vars,
+            procs,
+        })
     }
 
     /// Starts the service, then the relay (each until ready); attached ones are
@@ -113,7 +126,7 @@ impl AppRun {
         notes
     }
 
-    /// Deaths (exits nobody asked for) in `[from, to)` seconds of the load, for warnings.
+    /// Deaths (exits nobody asked for), one warning line each.
     pub fn deaths(&self, t0: Instant) -> Vec<String> {
         self.result(t0)
             .processes
@@ -201,7 +214,7 @@ impl AppRun {
             });
         }
         AppResult {
-            url: self.url.clone(),
+            url: self.shown_url.clone(),
             processes,
         }
     }

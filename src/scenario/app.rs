@@ -84,8 +84,19 @@ pub struct Request {
 }
 
 /// The request body: literal text and the order's fields, parsed once.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Body(pub Vec<Piece>);
+
+impl Serialize for Body {
+    /// As the template was written.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.render(|v, out| {
+            out.push_str("{{");
+            out.push_str(v.name());
+            out.push_str("}}");
+        }))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -114,7 +125,7 @@ impl Var {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Piece {
     Text(String),
     Var(Var),
@@ -167,10 +178,21 @@ impl Body {
 }
 
 /// A status code or a class (`4xx`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusRange {
     pub from: u16,
     pub to: u16,
+}
+
+impl Serialize for StatusRange {
+    /// `503`, or `4xx`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.from == self.to {
+            s.serialize_u16(self.from)
+        } else {
+            s.serialize_str(&format!("{}xx", self.from / 100))
+        }
+    }
 }
 
 impl StatusRange {
