@@ -215,22 +215,24 @@ fn naive_app(name: &str, store: &str, proxies: &OwnProxies, env: &str, rest: &st
     )
 }
 
-/// Connects to a finished run's stores (its namespace, kept) through `proxies`.
-fn connect_run(scenario: &Arc<dualwrite::scenario::Scenario>, namespace: &str) -> Stores {
-    rt().block_on(async {
-        let t = dualwrite::fault::toxiproxy::Toxiproxy::new(TOXIPROXY);
-        let endpoints = store::resolve_endpoints(&scenario.target, &t)
-            .await
-            .unwrap();
-        Stores::connect(scenario, namespace, &endpoints)
-            .await
-            .unwrap()
-    })
+/// Connects to a finished run's stores (its namespace, kept) through its
+/// proxies. The clients' background tasks live on the calling runtime: use the
+/// stores within it.
+async fn connect_run(scenario: &Arc<dualwrite::scenario::Scenario>, namespace: &str) -> Stores {
+    let t = dualwrite::fault::toxiproxy::Toxiproxy::new(TOXIPROXY);
+    let endpoints = store::resolve_endpoints(&scenario.target, &t)
+        .await
+        .unwrap();
+    Stores::connect(scenario, namespace, &endpoints)
+        .await
+        .unwrap()
 }
 
 fn drop_run(scenario: &Arc<dualwrite::scenario::Scenario>, namespace: &str) {
-    let stores = connect_run(scenario, namespace);
-    rt().block_on(stores.drop_namespace()).unwrap();
+    rt().block_on(async {
+        let stores = connect_run(scenario, namespace).await;
+        stores.drop_namespace().await.unwrap();
+    });
 }
 
 fn history_of(entries: &[HistoryEntry]) -> History {
@@ -406,8 +408,10 @@ fn outbox_service_with_its_relay_killed_and_restarted_has_no_orphans_and_no_dupl
 #[test]
 fn outbox_with_a_non_idempotent_relay_killed_mid_run_counts_the_duplicates_the_store_holds() {
     // A fresh event id per publication: an entry published but not yet marked when
-    // the relay is killed is published again on restart, as a second event.
-    let (run, per_order, _) = outbox_with_the_relay_killed(false, 50);
+    // the relay is killed is published again on restart, as a second event. A
+    // 200 ms pause between publishing and marking makes the relay slower than
+    // the load, so the kill almost always lands in that window.
+    let (run, per_order, _) = outbox_with_the_relay_killed(false, 200);
     let c = run.checker();
     assert_eq!(
         (c.orphans, c.ghosts, c.lost_acks),
@@ -416,6 +420,9 @@ fn outbox_with_a_non_idempotent_relay_killed_mid_run_counts_the_duplicates_the_s
         run.explain()
     );
     let extra: usize = per_order.values().map(|n| n.saturating_sub(1)).sum();
+    // Whether the kill hit an entry between publish and mark is up to timing;
+    // whatever it left, the checker counts what the store holds.
+    eprintln!("non-idempotent relay killed: {extra} duplicate event(s) in the store");
     assert_eq!(c.duplicates, extra as u64, "{}", run.explain());
     assert!(per_order.values().all(|n| *n >= 1), "{per_order:?}");
 }
@@ -440,9 +447,9 @@ fn planted_divergence_in_the_services_tables(store: &str) {
     assert_eq!(run.checker().divergence, 0);
     let ns = run.result.namespace.clone();
     let scenario = parse(&text);
-    let stores = connect_run(&scenario, &ns);
     let mut history = history_of(&run.history);
     let c = rt().block_on(async {
+        let stores = connect_run(&scenario, &ns).await;
         let (p, sd) = stores.sides().await.unwrap();
         let rec = |id: u64, amount: u64| Record {
             order_id: id,
@@ -474,9 +481,10 @@ fn planted_divergence_in_the_services_tables(store: &str) {
         let theirs = stores.primary.app_side(Side::Primary, other).await.unwrap();
         theirs.plant(rec(1, 5), 1).await.unwrap();
         theirs.plant(rec(99, 5), 1).await.unwrap();
-        check(&stores, &history, &scenario).await
+        let c = check(&stores, &history, &scenario).await;
+        stores.drop_namespace().await.unwrap();
+        c
     });
-    rt().block_on(stores.drop_namespace()).unwrap();
     let label = format!("{store}: {c:?}");
     assert_eq!(c.orphans, 2, "{label}");
     assert_eq!(c.ghosts, 1, "{label}");
