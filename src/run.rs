@@ -272,7 +272,15 @@ impl<'a> Run<'a> {
                         .as_ref()
                         .map_or("attached".to_string(), |c| c.join(" "))
                 ));
-                run.start().await.map_err(infra)?;
+                if let Err(e) = run.start().await {
+                    // The service may have created its tables before failing:
+                    // stopped first (so it creates nothing more), then dropped.
+                    self.stop_app().await;
+                    if !self.scenario.namespace.keep && !self.opts.keep_data {
+                        let _ = stores.drop_namespace().await;
+                    }
+                    return Err(infra(e));
+                }
                 Arc::new(
                     crate::writer::http::HttpWriter::new(
                         app,

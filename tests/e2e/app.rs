@@ -561,6 +561,14 @@ fn a_service_that_never_becomes_ready_exits_3_naming_the_command_and_its_stderr(
         "{service:?}"
     );
     assert!(dir.join("service.stderr.log").is_file());
+    // The orders table the service created before giving up is dropped.
+    const TABLES: &str = r#"
+import json, sys, boto3
+c = boto3.client("dynamodb", endpoint_url="http://127.0.0.1:5000", region_name="us-east-1",
+                 aws_access_key_id="test", aws_secret_access_key="test")
+print(json.dumps([t for t in c.list_tables()["TableNames"] if t.startswith(sys.argv[1])]))
+"#;
+    assert_eq!(direct(TABLES, &[&r.namespace]), serde_json::json!([]));
 }
 
 #[test]
