@@ -724,9 +724,15 @@ async fn app_overhead(
                         r.workload.errors
                     );
                 }
+                println!(
+                    "  dualwrite:        {:.1} orders/s",
+                    r.workload.achieved_tps
+                );
                 dw.push(r.workload.achieved_tps);
             } else {
-                plain.push(plain_http_loop(&text, ops, concurrency, args).await?);
+                let tps = plain_http_loop(&text, ops, concurrency, args).await?;
+                println!("  plain HTTP loop:  {tps:.1} orders/s");
+                plain.push(tps);
             }
         }
     }
