@@ -570,38 +570,11 @@ impl<'a> Run<'a> {
     }
 
     /// `[app]` with a relay: waits (at most the settle time) until every order on
-    /// the primary has its record on the secondary, scanning both each second.
+    /// the primary has its record on the secondary.
     async fn settle_app(&mut self, setup: &SetUp, load: &Load) {
-        let settle = self.scenario.check.settle;
-        let deadline = Instant::now() + settle;
-        let mut missing = None;
-        let mut last_error = None;
-        loop {
-            match secondary_missing(&setup.stores).await {
-                Ok(0) => {
-                    self.note(format!(
-                        "the service's relay caught up {} ms after the load",
-                        load.ended.elapsed().as_millis()
-                    ));
-                    return;
-                }
-                Ok(n) => missing = Some(n),
-                Err(e) => last_error = Some(format!("{e:#}")),
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(1).min(settle)).await;
-        }
-        let why = match (missing, last_error) {
-            (Some(n), _) => format!("{n} order(s) on the primary still had no secondary record"),
-            (None, Some(e)) => format!("the sides could not be scanned ({e})"),
-            (None, None) => "unknown".to_string(),
-        };
-        self.note(format!(
-            "the service's relay did not catch up within the settle time ({}): {why}",
-            crate::scenario::fmt_duration(settle)
-        ));
+        let note =
+            crate::app::wait_caught_up(&setup.stores, self.scenario.check.settle, load.ended).await;
+        self.note(note);
     }
 
     /// Stops the service and its relay (idempotent), noting any it had to kill.
@@ -821,20 +794,4 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
         warnings: scenario.warnings.clone(),
         notes: Vec::new(),
     }
-}
-
-/// How many of this run's orders on the primary side have no record on the
-/// secondary yet (the `[app]` relay's backlog, as the stores show it).
-async fn secondary_missing(stores: &Stores) -> anyhow::Result<usize> {
-    let (primary, secondary) = stores.sides().await?;
-    let mut p = CollectedScan::default();
-    primary.scan(&mut p).await?;
-    let mut s = CollectedScan::default();
-    secondary.scan(&mut s).await?;
-    let on_secondary: std::collections::HashSet<u64> =
-        s.records.iter().map(|r| r.order_id).collect();
-    Ok(p.records
-        .iter()
-        .filter(|r| !on_secondary.contains(&r.order_id))
-        .count())
 }

@@ -11,9 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::checker::CollectedScan;
 use crate::result::{AppDeath, AppEvent, AppProcess, AppResult};
 use crate::scenario::Side;
 use crate::scenario::app::{App, Proc, Vars, fill};
+use crate::store::Stores;
 use process::{Ready, Spec, Supervised, What, tail_lines};
 
 /// The processes of one run.
@@ -218,6 +220,56 @@ impl AppRun {
             processes,
         }
     }
+}
+
+/// The settle phase with a relay of the service's own (its backlog is not
+/// dualwrite's to watch): scans both sides each second until every order on the
+/// primary has its secondary record, at most `settle`. Returns the note for the
+/// result; `load_ended` times the catch-up.
+pub async fn wait_caught_up(stores: &Stores, settle: Duration, load_ended: Instant) -> String {
+    let deadline = Instant::now() + settle;
+    let (mut missing, mut last_error) = (None, None);
+    loop {
+        match secondary_missing(stores).await {
+            Ok(0) => {
+                return format!(
+                    "the service's relay caught up {} ms after the load",
+                    load_ended.elapsed().as_millis()
+                );
+            }
+            Ok(n) => missing = Some(n),
+            Err(e) => last_error = Some(format!("{e:#}")),
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1).min(settle)).await;
+    }
+    let why = match (missing, last_error) {
+        (Some(n), _) => format!("{n} order(s) on the primary still had no secondary record"),
+        (None, Some(e)) => format!("the sides could not be scanned ({e})"),
+        (None, None) => "unknown".to_string(),
+    };
+    format!(
+        "the service's relay did not catch up within the settle time ({}): {why}",
+        crate::scenario::fmt_duration(settle)
+    )
+}
+
+/// How many of this run's orders on the primary side have no record on the
+/// secondary yet (the relay's backlog, as the stores show it).
+async fn secondary_missing(stores: &Stores) -> anyhow::Result<usize> {
+    let (primary, secondary) = stores.sides().await?;
+    let mut p = CollectedScan::default();
+    primary.scan(&mut p).await?;
+    let mut s = CollectedScan::default();
+    secondary.scan(&mut s).await?;
+    let on_secondary: std::collections::HashSet<u64> =
+        s.records.iter().map(|r| r.order_id).collect();
+    Ok(p.records
+        .iter()
+        .filter(|r| !on_secondary.contains(&r.order_id))
+        .count())
 }
 
 fn when(at_s: f64) -> String {
