@@ -264,7 +264,7 @@ fn validate(files: &[PathBuf]) -> i32 {
                     f.display(),
                     s.target.stores_label(),
                     s.target.servers_label(),
-                    s.pattern.kind,
+                    s.pattern_name(),
                     s.workload.planned_ops(),
                     s.faults.len()
                 );

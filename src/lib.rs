@@ -5,6 +5,7 @@
 //! [`relay`]) -> [`store`] clients -> [`history`] -> [`checker`] -> [`result`] -> [`report`].
 //! [`run`] wires one run together; `main.rs` only parses flags and maps exit codes.
 
+pub mod app;
 pub mod backoff;
 pub mod bench;
 pub mod checker;

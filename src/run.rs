@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+use crate::app::AppRun;
 use crate::checker::{self, Causes, CheckerReport, CollectedScan};
 use crate::driver::{self, DriveSpec, DriverStats, LiveCounters};
 use crate::fault::process::ProcessControl;
@@ -99,8 +100,11 @@ pub async fn run_scenario(
     let outcome = match fault::lock::acquire(run.toxiproxy.base(), &run.proxy_names(), &holder) {
         Ok(_locks) => {
             let outcome = run.phases(interrupt).await;
-            // Restore on every path, including errors; a crash of this process is
-            // handled by the same function at the start of the next run.
+            // Stop the service under test and restore on every path, including
+            // errors; a crash of this process is handled by the same function at
+            // the start of the next run (and the kernel kills its children).
+            run.stop_app().await;
+            run.record_app();
             run.restore_proxies("").await;
             outcome
         }
@@ -122,6 +126,10 @@ struct Run<'a> {
     proxies: BTreeMap<Side, String>,
     started_at: chrono::DateTime<chrono::Utc>,
     result: RunResult,
+    /// `[app]`: the service's processes, once set-up has prepared them.
+    app: Option<Arc<AppRun>>,
+    /// When the load started (process events are timed from it).
+    load_t0: Option<Instant>,
 }
 
 /// What set-up built.
@@ -148,10 +156,10 @@ impl<'a> Run<'a> {
         let (run_id, namespace) = new_run_id(&scenario.namespace.prefix);
         let dir = RunDir::create(&opts.results_dir, &scenario.name, &run_id)?;
         result::write_atomic(&dir.scenario_file(), scenario.source.as_bytes())?;
-        // A synchronous pattern never uses the relay connection: leave its proxy to others.
+        // A run that never uses the relay connection leaves its proxy to others.
         let proxies = Side::ALL
             .into_iter()
-            .filter(|s| *s != Side::Relay || scenario.pattern.kind.is_async())
+            .filter(|s| *s != Side::Relay || scenario.uses_relay_connection())
             .filter_map(|s| match scenario.target.endpoint(s) {
                 SideEndpoint::Proxy(p) => Some((s, p.clone())),
                 _ => None,
@@ -168,6 +176,8 @@ impl<'a> Run<'a> {
             proxies,
             started_at: chrono::Utc::now(),
             result,
+            app: None,
+            load_t0: None,
         })
     }
 
@@ -205,6 +215,8 @@ impl<'a> Run<'a> {
         let setup = self.set_up().await?;
         let load = self.load(&setup, interrupt).await?;
         let causes = self.settle(&setup, &load).await?;
+        // The service is done: the stores are quiet while they are scanned.
+        self.stop_app().await;
         self.check(&setup, &load, &causes).await?;
         self.drop_namespace(&setup).await;
         Ok(())
@@ -246,9 +258,43 @@ impl<'a> Run<'a> {
         .map_err(infra)?;
         self.result.server = stores.server_info();
         stores.prepare().await.map_err(infra)?;
-        let writer = crate::pattern::writer(&self.scenario.pattern, &stores)
-            .await
-            .map_err(infra)?;
+        let writer: Arc<dyn Writer> = match &self.scenario.app {
+            Some(app) => {
+                // Kept before it starts, so every way out of the run stops it.
+                let run = Arc::new(
+                    AppRun::prepare(app, &endpoints, &self.namespace, &self.dir.path)
+                        .map_err(infra)?,
+                );
+                self.app = Some(run.clone());
+                self.say(format!(
+                    "starting the service under test: {}",
+                    app.service
+                        .command
+                        .as_ref()
+                        .map_or("attached".to_string(), |c| c.join(" "))
+                ));
+                if let Err(e) = run.start().await {
+                    // The service may have created its tables before failing:
+                    // stopped first (so it creates nothing more), then dropped.
+                    self.stop_app().await;
+                    if !self.scenario.namespace.keep && !self.opts.keep_data {
+                        let _ = stores.drop_namespace().await;
+                    }
+                    return Err(infra(e));
+                }
+                Arc::new(
+                    crate::writer::http::HttpWriter::new(
+                        app,
+                        &run.vars,
+                        self.scenario.workload.concurrency,
+                    )
+                    .map_err(infra)?,
+                )
+            }
+            None => crate::pattern::writer(&self.scenario.pattern, &stores)
+                .await
+                .map_err(infra)?,
+        };
         let relay = if self.scenario.pattern.kind.is_async() {
             let source = stores.primary.relay_source().await.map_err(infra)?;
             let sink = match self.scenario.pattern.relay.delivery {
@@ -318,14 +364,16 @@ impl<'a> Run<'a> {
             stores: setup.stores.clone(),
             relay: setup.relay.clone(),
             processes: setup.processes.clone(),
+            app: self.app.clone(),
         };
         let (nemesis_stop_tx, nemesis_stop_rx) = watch::channel(false);
         let t0 = Instant::now() + Duration::from_millis(20);
+        self.load_t0 = Some(t0);
         self.say(format!(
             "run {}: {} / {} on {} ({}), {} ops at {}/s, {} fault window(s)",
             self.run_id,
             scenario.name,
-            scenario.pattern.kind,
+            scenario.pattern_name(),
             scenario.target.stores_label(),
             self.result.server.product,
             scenario.workload.planned_ops(),
@@ -348,8 +396,14 @@ impl<'a> Run<'a> {
             concurrency: scenario.workload.concurrency,
             customers: scenario.workload.customers,
             payload_bytes: scenario.workload.payload_bytes,
-            op_deadline: scenario.workload.op_timeout * (scenario.pattern.retries + 2)
-                + Duration::from_secs(1),
+            op_deadline: match &scenario.app {
+                // One request per order, bounded by its own timeout.
+                Some(app) => app.request.timeout + Duration::from_secs(5),
+                None => {
+                    scenario.workload.op_timeout * (scenario.pattern.retries + 2)
+                        + Duration::from_secs(1)
+                }
+            },
         };
         let (windows, driven) = tokio::join!(
             nemesis.run(t0, nemesis_stop_rx, &targets, active.clone()),
@@ -463,7 +517,16 @@ impl<'a> Run<'a> {
         let settle = self.scenario.check.settle;
         let Some(relay) = &setup.relay else {
             if self.do_check(load) {
-                tokio::time::sleep(settle).await;
+                if self
+                    .scenario
+                    .app
+                    .as_ref()
+                    .is_some_and(|a| a.async_secondary)
+                {
+                    self.settle_app(setup, load).await;
+                } else {
+                    tokio::time::sleep(settle).await;
+                }
             }
             return Ok(Causes::new());
         };
@@ -514,6 +577,37 @@ impl<'a> Run<'a> {
         Ok(causes)
     }
 
+    /// `[app]` with a relay: waits (at most the settle time) until every order on
+    /// the primary has its record on the secondary.
+    async fn settle_app(&mut self, setup: &SetUp, load: &Load) {
+        let note =
+            crate::app::wait_caught_up(&setup.stores, self.scenario.check.settle, load.ended).await;
+        self.note(note);
+    }
+
+    /// Stops the service and its relay (idempotent), noting any it had to kill.
+    async fn stop_app(&mut self) {
+        if let Some(app) = self.app.clone() {
+            for line in app.stop().await {
+                self.note(line);
+            }
+        }
+    }
+
+    /// What happened to the `[app]` processes, into the result; deaths (exits
+    /// nobody asked for) are warnings.
+    fn record_app(&mut self) {
+        let Some(app) = self.app.clone() else {
+            return;
+        };
+        let t0 = self.load_t0.unwrap_or_else(Instant::now);
+        for line in app.deaths(t0) {
+            self.say(format!("warning: {line}"));
+            self.result.warnings.push(line);
+        }
+        self.result.app = Some(app.result(t0));
+    }
+
     /// Full scans of both sides, compared with each other and the history.
     async fn check(&mut self, setup: &SetUp, load: &Load, causes: &Causes) -> anyhow::Result<()> {
         // After the settle: what the clients did on their own (a relay's included).
@@ -539,6 +633,18 @@ impl<'a> Run<'a> {
             &load.windows,
             causes,
         );
+        let mut report = report;
+        if self.scenario.app.is_some() {
+            // Samples as the service stores them: with this run's prefix.
+            let prefix = crate::store::layout::run_prefix(&self.namespace);
+            for ids in report.samples.values_mut() {
+                for id in ids.iter_mut() {
+                    if crate::order::parse_order_key(id).is_some() {
+                        *id = format!("{prefix}{id}");
+                    }
+                }
+            }
+        }
         self.result.checker = Some(report);
         self.result.checked = true;
         Ok(())
@@ -662,8 +768,13 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
         },
         seed: scenario.seed,
         target: scenario.target.stores_label(),
-        pattern: scenario.pattern.kind.name().to_string(),
-        pattern_options: serde_json::to_value(&scenario.pattern).unwrap_or_default(),
+        pattern: scenario.pattern_name().to_string(),
+        pattern_options: match &scenario.app {
+            // The request and processes; environment and header values are
+            // never serialized (secrets).
+            Some(app) => serde_json::to_value(app).unwrap_or_default(),
+            None => serde_json::to_value(&scenario.pattern).unwrap_or_default(),
+        },
         server: Default::default(),
         namespace: namespace.to_string(),
         started_at: String::new(),
@@ -686,6 +797,7 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
         relay: None,
         faults_injected: BTreeMap::new(),
         client_counts: BTreeMap::new(),
+        app: None,
         availability: Availability::default(),
         checker: None::<CheckerReport>,
         checked: false,

@@ -2,7 +2,8 @@
 //! actually happened. Network faults go through Toxiproxy (or, for a side that
 //! lives in this process, to its store's switches); relay crashes go to the relay;
 //! SDK errors and fail points go to the store; process faults signal the local
-//! stack's servers by pid (`process.rs`). Whatever happens, [`restore`] puts every
+//! stack's servers by pid (`process.rs`) or the `[app]` processes dualwrite
+//! started (`crate::app`). Whatever happens, [`restore`] puts every
 //! proxy back.
 
 pub mod cluster;
@@ -28,6 +29,8 @@ pub struct FaultTargets {
     pub relay: Option<Arc<tokio::sync::Mutex<Relay>>>,
     /// The local stack's servers (only when the schedule has process faults).
     pub processes: Option<ProcessControl>,
+    /// `[app]`: the service and relay dualwrite started.
+    pub app: Option<Arc<crate::app::AppRun>>,
 }
 
 pub struct Nemesis {
@@ -70,7 +73,7 @@ impl Nemesis {
                     fault: spec.index,
                     window: w,
                     kind: spec.kind.name().to_string(),
-                    side: spec.kind.server().is_none().then_some(spec.side),
+                    side: spec.kind.process_target().is_none().then_some(spec.side),
                     direction: if spec.kind.is_network() {
                         spec.direction.name().to_string()
                     } else {
@@ -82,7 +85,7 @@ impl Nemesis {
                         .is_network()
                         .then(|| self.proxies.get(&spec.side).cloned())
                         .flatten(),
-                    server: spec.kind.server().map(str::to_string),
+                    server: spec.kind.process_target().map(str::to_string),
                     planned_start_s: start.as_secs_f64(),
                     planned_end_s: end.as_secs_f64(),
                     start_s: None,
@@ -256,6 +259,14 @@ impl Nemesis {
             }
             FaultKind::SdkError { .. } | FaultKind::FailCommand { .. } => {
                 targets.stores.of(spec.side).set_fault(spec, apply).await
+            }
+            FaultKind::AppKill { process } | FaultKind::AppPause { process } => {
+                let app = targets
+                    .app
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("this run started no [app] process"))?;
+                let kill = matches!(spec.kind, FaultKind::AppKill { .. });
+                app.fault(process, kill, apply).await
             }
             FaultKind::ProcessKill { server } | FaultKind::ProcessPause { server } => {
                 let processes = targets.processes.as_ref().ok_or_else(|| {

@@ -188,6 +188,7 @@ pub(crate) fn naive() -> RunResult {
         relay: None,
         faults_injected: BTreeMap::new(),
         client_counts: BTreeMap::new(),
+        app: None,
         availability: Availability {
             ok_fraction: 1.0,
             ..Availability::default()

@@ -2,6 +2,7 @@
 //! the typed [`Scenario`] that the rest of the tool uses. Only validated types leave
 //! this module; every error names file, line, column, field and the fix.
 
+pub mod app;
 mod error;
 mod raw;
 mod validate;
@@ -28,7 +29,11 @@ pub struct Scenario {
     pub sha256: String,
     pub target: Target,
     pub namespace: NamespaceSpec,
+    /// dualwrite's own writer; with `[app]` a stand-in (`naive`, no options) that
+    /// only the stores read, the service being the writer.
     pub pattern: Pattern,
+    /// The user's service as the writer (`[app]`).
+    pub app: Option<app::App>,
     pub workload: Workload,
     pub faults: Vec<FaultSpec>,
     pub check: Check,
@@ -39,6 +44,34 @@ pub struct Scenario {
 }
 
 pub use crate::store::spec::StoreKind;
+
+impl Scenario {
+    /// Whether the relay connection is used: by dualwrite's relay (async
+    /// patterns) or by a process of `[app]` (`{relay}` in its templates).
+    pub fn uses_relay_connection(&self) -> bool {
+        self.pattern.kind.is_async()
+            || self
+                .app
+                .as_ref()
+                .is_some_and(app::App::uses_relay_connection)
+    }
+
+    /// Whether the secondary side is written after the operation returns.
+    pub fn is_async(&self) -> bool {
+        self.app
+            .as_ref()
+            .map_or(self.pattern.kind.is_async(), |a| a.async_secondary)
+    }
+
+    /// The pattern's name for results: `app` when the service is the writer.
+    pub fn pattern_name(&self) -> &'static str {
+        if self.app.is_some() {
+            "app"
+        } else {
+            self.pattern.kind.name()
+        }
+    }
+}
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
@@ -276,6 +309,17 @@ pub enum FaultKind {
     ProcessPause {
         server: String,
     },
+    /// SIGKILL of a process dualwrite started for `[app]` (`service` or
+    /// `relay`), started again after `duration`.
+    #[serde(rename = "process-kill")]
+    AppKill {
+        process: String,
+    },
+    /// SIGSTOP of such a process, SIGCONT after `duration`.
+    #[serde(rename = "process-pause")]
+    AppPause {
+        process: String,
+    },
 }
 
 impl FaultKind {
@@ -308,9 +352,22 @@ impl FaultKind {
             FaultKind::RelayCrash => "relay-crash",
             FaultKind::SdkError { .. } => "sdk-error",
             FaultKind::FailCommand { .. } => "fail-command",
-            FaultKind::ProcessKill { .. } => "process-kill",
-            FaultKind::ProcessPause { .. } => "process-pause",
+            FaultKind::ProcessKill { .. } | FaultKind::AppKill { .. } => "process-kill",
+            FaultKind::ProcessPause { .. } | FaultKind::AppPause { .. } => "process-pause",
         }
+    }
+
+    /// The `[app]` process a process fault acts on (`service`, `relay`).
+    pub fn app_process(&self) -> Option<&str> {
+        match self {
+            FaultKind::AppKill { process } | FaultKind::AppPause { process } => Some(process),
+            _ => None,
+        }
+    }
+
+    /// What a process fault acts on: a stack server or an `[app]` process.
+    pub fn process_target(&self) -> Option<&str> {
+        self.server().or(self.app_process())
     }
 
     /// The server a process fault acts on (it has no side).
@@ -330,6 +387,8 @@ impl FaultKind {
                 | FaultKind::FailCommand { .. }
                 | FaultKind::ProcessKill { .. }
                 | FaultKind::ProcessPause { .. }
+                | FaultKind::AppKill { .. }
+                | FaultKind::AppPause { .. }
         )
     }
 }
@@ -384,7 +443,7 @@ impl FaultSpec {
             .unwrap_or_default();
         let target = self
             .kind
-            .server()
+            .process_target()
             .map_or_else(|| self.side.to_string(), str::to_string);
         format!(
             "{}@{}{} {}+{}{}",
@@ -398,7 +457,7 @@ impl FaultSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Field {
     CustomerId,
@@ -589,3 +648,5 @@ pub mod opt_duration_ms {
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_app;

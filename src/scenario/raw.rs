@@ -11,7 +11,9 @@ pub(crate) struct RawScenario {
     pub seed: Option<u64>,
     pub target: RawTarget,
     pub namespace: Option<RawNamespace>,
-    pub pattern: RawPattern,
+    /// Required, except with `[app]` (the service is the writer).
+    pub pattern: Option<RawPattern>,
+    pub app: Option<RawApp>,
     pub workload: RawWorkload,
     #[serde(default)]
     pub faults: Vec<RawFault>,
@@ -121,6 +123,8 @@ pub(crate) struct RawFault {
     pub times: Option<i64>,
     // Local server process faults.
     pub server: Option<String>,
+    // Process faults on the `[app]` service or its relay.
+    pub process: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,4 +154,63 @@ pub(crate) struct RawExpect {
 pub(crate) enum RawLimit {
     Count(i64),
     Word(String),
+}
+
+/// `[app]`: the user's service as the writer (validated in `validate/app.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApp {
+    pub url: String,
+    pub method: Option<String>,
+    pub body: Option<String>,
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    pub timeout: Option<String>,
+    pub fail_statuses: Option<Vec<RawStatus>>,
+    pub async_secondary: Option<bool>,
+    pub service: Option<RawProcess>,
+    pub relay: Option<RawProcess>,
+    pub primary: Option<RawLocation>,
+    pub secondary: Option<RawLocation>,
+}
+
+/// A status code (`503`) or a class (`"4xx"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawStatus {
+    Code(i64),
+    Class(String),
+}
+
+/// A command as one string (run by `sh -c`) or as argv.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawCommand {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProcess {
+    pub command: Option<RawCommand>,
+    pub attach: Option<bool>,
+    pub dir: Option<String>,
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+    pub ready: Option<String>,
+    pub ready_timeout: Option<String>,
+    pub stop_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLocation {
+    pub table: Option<String>,
+    pub collection: Option<String>,
+    pub database: Option<String>,
+    pub keyspace: Option<String>,
+    pub key: Option<String>,
+    pub order_id: Option<String>,
+    pub fields: Option<std::collections::BTreeMap<String, String>>,
+    pub create: Option<bool>,
+    pub drop: Option<bool>,
 }

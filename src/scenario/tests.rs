@@ -320,3 +320,31 @@ fn a_kafka_topic_holds_only_a_secondary_and_takes_its_own_options_only() {
     ));
     assert_eq!(e.field, "pattern.name");
 }
+
+/// An `[app]` scenario on DynamoDB (the example naive service's schema), with
+/// `app` as the `[app]` table's keys (at least `url`).
+pub(crate) const APP_SIDES: &str = r#"
+[app.service]
+command = ["python3", "order_service.py"]
+env = { STORE = "dynamodb", PORT = "{port}", ORDERS_ENDPOINT = "http://{primary}", EVENTS_ENDPOINT = "http://{secondary}" }
+ready = "http://127.0.0.1:{port}/health"
+[app.primary]
+table = "{namespace}_orders"
+order_id = "orderId"
+fields = { customer_id = "customerId", amount_cents = "totalCents" }
+[app.secondary]
+table = "{namespace}_order_events"
+key = "eventId"
+order_id = "orderId"
+fields = { customer_id = "customerId", amount_cents = "totalCents" }
+"#;
+
+pub(crate) fn app_text(app: &str, rest: &str) -> String {
+    format!(
+        "name = \"app\"\n[target]\nstore = \"dynamodb\"\n[workload]\nrate = 10\nduration = \"5s\"\n{rest}\n[app]\n{app}\n{APP_SIDES}"
+    )
+}
+
+pub(crate) fn app_scenario(app: &str) -> Scenario {
+    parse(Path::new("app.toml"), &app_text(app, "")).expect("a valid [app] scenario")
+}

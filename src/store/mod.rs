@@ -12,6 +12,7 @@
 pub mod cassandra;
 pub mod dynamodb;
 pub mod kafka;
+pub mod layout;
 pub mod memory;
 pub mod mongodb;
 pub mod spec;
@@ -28,6 +29,7 @@ use crate::relay::{ExactlyOnceSink, RelaySource};
 pub use crate::result::ServerInfo;
 use crate::scenario::{FaultSpec, Scenario, Side, SideEndpoint};
 use crate::writer::Writer;
+pub use layout::Layout;
 pub use spec::{REGISTRY, StoreKind, StoreSpec};
 
 /// A record as the checker sees it, from either side. 24 bytes.
@@ -203,6 +205,39 @@ pub trait Store: Send + Sync {
 
     /// Drops the run's namespace.
     async fn drop_namespace(&self) -> anyhow::Result<()>;
+
+    /// `[app]`: the side as the service lays it out (scans and plants; the
+    /// service does the writing).
+    async fn app_side(
+        &self,
+        side: Side,
+        layout: Arc<Layout>,
+    ) -> anyhow::Result<Arc<dyn SideStore>> {
+        let _ = (side, layout);
+        anyhow::bail!(
+            "{} cannot hold a service's records",
+            self.server_info().product
+        )
+    }
+
+    /// `[app]`: creates the side's table or collection (`create = true`), keyed
+    /// by `layout.key` (idempotent).
+    async fn create_location(&self, side: Side, layout: &Layout) -> anyhow::Result<()> {
+        let _ = (side, layout);
+        anyhow::bail!(
+            "{} cannot create a service's table",
+            self.server_info().product
+        )
+    }
+
+    /// `[app]`: drops the side's table or collection (`drop = true`).
+    async fn drop_location(&self, side: Side, layout: &Layout) -> anyhow::Result<()> {
+        let _ = (side, layout);
+        anyhow::bail!(
+            "{} cannot drop a service's table",
+            self.server_info().product
+        )
+    }
 }
 
 /// Connects to one store and probes it. Errors here are infrastructure errors (exit 3).
@@ -219,6 +254,8 @@ pub struct Stores {
     /// The secondary side's store: the same `Arc` as `primary` when shared.
     pub secondary: Arc<dyn Store>,
     pub shared: bool,
+    /// `[app]`: each side as the service lays it out (primary, secondary).
+    pub app: Option<[Arc<Layout>; 2]>,
 }
 
 impl Stores {
@@ -229,7 +266,16 @@ impl Stores {
         endpoints: &BTreeMap<Side, String>,
     ) -> anyhow::Result<Self> {
         let t = &scenario.target;
+        // With [app] the stand-in pattern is synchronous: dualwrite has no relay
+        // connection of its own, it only reads both sides.
         let relay = scenario.pattern.kind.is_async();
+        let app = match &scenario.app {
+            Some(a) => Some([
+                Arc::new(Layout::of(&a.primary, Side::Primary, namespace)?),
+                Arc::new(Layout::of(&a.secondary, Side::Secondary, namespace)?),
+            ]),
+            None => None,
+        };
         let serve = |sides: &[Side]| -> BTreeMap<Side, String> {
             sides
                 .iter()
@@ -253,6 +299,7 @@ impl Stores {
                 primary: store.clone(),
                 secondary: store,
                 shared: true,
+                app,
             });
         }
         let mut primary_sides = vec![Side::Primary];
@@ -272,6 +319,7 @@ impl Stores {
             primary,
             secondary,
             shared: false,
+            app,
         })
     }
 
@@ -292,7 +340,17 @@ impl Stores {
         }
     }
 
+    /// Creates the run's tables; with `[app]`, only the service's tables marked
+    /// `create = true` (dualwrite's own would collide with the service's names).
     pub async fn prepare(&self) -> anyhow::Result<()> {
+        if let Some([p, s]) = &self.app {
+            for (side, layout) in [(Side::Primary, p), (Side::Secondary, s)] {
+                if layout.create {
+                    self.of(side).create_location(side, layout).await?;
+                }
+            }
+            return Ok(());
+        }
         for s in self.all() {
             s.prepare().await?;
         }
@@ -300,6 +358,12 @@ impl Stores {
     }
 
     pub async fn sides(&self) -> anyhow::Result<(Arc<dyn SideStore>, Arc<dyn SideStore>)> {
+        if let Some([p, s]) = &self.app {
+            return Ok((
+                self.primary.app_side(Side::Primary, p.clone()).await?,
+                self.secondary.app_side(Side::Secondary, s.clone()).await?,
+            ));
+        }
         Ok((
             self.primary.side(Side::Primary).await?,
             self.secondary.side(Side::Secondary).await?,
@@ -331,7 +395,23 @@ impl Stores {
 
     pub async fn drop_namespace(&self) -> anyhow::Result<()> {
         let mut first_error = None;
-        for s in self.all() {
+        let mut namespace_kept = false;
+        if let Some([p, s]) = &self.app {
+            for (side, layout) in [(Side::Primary, p), (Side::Secondary, s)] {
+                if layout.drop {
+                    if let Err(e) = self.of(side).drop_location(side, layout).await {
+                        first_error.get_or_insert(e);
+                    }
+                } else {
+                    // A kept location in the namespace's database keeps the database.
+                    namespace_kept |= layout
+                        .database
+                        .as_deref()
+                        .is_some_and(|d| layout.prefix.starts_with(&format!("{d}-")));
+                }
+            }
+        }
+        for s in self.all().into_iter().filter(|_| !namespace_kept) {
             if let Err(e) = s.drop_namespace().await {
                 first_error.get_or_insert(e);
             }

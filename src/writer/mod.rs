@@ -3,6 +3,8 @@
 //! for users testing their own service, that service. Either way it reports what
 //! the caller was told, per the outcome rule (`crate::pattern::outcome`).
 
+pub mod http;
+
 use async_trait::async_trait;
 
 use crate::history::OpReport;

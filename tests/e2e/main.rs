@@ -1,6 +1,7 @@
 //! End-to-end tests against the real local stack (scripts/stack up): Toxiproxy and
 //! the real servers. One test binary, one module per topic.
 
+mod app;
 mod cassandra;
 mod cassandra_cluster;
 mod cli;

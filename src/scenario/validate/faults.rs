@@ -8,16 +8,49 @@ use super::super::raw::RawFault;
 use super::super::*;
 use super::{Res, duration, word};
 use crate::pattern::Pattern;
+use crate::scenario::app::App;
 
 pub(super) fn fault(
     i: usize,
     f: &RawFault,
     target: &Target,
     pattern: &Pattern,
+    app: Option<&App>,
     run: Duration,
     at: &Locator,
 ) -> Res<FaultSpec> {
     let p = |field: &str| format!("faults[{i}].{field}");
+    if let Some(a) = app {
+        let own = |what: &str| {
+            Err(at.error(
+                &p("kind"),
+                format!(
+                    "`{}` {what}, and with [app] your service is the writer",
+                    f.kind
+                ),
+                "use a network fault on the service's store connections, or process-kill / process-pause with process = \"service\" or \"relay\"",
+            ))
+        };
+        match f.kind.as_str() {
+            "relay-crash" => return own("crashes dualwrite's own relay"),
+            "sdk-error" => return own("injects errors into dualwrite's own AWS SDK client"),
+            "fail-command" => {
+                return own("sets a fail point on dualwrite's own collections");
+            }
+            _ => {}
+        }
+        if f.side.as_deref() == Some("relay")
+            && f.process.is_none()
+            && f.server.is_none()
+            && !a.uses_relay_connection()
+        {
+            return Err(at.error(
+                &p("side"),
+                "no process of [app] uses the relay connection",
+                "point the relay's store connection at it ({relay} in [app.relay] env), or fault the primary / secondary side",
+            ));
+        }
+    }
     let side = match f.side.as_deref() {
         None | Some("primary") => Side::Primary,
         Some("secondary") => Side::Secondary,
@@ -243,6 +276,7 @@ pub(super) fn fault(
                 },
             }
         }
+        "process-kill" | "process-pause" if f.process.is_some() => app_process(i, f, app, at)?,
         "process-kill" | "process-pause" => {
             // Only a server this scenario uses, and only one the local stack manages.
             let used: Vec<&str> = [&target.primary, &target.secondary]
@@ -312,7 +346,7 @@ pub(super) fn fault(
             format!("route the {side} side through a proxy: [target.{side}] proxy = \"...\""),
         ));
     }
-    if side == Side::Relay && !pattern.kind.is_async() && kind.is_network() {
+    if side == Side::Relay && !pattern.kind.is_async() && kind.is_network() && app.is_none() {
         return Err(at.error(
             &p("side"),
             format!("pattern `{}` has no relay", pattern.kind),
@@ -355,8 +389,9 @@ fn check_attributes(i: usize, f: &RawFault, kind: &FaultKind, at: &Locator) -> R
             "times",
         ],
         FaultKind::ProcessKill { .. } | FaultKind::ProcessPause { .. } => &["server"],
+        FaultKind::AppKill { .. } | FaultKind::AppPause { .. } => &["process"],
     };
-    let set: [(&str, bool); 17] = [
+    let set: [(&str, bool); 18] = [
         ("latency", f.latency.is_some()),
         ("jitter", f.jitter.is_some()),
         ("rate_kbps", f.rate_kbps.is_some()),
@@ -374,6 +409,7 @@ fn check_attributes(i: usize, f: &RawFault, kind: &FaultKind, at: &Locator) -> R
         ("close_connection", f.close_connection.is_some()),
         ("times", f.times.is_some()),
         ("server", f.server.is_some()),
+        ("process", f.process.is_some()),
     ];
     for (name, present) in set {
         if present && !allowed.contains(&name) {
@@ -392,4 +428,55 @@ fn check_attributes(i: usize, f: &RawFault, kind: &FaultKind, at: &Locator) -> R
         }
     }
     Ok(())
+}
+
+/// `process-kill` / `process-pause` of an `[app]` process: only one dualwrite
+/// started (it can signal and restart only its own child).
+fn app_process(i: usize, f: &RawFault, app: Option<&App>, at: &Locator) -> Res<FaultKind> {
+    let path = format!("faults[{i}].process");
+    let name = f.process.clone().unwrap_or_default();
+    if f.server.is_some() {
+        return Err(at.error(
+            &format!("faults[{i}].server"),
+            "both `server` (a local stack server) and `process` (an [app] process) are set",
+            "keep one: server = \"moto\" signals a store's server, process = \"service\" your service",
+        ));
+    }
+    let Some(app) = app else {
+        return Err(at.error(
+            &path,
+            "`process` names a process of [app], and this scenario has no [app]",
+            "use server = \"...\" for a local stack server, or add [app]",
+        ));
+    };
+    let proc = match name.as_str() {
+        "service" => Some(&app.service),
+        "relay" => app.relay.as_ref(),
+        other => {
+            return Err(word(at, &path, other, "\"service\" or \"relay\""));
+        }
+    };
+    let Some(proc) = proc else {
+        return Err(at.error(
+            &path,
+            "[app] declares no relay process",
+            "add [app.relay] with its command, or target process = \"service\"",
+        ));
+    };
+    if proc.attached() {
+        return Err(at.error(
+            &path,
+            format!(
+                "the {name} is attached (attach = true): dualwrite did not start it, so it cannot kill, pause or restart it"
+            ),
+            format!(
+                "give [app.{name}] a command so dualwrite starts it, or use a network fault on its store connections"
+            ),
+        ));
+    }
+    Ok(if f.kind == "process-kill" {
+        FaultKind::AppKill { process: name }
+    } else {
+        FaultKind::AppPause { process: name }
+    })
 }

@@ -2,6 +2,7 @@
 //! pattern, fault and option applies to which store (read from the store
 //! registry). One file per part of the scenario.
 
+mod app;
 mod faults;
 mod pattern;
 mod target;
@@ -30,22 +31,58 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
         ));
     }
     let target = target::target(&raw, at)?;
-    let pattern = pattern::pattern(&raw.pattern, &target, at)?;
     let workload = workload::workload(&raw, at)?;
+    let (pattern, app) = match (&raw.pattern, &raw.app) {
+        (Some(p), None) => (pattern::pattern(p, &target, at)?, None),
+        (None, Some(a)) => (
+            // A stand-in the stores read (plain sides, no capability needed).
+            Pattern::new(crate::pattern::PatternKind::Naive),
+            Some(app::app(a, &target, workload.op_timeout, at)?),
+        ),
+        (Some(_), Some(_)) => {
+            return Err(at.error(
+                "pattern",
+                "[pattern] chooses dualwrite's own writer, and [app] makes your service the writer",
+                "remove [pattern] (the service's code is the pattern under test), or remove [app]",
+            ));
+        }
+        (None, None) => {
+            return Err(at.error(
+                "pattern",
+                "missing: neither [pattern] nor [app]",
+                "add [pattern] name = \"naive\" (dualwrite's own writer), or [app] (your service as the writer); see README.md",
+            ));
+        }
+    };
     let run = workload.planned_duration();
     let mut faults = Vec::new();
     for (i, f) in raw.faults.iter().enumerate() {
-        faults.push(faults::fault(i, f, &target, &pattern, run, at)?);
+        faults.push(faults::fault(
+            i,
+            f,
+            &target,
+            &pattern,
+            app.as_ref(),
+            run,
+            at,
+        )?);
     }
+    let is_async = app
+        .as_ref()
+        .map_or(pattern.kind.is_async(), |a| a.async_secondary);
+    let default_fields = || match &app {
+        Some(a) => a.comparable_fields(),
+        None => default_fields(),
+    };
     let check = match &raw.check {
         None => Check {
-            settle: default_settle(&pattern),
+            settle: default_settle(is_async),
             fields: default_fields(),
         },
         Some(c) => Check {
             settle: match &c.settle {
                 Some(s) => duration(s, "check.settle", at)?,
-                None => default_settle(&pattern),
+                None => default_settle(is_async),
             },
             fields: match &c.fields {
                 None => default_fields(),
@@ -64,6 +101,22 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
             },
         },
     };
+    if let Some(a) = &app {
+        let both = a.comparable_fields();
+        if let Some(f) = check.fields.iter().find(|f| !both.contains(f)) {
+            return Err(at.error(
+                "check.fields",
+                format!(
+                    "`{}` is compared, but not mapped on both sides of [app]",
+                    f.name()
+                ),
+                format!(
+                    "map it in [app.primary] and [app.secondary] `fields` (e.g. fields = {{ {} = \"theirName\" }}), or leave it out of check.fields",
+                    f.name()
+                ),
+            ));
+        }
+    }
     let expect = match &raw.expect {
         None => Expect::zero(),
         Some(e) => Expect {
@@ -137,6 +190,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
         target,
         namespace,
         pattern,
+        app,
         workload,
         faults,
         check,
@@ -145,8 +199,8 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
     })
 }
 
-fn default_settle(pattern: &Pattern) -> Duration {
-    if pattern.kind.is_async() {
+fn default_settle(is_async: bool) -> Duration {
+    if is_async {
         Duration::from_secs(30)
     } else {
         Duration::from_secs(1)

@@ -35,7 +35,7 @@ use self::relay::OutboxSource;
 use self::side::{CassandraSide, Table};
 use self::writes::{BareClient, BatchWrite};
 use super::spec::{BenchSpec, LocalServer, ServerSpec, StoreSpec, Support};
-use super::{ServerInfo, SideStore, Store, StoreContext};
+use super::{Layout, ServerInfo, SideStore, Store, StoreContext};
 use crate::pattern::PatternKind;
 use crate::pattern::atomic::AtomicWrite;
 use crate::pattern::outcome::{Attempt, Failure};
@@ -450,6 +450,21 @@ impl Store for CassandraStore {
             secondary,
             writes,
         }))
+    }
+
+    async fn app_side(
+        &self,
+        side: Side,
+        layout: Arc<Layout>,
+    ) -> anyhow::Result<Arc<dyn SideStore>> {
+        Ok(Arc::new(
+            CassandraSide::app(self.session(side).clone(), layout).await?,
+        ))
+    }
+
+    async fn drop_location(&self, _side: Side, layout: &Layout) -> anyhow::Result<()> {
+        self.ddl(&format!("DROP TABLE IF EXISTS {}", layout.describe()))
+            .await
     }
 
     async fn drop_namespace(&self) -> anyhow::Result<()> {

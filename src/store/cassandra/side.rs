@@ -5,6 +5,9 @@
 //! - `order_audit` ((order_id), audit_id) for the same-partition logged batch;
 //! - `events` ((order_id), event_id) for what a relay publishes: a fresh
 //!   `event_id` per publication (non-idempotent consumer) lets a replay duplicate.
+//!
+//! With `[app]` a side is the service's table, read and planted through its
+//! [`Layout`] (its keyspace, table and column names, this run's id prefix).
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -18,7 +21,9 @@ use super::{DDL_TIMEOUT, Tables, classify};
 use crate::order::{Order, order_key, parse_order_key};
 use crate::pattern::outcome::Attempt;
 use crate::pattern::{KeyPolicy, Partitioning, Pattern, PatternKind};
+use crate::store::layout::{Id, Layout, number, service_writes};
 use crate::store::{Record, ScanSink, SideStore};
+use scylla::value::{CqlValue, Row};
 
 const SCAN_PAGE: i32 = 1000;
 
@@ -59,6 +64,8 @@ pub(crate) struct CassandraSide {
     pub(crate) insert: PreparedStatement,
     /// `INSERT ... IF NOT EXISTS` (lwt_insert): no client timestamp.
     pub(crate) lwt: bool,
+    /// `[app]`: the service's layout of this table (`insert` plants into it).
+    pub(crate) app: Option<Arc<Layout>>,
 }
 
 impl CassandraSide {
@@ -102,8 +109,43 @@ impl CassandraSide {
             name,
             insert,
             lwt: lwt && table == Table::Orders,
+            app: None,
         })
     }
+
+    /// `[app]`: the service's table; `insert` writes the layout's columns (key,
+    /// order id when another column, the mapped fields as bigint).
+    pub(crate) async fn app(session: Arc<Session>, layout: Arc<Layout>) -> anyhow::Result<Self> {
+        let name = layout.describe();
+        let columns = app_columns(&layout);
+        let cql = format!(
+            "INSERT INTO {name} ({}) VALUES ({})",
+            columns.join(", "),
+            vec!["?"; columns.len()].join(", ")
+        );
+        let insert = session.prepare(cql.clone()).await.with_context(|| {
+            format!("cannot prepare `{cql}`: does the service's table {name} have these columns?")
+        })?;
+        Ok(Self {
+            session,
+            table: Table::Orders,
+            name,
+            insert,
+            lwt: false,
+            app: Some(layout),
+        })
+    }
+}
+
+/// The columns a planted row fills, in the prepared insert's order.
+fn app_columns(layout: &Layout) -> Vec<String> {
+    let mut columns = vec![layout.key.clone()];
+    if !layout.keyed_by_order() {
+        columns.push(layout.order_id.clone());
+    }
+    columns.extend(layout.customer_id.iter().cloned());
+    columns.extend(layout.amount_cents.iter().cloned());
+    columns
 }
 
 fn attempt<T>(result: Result<T, scylla::errors::ExecutionError>) -> Attempt {
@@ -122,6 +164,9 @@ impl SideStore for CassandraSide {
     }
 
     async fn write_order(&self, order: &Order, timestamp_us: i64) -> Attempt {
+        if self.app.is_some() {
+            return service_writes();
+        }
         let (key, c, a) = (
             order.key(),
             order.customer_id as i64,
@@ -138,6 +183,9 @@ impl SideStore for CassandraSide {
     }
 
     async fn write_event(&self, record: &Record, key: KeyPolicy, timestamp_us: i64) -> Attempt {
+        if self.app.is_some() {
+            return service_writes();
+        }
         let (order, c, a) = (
             order_key(record.order_id),
             record.customer_id as i64,
@@ -164,10 +212,32 @@ impl SideStore for CassandraSide {
     }
 
     async fn scan(&self, sink: &mut dyn ScanSink) -> anyhow::Result<()> {
+        if let Some(layout) = &self.app {
+            return scan_app(&self.session, layout, sink).await;
+        }
         scan_table(&self.session, &self.name, sink).await
     }
 
     async fn plant(&self, record: Record, copies: u32) -> anyhow::Result<()> {
+        if let Some(layout) = &self.app {
+            for copy in 0..copies.max(1) {
+                let mut values = vec![CqlValue::Text(layout.plant_key(record.order_id, copy))];
+                if !layout.keyed_by_order() {
+                    values.push(CqlValue::Text(layout.stored_id(record.order_id)));
+                }
+                if layout.customer_id.is_some() {
+                    values.push(CqlValue::BigInt(record.customer_id as i64));
+                }
+                if layout.amount_cents.is_some() {
+                    values.push(CqlValue::BigInt(record.amount_cents as i64));
+                }
+                self.session
+                    .execute_unpaged(&self.insert, values)
+                    .await
+                    .with_context(|| format!("planting into {}", self.name))?;
+            }
+            return Ok(());
+        }
         let key = order_key(record.order_id);
         let (c, a) = (record.customer_id as i64, record.amount_cents as i64);
         let table = &self.name;
@@ -207,6 +277,29 @@ impl SideStore for CassandraSide {
 
     async fn plant_foreign(&self, key: &str) -> anyhow::Result<()> {
         let table = &self.name;
+        if let Some(layout) = &self.app {
+            // This run's prefix on an id this tool never makes: a stray.
+            let id = format!("{}{key}", layout.prefix);
+            let (cql, values) = if layout.keyed_by_order() {
+                (
+                    format!("INSERT INTO {table} ({}) VALUES (?)", layout.key),
+                    vec![id],
+                )
+            } else {
+                (
+                    format!(
+                        "INSERT INTO {table} ({}, {}) VALUES (?, ?)",
+                        layout.key, layout.order_id
+                    ),
+                    vec![id.clone(), id],
+                )
+            };
+            self.session
+                .query_unpaged(cql, values)
+                .await
+                .context("planting a foreign record")?;
+            return Ok(());
+        }
         let cql = match self.table {
             Table::Orders => format!("INSERT INTO {table} (order_id) VALUES (?)"),
             Table::ByCustomer => {
@@ -259,4 +352,73 @@ pub(crate) async fn scan_table(
         }
     }
     Ok(())
+}
+
+/// `[app]`: a full scan of the service's table: this run's orders as records,
+/// this run's prefix on anything else as a stray, other runs' rows skipped.
+/// Numbers compare numerically whatever the column type (tinyint to bigint,
+/// float, double, digits in text); other types read as a mismatch.
+async fn scan_app(
+    session: &Session,
+    layout: &Layout,
+    sink: &mut dyn ScanSink,
+) -> anyhow::Result<()> {
+    let table = layout.describe();
+    let mut columns = vec![layout.order_id.clone()];
+    columns.extend(layout.customer_id.iter().cloned());
+    columns.extend(layout.amount_cents.iter().cloned());
+    let mut s = Statement::new(format!("SELECT {} FROM {table}", columns.join(", ")))
+        .with_page_size(SCAN_PAGE);
+    s.set_request_timeout(Some(DDL_TIMEOUT));
+    let mut rows = session
+        .query_iter(s, ())
+        .await
+        .with_context(|| format!("scan of {table} failed"))?
+        .rows_stream::<Row>()
+        .with_context(|| format!("scan of {table}: unexpected columns"))?;
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .with_context(|| format!("scan of {table} failed mid-way"))?
+    {
+        let mut cells = row.columns.into_iter();
+        let id = match cells.next().flatten() {
+            Some(CqlValue::Text(s)) | Some(CqlValue::Ascii(s)) => s,
+            _ => continue,
+        };
+        let mut next = |mapped: bool| {
+            if !mapped {
+                return 0;
+            }
+            match cells.next().flatten() {
+                Some(v) => cql_number(&v),
+                None => u64::MAX,
+            }
+        };
+        let customer_id = next(layout.customer_id.is_some());
+        let amount_cents = next(layout.amount_cents.is_some());
+        match layout.read_id(&id) {
+            Id::Mine(order_id) => sink.record(Record {
+                order_id,
+                customer_id,
+                amount_cents,
+            }),
+            Id::Stray => sink.foreign(&id),
+            Id::Other => {}
+        }
+    }
+    Ok(())
+}
+
+fn cql_number(v: &CqlValue) -> u64 {
+    match v {
+        CqlValue::BigInt(n) => *n as u64,
+        CqlValue::Int(n) => *n as u64,
+        CqlValue::SmallInt(n) => *n as u64,
+        CqlValue::TinyInt(n) => *n as u64,
+        CqlValue::Double(f) => number(&f.to_string()),
+        CqlValue::Float(f) => number(&f.to_string()),
+        CqlValue::Text(s) | CqlValue::Ascii(s) => number(s),
+        _ => u64::MAX,
+    }
 }

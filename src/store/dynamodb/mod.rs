@@ -33,7 +33,7 @@ use self::relay::{Feed, StreamsSource};
 use self::side::{DynamoSide, Table, error_text};
 use self::writes::{BareClient, OutboxWrite, TransactionWrite};
 use super::spec::{BenchSpec, LocalServer, ServerSpec, StoreSpec, Support};
-use super::{ServerInfo, SideStore, Store, StoreContext};
+use super::{Layout, ServerInfo, SideStore, Store, StoreContext};
 use crate::pattern::PatternKind;
 use crate::pattern::atomic::AtomicWrite;
 use crate::relay::RelaySource;
@@ -364,6 +364,7 @@ impl Store for DynamoStore {
             admin: self.admin[&side].clone(),
             table,
             name,
+            app: None,
         }))
     }
 
@@ -450,6 +451,46 @@ impl Store for DynamoStore {
             }
             .writer(),
         )
+    }
+
+    async fn app_side(
+        &self,
+        side: Side,
+        layout: Arc<Layout>,
+    ) -> anyhow::Result<Arc<dyn SideStore>> {
+        Ok(Arc::new(DynamoSide {
+            client: self.client(side)?.clone(),
+            admin: self.admin[&side].clone(),
+            table: if side == Side::Primary {
+                Table::Orders
+            } else {
+                Table::Events
+            },
+            name: layout.table.clone(),
+            app: Some(layout),
+        }))
+    }
+
+    async fn create_location(&self, _side: Side, layout: &Layout) -> anyhow::Result<()> {
+        create_table(self.admin(), &layout.table, &layout.key, false).await
+    }
+
+    async fn drop_location(&self, _side: Side, layout: &Layout) -> anyhow::Result<()> {
+        match self
+            .admin()
+            .delete_table()
+            .table_name(&layout.table)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(()),
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot drop table {}: {}",
+                layout.table,
+                error_text(&e)
+            )),
+        }
     }
 
     async fn drop_namespace(&self) -> anyhow::Result<()> {

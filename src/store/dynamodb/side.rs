@@ -3,6 +3,9 @@
 //! duplicate). Writes go through the side's own client (its proxy, its SDK fault
 //! source, the workload's op_timeout); scans and plants through an admin client
 //! that neither times out with the workload nor gets injected errors.
+//!
+//! With `[app]` a side is the service's table, read and planted through its
+//! [`Layout`] (the service's key and attribute names, this run's id prefix).
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -18,7 +21,9 @@ use super::faults::{INJECTED_AFTER_HEADER, injected_in};
 use crate::order::{Order, order_key, parse_order_key};
 use crate::pattern::KeyPolicy;
 use crate::pattern::outcome::{Attempt, Failure};
+use crate::store::layout::{Layout, number, service_writes};
 use crate::store::{Record, ScanSink, SideStore};
+use std::sync::Arc;
 
 /// Bound on one page of a checker scan.
 const SCAN_PAGE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,6 +40,8 @@ pub struct DynamoSide {
     pub(crate) admin: Client,
     pub(crate) table: Table,
     pub(crate) name: String,
+    /// `[app]`: the service's layout of this table (`name` is its table).
+    pub(crate) app: Option<Arc<Layout>>,
 }
 
 impl DynamoSide {
@@ -67,16 +74,25 @@ impl SideStore for DynamoSide {
     }
 
     async fn write_order(&self, order: &Order, _timestamp_us: i64) -> Attempt {
+        if self.app.is_some() {
+            return service_writes();
+        }
         self.put(order_item(order)).await
     }
 
     async fn write_event(&self, record: &Record, key: KeyPolicy, _timestamp_us: i64) -> Attempt {
+        if self.app.is_some() {
+            return service_writes();
+        }
         self.put(event_item(record, event_id(record.order_id, key)))
             .await
     }
 
     async fn scan(&self, sink: &mut dyn ScanSink) -> anyhow::Result<()> {
-        let (table, key) = (&self.name, self.key());
+        let (table, key) = (
+            &self.name,
+            self.app.as_ref().map_or(self.key(), |l| l.key.as_str()),
+        );
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
             let page = self
@@ -100,6 +116,10 @@ impl SideStore for DynamoSide {
                 .await
                 .map_err(|e| anyhow::anyhow!("scan of {table} failed: {}", error_text(&e)))?;
             for item in page.items() {
+                if let Some(layout) = &self.app {
+                    read_app_item(layout, item, sink);
+                    continue;
+                }
                 match record_of(item) {
                     Some(r) => sink.record(r),
                     None => sink.foreign(
@@ -117,15 +137,22 @@ impl SideStore for DynamoSide {
     }
 
     async fn plant(&self, record: Record, copies: u32) -> anyhow::Result<()> {
-        for _ in 0..copies.max(1) {
-            let item = match self.table {
-                Table::Orders => order_item(&Order {
-                    id: record.order_id,
-                    customer_id: record.customer_id,
-                    amount_cents: record.amount_cents,
-                    payload: String::new(),
-                }),
-                Table::Events => event_item(&record, event_id(record.order_id, KeyPolicy::Fresh)),
+        for copy in 0..copies.max(1) {
+            let item = match (&self.app, self.table) {
+                (Some(layout), _) => {
+                    app_item(layout, &record, layout.plant_key(record.order_id, copy))
+                }
+                (None, table) => match table {
+                    Table::Orders => order_item(&Order {
+                        id: record.order_id,
+                        customer_id: record.customer_id,
+                        amount_cents: record.amount_cents,
+                        payload: String::new(),
+                    }),
+                    Table::Events => {
+                        event_item(&record, event_id(record.order_id, KeyPolicy::Fresh))
+                    }
+                },
             };
             self.admin
                 .put_item()
@@ -139,10 +166,20 @@ impl SideStore for DynamoSide {
     }
 
     async fn plant_foreign(&self, key: &str) -> anyhow::Result<()> {
+        let mut item =
+            HashMap::from([(self.key().to_string(), AttributeValue::S(key.to_string()))]);
+        if let Some(layout) = &self.app {
+            // This run's prefix on an id this tool never makes: a stray.
+            let id = AttributeValue::S(format!("{}{key}", layout.prefix));
+            item = HashMap::from([
+                (layout.key.clone(), id.clone()),
+                (layout.order_id.clone(), id),
+            ]);
+        }
         self.admin
             .put_item()
             .table_name(&self.name)
-            .item(self.key(), AttributeValue::S(key.to_string()))
+            .set_item(Some(item))
             .send()
             .await
             .context("planting a foreign record")?;
@@ -325,4 +362,51 @@ pub fn record_of(item: &HashMap<String, AttributeValue>) -> Option<Record> {
         customer_id: n("customer_id"),
         amount_cents: n("amount_cents"),
     })
+}
+
+/// `[app]`: one item of the service's table to the checker: this run's orders
+/// as records, this run's prefix on anything else as a stray, other runs' items
+/// skipped. Numbers are read numerically (N, or digits in an S).
+fn read_app_item(layout: &Layout, item: &HashMap<String, AttributeValue>, sink: &mut dyn ScanSink) {
+    let text = |v: &AttributeValue| match v {
+        AttributeValue::S(s) | AttributeValue::N(s) => Some(s.clone()),
+        _ => None,
+    };
+    let Some(id) = item.get(&layout.order_id).and_then(text) else {
+        return;
+    };
+    let field = |name: &Option<String>| match name {
+        None => 0,
+        Some(n) => item.get(n).and_then(text).map_or(u64::MAX, |t| number(&t)),
+    };
+    match layout.read_id(&id) {
+        crate::store::layout::Id::Mine(order_id) => sink.record(Record {
+            order_id,
+            customer_id: field(&layout.customer_id),
+            amount_cents: field(&layout.amount_cents),
+        }),
+        crate::store::layout::Id::Stray => sink.foreign(&id),
+        crate::store::layout::Id::Other => {}
+    }
+}
+
+/// `[app]`: a planted item in the service's names (numbers as N).
+fn app_item(layout: &Layout, record: &Record, key: String) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        (layout.key.clone(), AttributeValue::S(key)),
+        (
+            layout.order_id.clone(),
+            AttributeValue::S(layout.stored_id(record.order_id)),
+        ),
+    ]);
+    if let Some(c) = &layout.customer_id {
+        item.insert(c.clone(), AttributeValue::N(record.customer_id.to_string()));
+    }
+    if let Some(a) = &layout.amount_cents {
+        item.insert(
+            a.clone(),
+            AttributeValue::N(record.amount_cents.to_string()),
+        );
+    }
+    item
 }

@@ -39,7 +39,7 @@ use self::side::MongoSide;
 use self::wire::bounded;
 use self::writes::{BareClient, MongoWriter, OutboxWrite, TransactionWrite};
 use super::spec::{BenchSpec, LocalServer, ServerSpec, StoreSpec, Support};
-use super::{ServerInfo, SideStore, Store, StoreContext};
+use super::{Layout, ServerInfo, SideStore, Store, StoreContext};
 use crate::pattern::atomic::AtomicWrite;
 use crate::pattern::{PatternKind, RelayMode};
 use crate::relay::RelaySource;
@@ -162,6 +162,12 @@ impl MongoStore {
 
     fn db(&self, side: Side) -> Database {
         self.client(side).database(&self.ctx.namespace)
+    }
+
+    /// `[app]`: the database of a side's layout.
+    fn app_db(&self, side: Side, layout: &Layout) -> Database {
+        self.client(side)
+            .database(layout.database.as_deref().unwrap_or(&self.ctx.namespace))
     }
 
     /// The side whose client set-up and probes use: the primary when served.
@@ -379,7 +385,45 @@ impl Store for MongoStore {
             side,
             ctx: self.ctx.clone(),
             op_timeout: self.op_timeout(),
+            app: None,
         }))
+    }
+
+    async fn app_side(
+        &self,
+        side: Side,
+        layout: Arc<Layout>,
+    ) -> anyhow::Result<Arc<dyn SideStore>> {
+        Ok(Arc::new(MongoSide {
+            client: self.client(side).clone(),
+            side,
+            ctx: self.ctx.clone(),
+            op_timeout: self.op_timeout(),
+            app: Some(layout),
+        }))
+    }
+
+    async fn create_location(&self, side: Side, layout: &Layout) -> anyhow::Result<()> {
+        let db = self.app_db(side, layout);
+        let limit = self.op_timeout().max(Duration::from_secs(5));
+        create_collection(&db, &layout.table, limit).await
+    }
+
+    async fn drop_location(&self, side: Side, layout: &Layout) -> anyhow::Result<()> {
+        let db = self.app_db(side, layout);
+        bounded(
+            Duration::from_secs(10),
+            db.collection::<Document>(&layout.table)
+                .drop()
+                .into_future(),
+        )
+        .await
+        .map_err(|f| anyhow::anyhow!("dropping {}: {}", layout.describe(), f.detail))?;
+        // This run's own database (named after its namespace) goes with it.
+        if db.name() == self.ctx.namespace {
+            let _ = bounded(Duration::from_secs(10), db.drop().into_future()).await;
+        }
+        Ok(())
     }
 
     async fn atomic_write(&self) -> anyhow::Result<Arc<dyn AtomicWrite>> {

@@ -2,6 +2,9 @@
 //! (`_id` = event id, `order_id` an attribute, so a non-idempotent writer can
 //! duplicate). Writes go through the side's own client (its proxy), each bounded
 //! by the workload's op_timeout; scans use a fresh client each time.
+//!
+//! With `[app]` a side is the service's collection, read and planted through its
+//! [`Layout`] (its database, collection and field names, this run's id prefix).
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -15,7 +18,9 @@ use crate::order::{Order, order_key};
 use crate::pattern::KeyPolicy;
 use crate::pattern::outcome::Attempt;
 use crate::scenario::Side;
+use crate::store::layout::{Id, Layout, number, service_writes};
 use crate::store::{Record, ScanSink, SideStore, StoreContext};
+use std::sync::Arc;
 
 const SCAN_PAGE: i32 = 5000;
 
@@ -24,14 +29,22 @@ pub(crate) struct MongoSide {
     pub(crate) side: Side,
     pub(crate) ctx: StoreContext,
     pub(crate) op_timeout: Duration,
+    /// `[app]`: the service's layout of this collection.
+    pub(crate) app: Option<Arc<Layout>>,
 }
 
 impl MongoSide {
     fn db(&self) -> Database {
-        self.client.database(&self.ctx.namespace)
+        match self.app.as_ref().and_then(|l| l.database.as_deref()) {
+            Some(db) => self.client.database(db),
+            None => self.client.database(&self.ctx.namespace),
+        }
     }
 
-    fn collection(&self) -> &'static str {
+    fn collection(&self) -> &str {
+        if let Some(l) = &self.app {
+            return &l.table;
+        }
         if self.side == Side::Primary {
             ORDERS
         } else {
@@ -53,16 +66,22 @@ impl SideStore for MongoSide {
     fn describe(&self) -> String {
         format!(
             "mongodb collection {}.{}",
-            self.ctx.namespace,
+            self.db().name(),
             self.collection()
         )
     }
 
     async fn write_order(&self, order: &Order, _timestamp_us: i64) -> Attempt {
+        if self.app.is_some() {
+            return service_writes();
+        }
         self.insert(order_doc(order)).await
     }
 
     async fn write_event(&self, record: &Record, key: KeyPolicy, _timestamp_us: i64) -> Attempt {
+        if self.app.is_some() {
+            return service_writes();
+        }
         self.insert(event_doc(record, event_id(record.order_id, key)))
             .await
     }
@@ -96,7 +115,7 @@ impl SideStore for MongoSide {
         // on a session whose transaction was cut by a fault from that transaction's
         // snapshot (seen here: a scan returned 83 of 334 orders).
         let client = side_client(self.ctx.endpoint(self.side), self.side, &self.ctx).await?;
-        let db = client.database(&self.ctx.namespace);
+        let db = client.database(self.db().name());
         let mut skip = 0;
         loop {
             let page = find_page(&db, name, doc! {}, skip, SCAN_PAGE, limit)
@@ -105,6 +124,10 @@ impl SideStore for MongoSide {
                     anyhow::anyhow!("scan of {}.{name} failed: {}", db.name(), f.detail)
                 })?;
             for d in &page {
+                if let Some(layout) = &self.app {
+                    read_app_doc(layout, d, sink);
+                    continue;
+                }
                 match record_of(d, key) {
                     Some(r) => sink.record(r),
                     None => sink.foreign(&match d.get("_id") {
@@ -123,8 +146,10 @@ impl SideStore for MongoSide {
 
     async fn plant(&self, record: Record, copies: u32) -> anyhow::Result<()> {
         let db = self.db();
-        for _ in 0..copies.max(1) {
-            let d = if self.side == Side::Primary {
+        for copy in 0..copies.max(1) {
+            let d = if let Some(layout) = &self.app {
+                app_doc(layout, &record, layout.plant_key(record.order_id, copy))
+            } else if self.side == Side::Primary {
                 doc! {
                     "_id": order_key(record.order_id),
                     "customer_id": record.customer_id as i64,
@@ -142,11 +167,64 @@ impl SideStore for MongoSide {
     }
 
     async fn plant_foreign(&self, key: &str) -> anyhow::Result<()> {
+        let d = match &self.app {
+            // This run's prefix on an id this tool never makes: a stray.
+            Some(l) => {
+                let id = format!("{}{key}", l.prefix);
+                let mut d = doc! {"_id": &id};
+                d.insert(l.order_id.clone(), id);
+                d
+            }
+            None => doc! {"_id": key},
+        };
         self.db()
             .collection::<Document>(self.collection())
-            .insert_one(doc! {"_id": key})
+            .insert_one(d)
             .await
             .context("planting a foreign record")?;
         Ok(())
     }
+}
+
+/// `[app]`: one document of the service's collection to the checker: this run's
+/// orders as records, this run's prefix on anything else as a stray, other runs'
+/// documents skipped. Numbers compare numerically (int32, int64, double, digits).
+fn read_app_doc(layout: &Layout, d: &Document, sink: &mut dyn ScanSink) {
+    let id = match d.get(&layout.order_id) {
+        Some(Bson::String(s)) => s.clone(),
+        _ => return,
+    };
+    let field = |name: &Option<String>| match name {
+        None => 0,
+        Some(n) => match d.get(n) {
+            Some(Bson::Int32(v)) => *v as u64,
+            Some(Bson::Int64(v)) => *v as u64,
+            Some(Bson::Double(v)) => number(&v.to_string()),
+            Some(Bson::String(s)) => number(s),
+            Some(Bson::Decimal128(v)) => number(&v.to_string()),
+            _ => u64::MAX,
+        },
+    };
+    match layout.read_id(&id) {
+        Id::Mine(order_id) => sink.record(Record {
+            order_id,
+            customer_id: field(&layout.customer_id),
+            amount_cents: field(&layout.amount_cents),
+        }),
+        Id::Stray => sink.foreign(&id),
+        Id::Other => {}
+    }
+}
+
+/// `[app]`: a planted document in the service's names (numbers as int64).
+fn app_doc(layout: &Layout, record: &Record, key: String) -> Document {
+    let mut d = doc! {"_id": key};
+    d.insert(layout.order_id.clone(), layout.stored_id(record.order_id));
+    if let Some(c) = &layout.customer_id {
+        d.insert(c.clone(), record.customer_id as i64);
+    }
+    if let Some(a) = &layout.amount_cents {
+        d.insert(a.clone(), record.amount_cents as i64);
+    }
+    d
 }
