@@ -18,6 +18,7 @@ pub mod order;
 pub mod pattern;
 pub mod progress;
 pub mod relay;
+pub mod replicas;
 pub mod report;
 pub mod result;
 pub mod run;

@@ -2,8 +2,9 @@
 //! actually happened. Network faults go through Toxiproxy (or, for a side that
 //! lives in this process, to its store's switches); relay crashes go to the relay;
 //! SDK errors and fail points go to the store; process faults signal the local
-//! stack's servers by pid (`process.rs`). Whatever happens, [`restore`] puts every
-//! proxy back.
+//! stack's servers by pid (`process.rs`); faults between the Cassandra cluster's
+//! nodes go to its nemesis (`cluster/scheduled.rs`). Whatever happens, [`restore`]
+//! puts every proxy back.
 
 pub mod cluster;
 pub mod lock;
@@ -28,12 +29,16 @@ pub struct FaultTargets {
     pub relay: Option<Arc<tokio::sync::Mutex<Relay>>>,
     /// The local stack's servers (only when the schedule has process faults).
     pub processes: Option<ProcessControl>,
+    /// The Cassandra cluster (only when a side lives on it).
+    pub cluster: Option<Arc<cluster::ScheduledFaults>>,
 }
 
 pub struct Nemesis {
     toxiproxy: Toxiproxy,
     run_id: String,
-    proxies: BTreeMap<Side, String>,
+    /// The proxies of each connection: one, or one per node on the cluster (a
+    /// network fault on the side acts on all of them).
+    proxies: BTreeMap<Side, Vec<String>>,
     specs: Vec<FaultSpec>,
     load: Duration,
 }
@@ -48,7 +53,7 @@ impl Nemesis {
     pub fn new(
         toxiproxy: Toxiproxy,
         run_id: &str,
-        proxies: BTreeMap<Side, String>,
+        proxies: BTreeMap<Side, Vec<String>>,
         specs: Vec<FaultSpec>,
         load: Duration,
     ) -> Self {
@@ -70,7 +75,8 @@ impl Nemesis {
                     fault: spec.index,
                     window: w,
                     kind: spec.kind.name().to_string(),
-                    side: spec.kind.server().is_none().then_some(spec.side),
+                    side: (spec.kind.server().is_none() && !spec.kind.is_node())
+                        .then_some(spec.side),
                     direction: if spec.kind.is_network() {
                         spec.direction.name().to_string()
                     } else {
@@ -80,9 +86,13 @@ impl Nemesis {
                     proxy: spec
                         .kind
                         .is_network()
-                        .then(|| self.proxies.get(&spec.side).cloned())
+                        .then(|| self.proxies.get(&spec.side).map(|p| p.join(",")))
                         .flatten(),
-                    server: spec.kind.server().map(str::to_string),
+                    server: match spec.kind.is_node() {
+                        true => Some(crate::store::cassandra::CLUSTER_SERVER.to_string()),
+                        false => spec.kind.server().map(str::to_string),
+                    },
+                    nodes: spec.kind.nodes(),
                     planned_start_s: start.as_secs_f64(),
                     planned_end_s: end.as_secs_f64(),
                     start_s: None,
@@ -215,31 +225,42 @@ impl Nemesis {
         }
         match &spec.kind {
             FaultKind::Down => {
-                let proxy = self.proxy_of(spec)?;
-                let n = down_count.entry(proxy.clone()).or_default();
-                if apply {
-                    *n += 1;
-                    if *n == 1 {
-                        self.toxiproxy.set_enabled(&proxy, false).await?;
-                    }
-                } else {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.toxiproxy.set_enabled(&proxy, true).await?;
+                for proxy in self.proxy_of(spec)? {
+                    let n = down_count.entry(proxy.clone()).or_default();
+                    if apply {
+                        *n += 1;
+                        if *n == 1 {
+                            self.toxiproxy.set_enabled(&proxy, false).await?;
+                        }
+                    } else {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.toxiproxy.set_enabled(&proxy, true).await?;
+                        }
                     }
                 }
                 Ok(())
             }
             kind if kind.is_network() => {
-                let proxy = self.proxy_of(spec)?;
                 let name = self.toxic_name(w);
-                if apply {
-                    let toxic =
-                        toxic_for(spec, name).expect("network kinds other than down are toxics");
-                    self.toxiproxy.add_toxic(&proxy, &toxic).await
-                } else {
-                    self.toxiproxy.remove_toxic(&proxy, &name).await
+                for proxy in self.proxy_of(spec)? {
+                    if apply {
+                        let toxic = toxic_for(spec, name.clone())
+                            .expect("network kinds other than down are toxics");
+                        self.toxiproxy.add_toxic(&proxy, &toxic).await?;
+                    } else {
+                        self.toxiproxy.remove_toxic(&proxy, &name).await?;
+                    }
                 }
+                Ok(())
+            }
+            kind if kind.is_node() => {
+                let cluster = targets.cluster.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "faults between nodes need the Cassandra cluster (scripts/stack up --only cassandra-cluster)"
+                    )
+                })?;
+                cluster.act(kind, (w.fault, w.window), apply).await
             }
             FaultKind::RelayCrash => {
                 let relay = targets
@@ -268,7 +289,7 @@ impl Nemesis {
         }
     }
 
-    fn proxy_of(&self, spec: &FaultSpec) -> anyhow::Result<String> {
+    fn proxy_of(&self, spec: &FaultSpec) -> anyhow::Result<Vec<String>> {
         self.proxies
             .get(&spec.side)
             .cloned()

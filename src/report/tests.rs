@@ -61,6 +61,7 @@ fn window(fault: usize, side: Side, start: f64, end: f64) -> FaultWindow {
         toxicity: 1.0,
         proxy: Some(format!("dynamodb_{side}")),
         server: None,
+        nodes: None,
         planned_start_s: start.floor(),
         planned_end_s: end.floor(),
         start_s: Some(start),
@@ -187,6 +188,7 @@ pub(crate) fn naive() -> RunResult {
         faults: vec![window(0, Side::Secondary, 3.0, 5.0)],
         relay: None,
         faults_injected: BTreeMap::new(),
+        replicas: None,
         availability: Availability {
             ok_fraction: 1.0,
             ..Availability::default()

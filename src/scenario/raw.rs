@@ -37,6 +37,10 @@ pub(crate) struct RawSide {
     pub server: Option<String>,
     pub proxy: Option<String>,
     pub endpoint: Option<String>,
+    // Cassandra: this connection's consistency levels and coordinator node.
+    pub consistency: Option<String>,
+    pub serial_consistency: Option<String>,
+    pub coordinator: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +123,12 @@ pub(crate) struct RawFault {
     pub times: Option<i64>,
     // Local server process faults.
     pub server: Option<String>,
+    // Faults between the nodes of the Cassandra cluster.
+    pub node: Option<String>,
+    pub nodes: Option<Vec<String>>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub percent: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,6 +2,7 @@
 //! pattern, fault and option applies to which store (read from the store
 //! registry). One file per part of the scenario.
 
+mod cql;
 mod faults;
 mod pattern;
 mod target;
@@ -29,8 +30,9 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
             "use letters, digits, `-` and `_` only (it names the results directory), e.g. name = \"dynamo-naive\"",
         ));
     }
-    let target = target::target(&raw, at)?;
+    let mut target = target::target(&raw, at)?;
     let pattern = pattern::pattern(&raw.pattern, &target, at)?;
+    cql::cql(&raw, &mut target, &pattern, at)?;
     let workload = workload::workload(&raw, at)?;
     let run = workload.planned_duration();
     let mut faults = Vec::new();

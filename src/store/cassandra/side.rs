@@ -59,6 +59,9 @@ pub(crate) struct CassandraSide {
     pub(crate) insert: PreparedStatement,
     /// `INSERT ... IF NOT EXISTS` (lwt_insert): no client timestamp.
     pub(crate) lwt: bool,
+    /// The checker's scan reads at this level instead of the connection's (ALL on
+    /// the cluster: what every replica holds, merged).
+    pub(crate) scan_consistency: Option<scylla::statement::Consistency>,
 }
 
 impl CassandraSide {
@@ -102,6 +105,7 @@ impl CassandraSide {
             name,
             insert,
             lwt: lwt && table == Table::Orders,
+            scan_consistency: None,
         })
     }
 }
@@ -164,7 +168,13 @@ impl SideStore for CassandraSide {
     }
 
     async fn scan(&self, sink: &mut dyn ScanSink) -> anyhow::Result<()> {
-        scan_table(&self.session, &self.name, sink).await
+        let level = self.scan_consistency;
+        scan_table(&self.session, &self.name, sink, |s| {
+            if let Some(level) = level {
+                s.set_consistency(level);
+            }
+        })
+        .await
     }
 
     async fn plant(&self, record: Record, copies: u32) -> anyhow::Result<()> {
@@ -228,16 +238,19 @@ impl SideStore for CassandraSide {
 }
 
 /// Full token-range scan of one table, paged: one page in memory at a time.
+/// `configure` adjusts the statement (consistency, a pinned node, a timeout).
 pub(crate) async fn scan_table(
     session: &Session,
     table: &str,
     sink: &mut dyn ScanSink,
+    configure: impl FnOnce(&mut Statement),
 ) -> anyhow::Result<()> {
     let mut s = Statement::new(format!(
         "SELECT order_id, customer_id, amount_cents FROM {table}"
     ))
     .with_page_size(SCAN_PAGE);
     s.set_request_timeout(Some(DDL_TIMEOUT));
+    configure(&mut s);
     let mut rows = session
         .query_iter(s, ())
         .await
