@@ -89,8 +89,12 @@ impl ReplicaCheck {
             Source::Replicas(r) => r.scan(node, side, timeout, &mut scan).await,
             Source::Whole(s) => s.scan(&mut scan).await,
         };
-        r.map(|()| scan)
-            .map_err(|e| format!("{side} side on {node}: {e:#}"))
+        r.map(|()| scan).map_err(|e| {
+            // The driver's pool errors repeat their cause several times over.
+            let text = format!("{e:#}");
+            let short: String = text.lines().next().unwrap_or("").chars().take(240).collect();
+            format!("{side} side on {node}: {short}")
+        })
     }
 
     /// Every replica's read of both sides, each within `timeout` (a paused node

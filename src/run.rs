@@ -38,6 +38,8 @@ use crate::writer::Writer;
 const LOAD_END_READ: Duration = Duration::from_secs(5);
 /// Per-replica reads at check time (every node is up again).
 const CHECK_READ: Duration = Duration::from_secs(30);
+/// How long a run waits for another process's hold on the cluster.
+const CLUSTER_LOCK_WAIT: Duration = Duration::from_secs(30);
 /// How long a restarted node may take to be seen up by the others.
 const READY_LIMIT: Duration = Duration::from_secs(120);
 
@@ -301,7 +303,18 @@ impl<'a> Run<'a> {
         if !self.scenario.target.uses_cluster() {
             return Ok(None);
         }
-        let nemesis = ClusterNemesis::load(&self.opts.stack_state)?;
+        // `dualwrite reset` elsewhere holds the cluster's lock for a moment (or while
+        // it restarts a node): wait for it; another run holds it for its whole
+        // length, and is named in the error.
+        let t0 = Instant::now();
+        let nemesis = loop {
+            match ClusterNemesis::load(&self.opts.stack_state) {
+                Err(e) if e.to_string().contains("in use") && t0.elapsed() < CLUSTER_LOCK_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => break other?,
+            }
+        };
         let (cluster, healed) = ScheduledFaults::take(nemesis, &self.scenario.faults).await?;
         for line in healed {
             self.say(format!(

@@ -175,6 +175,10 @@ cluster_start_node() {
   mapfile -t jvm17 < <(cluster_jvm17)
   # `ip netns exec` execs the command in the namespace (no fork), so the recorded
   # pid is the JVM's own: process faults signal it.
+  # No -Dcassandra.unsafesystem here (the single node has it): with it the schema
+  # tables are not flushed after a change, so a node killed (node-kill) after a
+  # run created its tables restarts without them, skips their commit log on
+  # replay ("Skipped N mutations from unknown CF") and loses every row it held.
   launch "cassandra-$n" ip netns exec "$(cluster_ns "$n")" java \
     -Ddualwrite.node="$n" \
     -Xms"$CLUSTER_HEAP" -Xmx"$CLUSTER_HEAP" -Xss256k \
@@ -191,7 +195,6 @@ cluster_start_node() {
     -Dcassandra-foreground=yes \
     -Dcassandra.ring_delay_ms=5000 -Dcassandra.skip_wait_for_gossip_to_settle=0 \
     -Dcassandra.superuser_setup_delay_ms=0 -Dcassandra.load_ring_state=false \
-    -Dcassandra.unsafesystem=true \
     -cp "$conf:$lib/*" org.apache.cassandra.service.CassandraDaemon
 }
 

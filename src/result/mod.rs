@@ -355,6 +355,9 @@ pub struct RelayStats {
     /// Crashes from `relay-crash` faults.
     pub fault_crashes: u64,
     pub errors: u64,
+    /// The first distinct errors that stopped a worker (up to 5), in full.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_samples: Vec<String>,
     /// Pending events when the load stopped.
     pub pending_at_load_end: u64,
     /// Pending events when the checker started (0 = drained).

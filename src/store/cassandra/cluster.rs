@@ -11,7 +11,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use scylla::client::execution_profile::{ExecutionProfile, ExecutionProfileHandle};
 use scylla::client::session::Session;
-use scylla::cluster::{ClusterState as DriverCluster, NodeRef};
+use scylla::cluster::{ClusterState as DriverCluster, NodeAddr, NodeRef};
 use scylla::errors::TranslationError;
 use scylla::policies::address_translator::{AddressTranslator, UntranslatedPeer};
 use scylla::policies::load_balancing::{FallbackPlan, LoadBalancingPolicy, RoutingInfo};
@@ -19,7 +19,7 @@ use scylla::policies::retry::FallthroughRetryPolicy;
 use scylla::routing::Shard;
 use scylla::statement::{Consistency, Statement};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,10 +56,12 @@ pub fn cluster_proxies(side: Side) -> Vec<String> {
 /// Maps each node's address, as the driver learns it from `system.peers`, to the
 /// side's proxy in front of that node: every connection of the session goes
 /// through one of the side's proxies, so a fault on the side reaches all of them.
+/// Nodes are told apart by address alone: `system.peers` has no port, so the
+/// driver pairs a peer's address with the port of its control connection.
 #[derive(Debug)]
 pub(crate) struct PerNodeProxies {
     side: Side,
-    map: Vec<(SocketAddr, SocketAddr)>,
+    map: Vec<(IpAddr, SocketAddr)>,
 }
 
 #[async_trait]
@@ -71,7 +73,7 @@ impl AddressTranslator for PerNodeProxies {
         let addr = peer.untranslated_address();
         self.map
             .iter()
-            .find(|(node, _)| *node == addr)
+            .find(|(node, _)| *node == addr.ip())
             .map(|(_, proxy)| *proxy)
             .ok_or_else(|| {
                 warn_unknown_node(self.side, addr);
@@ -87,21 +89,23 @@ fn warn_unknown_node(side: Side, addr: SocketAddr) {
     );
 }
 
-/// Sends every request to one node, its coordinator: the node's address as the
-/// cluster advertises it, or its proxy when it was the contact point. No fallback:
-/// when the chosen coordinator is dead, requests fail as they would for an
-/// application pinned to it (never sent: `no-connection`).
+/// Sends every request to one node, its coordinator: the node known by its
+/// address as the cluster advertises it (a peer), or by its proxy when it was the
+/// contact point. No fallback: when the chosen coordinator is dead, requests fail
+/// as they would for an application pinned to it (never sent: `no-connection`).
 #[derive(Debug)]
 pub(crate) struct Pinned {
     node: NodeId,
-    addrs: [SocketAddr; 2],
+    address: IpAddr,
+    proxy: SocketAddr,
 }
 
 impl Pinned {
     fn find<'a>(&self, cluster: &'a DriverCluster) -> Option<NodeRef<'a>> {
-        cluster.get_nodes_info().iter().find(|n| {
-            let a = SocketAddr::new(n.address.ip(), n.address.port());
-            self.addrs.contains(&a)
+        cluster.get_nodes_info().iter().find(|n| match n.address {
+            NodeAddr::Translatable(a) => a.ip() == self.address,
+            NodeAddr::Untranslatable(a) => a == self.proxy,
+            _ => false,
         })
     }
 }
@@ -151,7 +155,7 @@ impl ClusterLink {
                     node.id
                 )
             })?;
-            map.push((node.cql_addr(), proxy.listen));
+            map.push((IpAddr::V4(node.addr), proxy.listen));
         }
         Ok(PerNodeProxies { side, map })
     }
@@ -165,7 +169,8 @@ impl ClusterLink {
             .with_context(|| format!("no {side} proxy for {node} in the cluster's state file"))?;
         Ok(Arc::new(Pinned {
             node,
-            addrs: [info.cql_addr(), proxy.listen],
+            address: IpAddr::V4(info.addr),
+            proxy: proxy.listen,
         }))
     }
 

@@ -595,6 +595,7 @@ impl Store for CassandraStore {
             self.session(Side::Relay).clone(),
             &self.tables().outbox,
             &self.ctx.scenario.pattern,
+            self.cluster.is_some().then_some(Consistency::All),
         )
         .await?;
         Ok(Arc::new(source))
