@@ -92,7 +92,13 @@ impl ReplicaCheck {
         r.map(|()| scan).map_err(|e| {
             // The driver's pool errors repeat their cause several times over.
             let text = format!("{e:#}");
-            let short: String = text.lines().next().unwrap_or("").chars().take(240).collect();
+            let short: String = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(240)
+                .collect();
             format!("{side} side on {node}: {short}")
         })
     }
