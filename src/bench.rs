@@ -43,6 +43,11 @@ pub struct BenchArgs {
     /// Where the bench's own runs are written.
     #[arg(long, default_value = "results/bench")]
     pub results_dir: PathBuf,
+    /// Also the pattern-overhead table of Cassandra on the local three-node
+    /// cluster at QUORUM, beside the single node's in the same run (needs
+    /// scripts/stack up --only cassandra-cluster).
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// A sink that does no I/O: benchmark only, never presented as a store.
@@ -96,6 +101,12 @@ pub async fn main(args: BenchArgs) -> i32 {
         match store_figures(store, &args, &mut summary).await {
             Ok(max) => fastest_store = fastest_store.max(max),
             Err(e) => summary.add(format!("{store}: skipped ({e:#})")),
+        }
+    }
+    if args.cluster {
+        match crate::bench_cluster::pattern_tables(&args).await {
+            Ok(lines) => lines.into_iter().for_each(|l| summary.add(l)),
+            Err(e) => summary.add(format!("cassandra cluster: skipped ({e:#})")),
         }
     }
     if fastest_store > 0.0 {
@@ -243,18 +254,22 @@ fn scenario_text(
     )
 }
 
-fn parse(text: &str) -> anyhow::Result<Scenario> {
+pub(crate) fn parse(text: &str) -> anyhow::Result<Scenario> {
     Ok(scenario::parse(Path::new("bench.toml"), text)?)
 }
 
-async fn run_one(text: &str, args: &BenchArgs) -> anyhow::Result<crate::result::RunResult> {
+pub(crate) async fn run_one(
+    text: &str,
+    args: &BenchArgs,
+) -> anyhow::Result<crate::result::RunResult> {
     let opts = RunOptions {
         results_dir: args.results_dir.clone(),
         quiet: true,
         verbose: false,
         check_on_interrupt: false,
         keep_data: false,
-        stack_state: PathBuf::from(".stack"),
+        // The Cassandra cluster's runs find its nodes through the stack's state.
+        stack_state: crate::store::stack_state_dir(),
         stack_script: PathBuf::from("scripts/stack"),
     };
     let (_tx, rx) = watch::channel(false);
@@ -262,7 +277,7 @@ async fn run_one(text: &str, args: &BenchArgs) -> anyhow::Result<crate::result::
 }
 
 /// A closed loop of `concurrency` tasks calling `client` until `ops` are done.
-async fn bare_loop(
+pub(crate) async fn bare_loop(
     client: Arc<dyn PatternClient>,
     ops: u64,
     concurrency: usize,
@@ -513,7 +528,7 @@ async fn store_figures(
 
 /// The variants of a pattern worth a row, from the options the store honours:
 /// both partitionings of a logged batch, `lwt_insert`, a polling relay.
-fn variants(store: StoreKind, kind: PatternKind) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn variants(store: StoreKind, kind: PatternKind) -> Vec<(&'static str, &'static str)> {
     let honours = |option: &str| match store.spec().support(kind) {
         crate::store::spec::Support::Yes { options, .. } => options.contains(&option),
         crate::store::spec::Support::No(_) => false,
@@ -533,7 +548,7 @@ fn variants(store: StoreKind, kind: PatternKind) -> Vec<(&'static str, &'static 
     v
 }
 
-fn first_line(e: &anyhow::Error) -> String {
+pub(crate) fn first_line(e: &anyhow::Error) -> String {
     format!("{e:#}")
         .lines()
         .next()
@@ -544,7 +559,7 @@ fn first_line(e: &anyhow::Error) -> String {
 }
 
 /// The single-write baseline through the same driver: p50, p99 at `rate`, and max.
-async fn bare_store_single(
+pub(crate) async fn bare_store_single(
     store: StoreKind,
     probe: Arc<Scenario>,
     rate: f64,

@@ -7,6 +7,7 @@
 
 pub mod backoff;
 pub mod bench;
+pub mod bench_cluster;
 pub mod checker;
 pub mod cli;
 pub mod commands;

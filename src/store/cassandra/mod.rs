@@ -683,6 +683,15 @@ mod tests {
         assert_eq!(db(unavailable), (false, "Unavailable".into()));
         assert_eq!(db(DbError::Overloaded), (false, "Overloaded".into()));
         assert_eq!(db(DbError::Invalid), (false, "Invalid".into()));
+        // A node without the table yet: it may have reached replicas that have it.
+        let unconfigured = ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::Invalid,
+            "unconfigured table orders".into(),
+        ));
+        assert_eq!(
+            class(classify(&unconfigured)),
+            (true, "schema-disagreement".into())
+        );
     }
 
     #[test]

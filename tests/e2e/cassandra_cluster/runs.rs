@@ -521,7 +521,10 @@ fn reset_after_kill_9_of_a_run_mid_partition_leaves_no_rule_and_no_paused_node()
         .flatten()
         .find(|e| e.file_name() != "latest")
         .expect("the killed run's directory");
-    let id = run_dir.file_name().to_string_lossy().replace(['T', 'Z'], "");
+    let id = run_dir
+        .file_name()
+        .to_string_lossy()
+        .replace(['T', 'Z'], "");
     let keyspace = format!("dw_{}", id.replace('-', "_"));
     rt().block_on(async {
         let s1 = super::pinned(&state, 1).await;
