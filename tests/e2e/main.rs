@@ -8,5 +8,7 @@ mod common;
 mod dynamodb;
 mod dynamodb_patterns;
 mod mongodb;
+mod outcomes;
 mod reliability;
 mod reports;
+mod two_stores;
