@@ -48,6 +48,11 @@ pub struct BenchArgs {
     /// service, examples/apps); empty to skip.
     #[arg(long, default_value = "dynamodb", value_delimiter = ',')]
     pub app: Vec<String>,
+    /// Also the pattern-overhead table of Cassandra on the local three-node
+    /// cluster at QUORUM, beside the single node's in the same run (needs
+    /// scripts/stack up --only cassandra-cluster).
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// A sink that does no I/O: benchmark only, never presented as a store.
@@ -118,6 +123,12 @@ pub async fn main(args: BenchArgs) -> i32 {
         };
         if let Err(e) = app_overhead(store, &args, &mut summary).await {
             summary.add(format!("app ({store}): skipped ({e:#})"));
+        }
+    }
+    if args.cluster {
+        match crate::bench_cluster::pattern_tables(&args).await {
+            Ok(lines) => lines.into_iter().for_each(|l| summary.add(l)),
+            Err(e) => summary.add(format!("cassandra cluster: skipped ({e:#})")),
         }
     }
     if fastest_store > 0.0 {
@@ -265,18 +276,22 @@ fn scenario_text(
     )
 }
 
-fn parse(text: &str) -> anyhow::Result<Scenario> {
+pub(crate) fn parse(text: &str) -> anyhow::Result<Scenario> {
     Ok(scenario::parse(Path::new("bench.toml"), text)?)
 }
 
-async fn run_one(text: &str, args: &BenchArgs) -> anyhow::Result<crate::result::RunResult> {
+pub(crate) async fn run_one(
+    text: &str,
+    args: &BenchArgs,
+) -> anyhow::Result<crate::result::RunResult> {
     let opts = RunOptions {
         results_dir: args.results_dir.clone(),
         quiet: true,
         verbose: false,
         check_on_interrupt: false,
         keep_data: false,
-        stack_state: PathBuf::from(".stack"),
+        // The Cassandra cluster's runs find its nodes through the stack's state.
+        stack_state: crate::store::stack_state_dir(),
         stack_script: PathBuf::from("scripts/stack"),
     };
     let (_tx, rx) = watch::channel(false);
@@ -284,7 +299,7 @@ async fn run_one(text: &str, args: &BenchArgs) -> anyhow::Result<crate::result::
 }
 
 /// A closed loop of `concurrency` tasks calling `client` until `ops` are done.
-async fn bare_loop(
+pub(crate) async fn bare_loop(
     client: Arc<dyn PatternClient>,
     ops: u64,
     concurrency: usize,
@@ -535,7 +550,7 @@ async fn store_figures(
 
 /// The variants of a pattern worth a row, from the options the store honours:
 /// both partitionings of a logged batch, `lwt_insert`, a polling relay.
-fn variants(store: StoreKind, kind: PatternKind) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn variants(store: StoreKind, kind: PatternKind) -> Vec<(&'static str, &'static str)> {
     let honours = |option: &str| match store.spec().support(kind) {
         crate::store::spec::Support::Yes { options, .. } => options.contains(&option),
         crate::store::spec::Support::No(_) => false,
@@ -555,7 +570,7 @@ fn variants(store: StoreKind, kind: PatternKind) -> Vec<(&'static str, &'static 
     v
 }
 
-fn first_line(e: &anyhow::Error) -> String {
+pub(crate) fn first_line(e: &anyhow::Error) -> String {
     format!("{e:#}")
         .lines()
         .next()
@@ -566,7 +581,7 @@ fn first_line(e: &anyhow::Error) -> String {
 }
 
 /// The single-write baseline through the same driver: p50, p99 at `rate`, and max.
-async fn bare_store_single(
+pub(crate) async fn bare_store_single(
     store: StoreKind,
     probe: Arc<Scenario>,
     rate: f64,

@@ -300,6 +300,7 @@ mod tests {
             toxicity: 1.0,
             proxy: None,
             server: None,
+            nodes: None,
             planned_start_s: 1.0,
             planned_end_s: 2.0,
             start_s: Some(1.0),

@@ -11,7 +11,7 @@ use crate::pattern::PatternKind;
 use crate::report::{self, Format};
 use crate::result::RunResult;
 use crate::run::{self, RunOptions};
-use crate::scenario::{self, FaultKind, Side, SideEndpoint};
+use crate::scenario::{self, FaultKind, Side};
 use crate::verdict::FailOn;
 
 const AFTER_HELP: &str = "\
@@ -420,10 +420,7 @@ async fn run(args: RunArgs) -> i32 {
         }
         let proxies: Vec<String> = Side::ALL
             .iter()
-            .filter_map(|side| match s.target.endpoint(*side) {
-                SideEndpoint::Proxy(p) => Some(p.clone()),
-                _ => None,
-            })
+            .flat_map(|side| s.target.proxies(*side))
             .collect();
         let toxiproxy_url = s.target.toxiproxy.clone();
         let opts2 = opts.clone();

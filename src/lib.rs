@@ -8,6 +8,7 @@
 pub mod app;
 pub mod backoff;
 pub mod bench;
+pub mod bench_cluster;
 pub mod checker;
 pub mod cli;
 pub mod commands;
@@ -19,6 +20,7 @@ pub mod order;
 pub mod pattern;
 pub mod progress;
 pub mod relay;
+pub mod replicas;
 pub mod report;
 pub mod result;
 pub mod run;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::app::AppRun;
 use crate::checker::{self, Causes, CheckerReport, CollectedScan};
 use crate::driver::{self, DriveSpec, DriverStats, LiveCounters};
+use crate::fault::cluster::{ClusterNemesis, ScheduledFaults};
 use crate::fault::process::ProcessControl;
 use crate::fault::toxiproxy::Toxiproxy;
 use crate::fault::{self, FaultTargets, FaultWindow, Nemesis};
@@ -24,14 +25,25 @@ use crate::history::{History, HistoryWriter};
 use crate::pattern::Delivery;
 use crate::progress::Progress;
 use crate::relay::{Relay, Sink};
+use crate::replicas::ReplicaCheck;
 use crate::result::{
-    self, Availability, Latency, Ops, RelayResult, RunDir, RunResult, ScenarioInfo, Tool, Verdict,
-    WorkloadResult,
+    self, Availability, Latency, Ops, RelayResult, ReplicaReport, RunDir, RunResult, ScenarioInfo,
+    Tool, Verdict, WorkloadResult,
 };
-use crate::scenario::{FaultKind, Scenario, Side, SideEndpoint};
+use crate::scenario::{FaultKind, Scenario, Side};
 use crate::store::{self, SideStore, Stores};
 use crate::verdict;
 use crate::writer::Writer;
+
+/// Per-replica reads at the load's end: a paused node never answers, and the
+/// faults still in force wait for these reads.
+const LOAD_END_READ: Duration = Duration::from_secs(5);
+/// Per-replica reads at check time (every node is up again).
+const CHECK_READ: Duration = Duration::from_secs(30);
+/// How long a run waits for another process's hold on the cluster.
+const CLUSTER_LOCK_WAIT: Duration = Duration::from_secs(30);
+/// How long a restarted node may take to be seen up by the others.
+const READY_LIMIT: Duration = Duration::from_secs(120);
 
 /// How to run (from the command line).
 #[derive(Debug, Clone)]
@@ -122,8 +134,9 @@ struct Run<'a> {
     namespace: String,
     dir: RunDir,
     toxiproxy: Toxiproxy,
-    /// The proxy of each connection that goes through one.
-    proxies: BTreeMap<Side, String>,
+    /// The proxies of each connection that goes through any (one per node on the
+    /// Cassandra cluster).
+    proxies: BTreeMap<Side, Vec<String>>,
     started_at: chrono::DateTime<chrono::Utc>,
     result: RunResult,
     /// `[app]`: the service's processes, once set-up has prepared them.
@@ -138,6 +151,10 @@ struct SetUp {
     writer: Arc<dyn Writer>,
     relay: Option<Arc<tokio::sync::Mutex<Relay>>>,
     processes: Option<ProcessControl>,
+    /// The Cassandra cluster, held (its lock) for the whole run.
+    cluster: Option<Arc<ScheduledFaults>>,
+    /// Per-replica reads, when a side lives on several replicas.
+    replicas: Option<ReplicaCheck>,
 }
 
 /// What the load left.
@@ -160,10 +177,8 @@ impl<'a> Run<'a> {
         let proxies = Side::ALL
             .into_iter()
             .filter(|s| *s != Side::Relay || scenario.uses_relay_connection())
-            .filter_map(|s| match scenario.target.endpoint(s) {
-                SideEndpoint::Proxy(p) => Some((s, p.clone())),
-                _ => None,
-            })
+            .map(|s| (s, scenario.target.proxies(s)))
+            .filter(|(_, p)| !p.is_empty())
             .collect();
         let result = empty_result(&scenario, &run_id, &namespace);
         Ok(Self {
@@ -182,7 +197,7 @@ impl<'a> Run<'a> {
     }
 
     fn proxy_names(&self) -> Vec<String> {
-        self.proxies.values().cloned().collect()
+        self.proxies.values().flatten().cloned().collect()
     }
 
     fn say(&self, line: String) {
@@ -237,6 +252,7 @@ impl<'a> Run<'a> {
             }
         }
         let processes = self.process_control().map_err(infra)?;
+        let cluster = self.take_cluster().await.map_err(infra)?;
         let endpoints = if self.scenario.target.uses_toxiproxy() {
             store::resolve_endpoints(&self.scenario.target, &self.toxiproxy)
                 .await
@@ -246,7 +262,12 @@ impl<'a> Run<'a> {
         };
         let stores = tokio::time::timeout(
             Duration::from_secs(10),
-            Stores::connect(&self.scenario, &self.namespace, &endpoints),
+            Stores::connect(
+                &self.scenario,
+                &self.namespace,
+                &endpoints,
+                &self.opts.stack_state,
+            ),
         )
         .await
         .map_err(|_| {
@@ -318,12 +339,44 @@ impl<'a> Run<'a> {
         } else {
             None
         };
+        let replicas = ReplicaCheck::of(&stores).await.map_err(infra)?;
         Ok(SetUp {
             stores: Arc::new(stores),
             writer,
             relay,
             processes,
+            cluster,
+            replicas,
         })
+    }
+
+    /// On the Cassandra cluster: takes it for this run (one run faults it at a
+    /// time), checks the node faults against it, and heals what an earlier run
+    /// left (a partition, a paused or killed node) before anything connects.
+    async fn take_cluster(&mut self) -> anyhow::Result<Option<Arc<ScheduledFaults>>> {
+        if !self.scenario.target.uses_cluster() {
+            return Ok(None);
+        }
+        // `dualwrite reset` elsewhere holds the cluster's lock for a moment (or while
+        // it restarts a node): wait for it; another run holds it for its whole
+        // length, and is named in the error.
+        let t0 = Instant::now();
+        let nemesis = loop {
+            match ClusterNemesis::load(&self.opts.stack_state) {
+                Err(e) if e.to_string().contains("in use") && t0.elapsed() < CLUSTER_LOCK_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => break other?,
+            }
+        };
+        let (cluster, healed) = ScheduledFaults::take(nemesis, &self.scenario.faults).await?;
+        for line in healed {
+            self.say(format!(
+                "note: {line} (left by an earlier run that did not finish)"
+            ));
+            self.note(format!("Cassandra cluster: {line}"));
+        }
+        Ok(Some(Arc::new(cluster)))
     }
 
     /// The local stack's processes, resolved before the load when the schedule
@@ -365,6 +418,7 @@ impl<'a> Run<'a> {
             relay: setup.relay.clone(),
             processes: setup.processes.clone(),
             app: self.app.clone(),
+            cluster: setup.cluster.clone(),
         };
         let (nemesis_stop_tx, nemesis_stop_rx) = watch::channel(false);
         let t0 = Instant::now() + Duration::from_millis(20);
@@ -405,7 +459,8 @@ impl<'a> Run<'a> {
                 }
             },
         };
-        let (windows, driven) = tokio::join!(
+        let fields = scenario.check.fields.clone();
+        let (windows, (driven, load_end)) = tokio::join!(
             nemesis.run(t0, nemesis_stop_rx, &targets, active.clone()),
             async {
                 let r = driver::drive(
@@ -417,11 +472,30 @@ impl<'a> Run<'a> {
                     live.clone(),
                 )
                 .await;
+                // What each replica holds while the faults still in force are.
+                let load_end = match (&setup.replicas, &r) {
+                    (Some(check), Ok((_, history, _))) => {
+                        let in_force = active.lock().unwrap().clone();
+                        let reads = check.read(LOAD_END_READ).await;
+                        let at = t0.elapsed().as_secs_f64();
+                        Some(crate::replicas::snapshot(
+                            reads, history, &fields, at, in_force,
+                        ))
+                    }
+                    _ => None,
+                };
                 // The load is over: faults still in force are removed now.
                 let _ = nemesis_stop_tx.send(true);
-                r
+                (r, load_end)
             }
         );
+        if let Some(check) = &setup.replicas {
+            self.result.replicas = Some(ReplicaReport {
+                final_read: check.final_read().to_string(),
+                load_end,
+                ..ReplicaReport::default()
+            });
+        }
         if let Some(p) = progress {
             p.stop().await;
         }
@@ -514,9 +588,48 @@ impl<'a> Run<'a> {
     /// Lets the relay drain (bounded), or the stores quiesce; returns the known
     /// causes of duplicates the relay saw.
     async fn settle(&mut self, setup: &SetUp, load: &Load) -> anyhow::Result<Causes> {
+        let causes = self.settle_relay(setup, load).await?;
+        if let Some(check) = &setup.replicas
+            && self.do_check(load)
+        {
+            self.wait_replicas(check, load).await;
+        }
+        Ok(causes)
+    }
+
+    /// Polls the replicas until they hold the same records, within what is left
+    /// of the settle period (at least one round).
+    async fn wait_replicas(&mut self, check: &ReplicaCheck, load: &Load) {
+        let deadline = load.ended + self.scenario.check.settle;
+        let (agreed, polls) = check.wait_agreement(deadline).await;
+        let last_end = load
+            .windows
+            .iter()
+            .filter_map(|w| w.end_s)
+            .fold(load.stats.load_s, f64::max);
+        if let Some(r) = self.result.replicas.as_mut() {
+            r.polls = polls;
+            if let Some(at) = agreed {
+                let s = at.saturating_duration_since(load.t0).as_secs_f64();
+                r.agreed_s = Some((s * 1000.0).round() / 1000.0);
+                r.agreed_after_ms = Some(((s - last_end).max(0.0) * 1000.0).round() as u64);
+            }
+        }
+        if agreed.is_none() {
+            self.note(format!(
+                "the replicas still held different records at the end of the settle period ({polls} rounds of reads); the final scan at {} merged them",
+                check.final_read()
+            ));
+        }
+    }
+
+    /// Lets the relay drain (bounded), or the stores quiesce; returns the known
+    /// causes of duplicates the relay saw.
+    async fn settle_relay(&mut self, setup: &SetUp, load: &Load) -> anyhow::Result<Causes> {
         let settle = self.scenario.check.settle;
         let Some(relay) = &setup.relay else {
-            if self.do_check(load) {
+            // Replicas are waited for (and polled) instead of a plain sleep.
+            if self.do_check(load) && setup.replicas.is_none() {
                 if self
                     .scenario
                     .app
@@ -617,6 +730,9 @@ impl<'a> Run<'a> {
         if !self.do_check(load) {
             return Ok(());
         }
+        if let Some(check) = &setup.replicas {
+            self.check_replicas(check, load).await?;
+        }
         self.say("checking: full scan of both sides".to_string());
         let (primary_side, secondary_side) = setup.stores.sides().await.map_err(infra)?;
         let primary = self
@@ -647,6 +763,43 @@ impl<'a> Run<'a> {
         }
         self.result.checker = Some(report);
         self.result.checked = true;
+        Ok(())
+    }
+
+    /// What each replica holds at check time, each read proven by a trace, before
+    /// the final scan (whose read at ALL may repair the replicas it reads).
+    async fn check_replicas(&mut self, check: &ReplicaCheck, load: &Load) -> anyhow::Result<()> {
+        self.say("checking: each replica on its own".to_string());
+        let waited = check.ready(READY_LIMIT).await.map_err(infra)?;
+        if waited > Duration::from_secs(1) {
+            self.note(format!(
+                "waited {:.1} s for every replica to be up before the final scan",
+                waited.as_secs_f64()
+            ));
+        }
+        let reads = check.read(CHECK_READ).await;
+        let at = load.t0.elapsed().as_secs_f64();
+        let mut snap = crate::replicas::snapshot(
+            reads,
+            &load.history,
+            &self.scenario.check.fields,
+            at,
+            Vec::new(),
+        );
+        let traces = check.traces().await;
+        for view in &mut snap.replicas {
+            view.trace = traces.get(&view.node).cloned();
+            if view.trace.as_ref().is_some_and(|t| !t.proven) {
+                let line = format!(
+                    "the per-replica read of {} was not proven to read that node alone (trace: {:?})",
+                    view.node, view.trace
+                );
+                self.note(line);
+            }
+        }
+        if let Some(r) = self.result.replicas.as_mut() {
+            r.check = Some(snap);
+        }
         Ok(())
     }
 
@@ -798,6 +951,7 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
         faults_injected: BTreeMap::new(),
         client_counts: BTreeMap::new(),
         app: None,
+        replicas: None,
         availability: Availability::default(),
         checker: None::<CheckerReport>,
         checked: false,

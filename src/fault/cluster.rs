@@ -14,6 +14,7 @@
 
 mod process;
 pub mod rules;
+pub mod scheduled;
 pub mod state;
 
 use std::fmt;
@@ -29,6 +30,7 @@ use process::{
 };
 pub use process::{is_node_cmdline, node_pid, proc_state};
 pub use rules::NFT_TABLE;
+pub use scheduled::ScheduledFaults;
 pub use state::{ClusterProxy, ClusterState, NodeId, NodeInfo, STATE_FILE};
 
 /// Which nodes cannot talk to which.

@@ -3,7 +3,8 @@
 //! lives in this process, to its store's switches); relay crashes go to the relay;
 //! SDK errors and fail points go to the store; process faults signal the local
 //! stack's servers by pid (`process.rs`) or the `[app]` processes dualwrite
-//! started (`crate::app`). Whatever happens, [`restore`] puts every
+//! started (`crate::app`); faults between the Cassandra cluster's nodes go to its
+//! nemesis (`cluster/scheduled.rs`). Whatever happens, [`restore`] puts every
 //! proxy back.
 
 pub mod cluster;
@@ -31,12 +32,16 @@ pub struct FaultTargets {
     pub processes: Option<ProcessControl>,
     /// `[app]`: the service and relay dualwrite started.
     pub app: Option<Arc<crate::app::AppRun>>,
+    /// The Cassandra cluster (only when a side lives on it).
+    pub cluster: Option<Arc<cluster::ScheduledFaults>>,
 }
 
 pub struct Nemesis {
     toxiproxy: Toxiproxy,
     run_id: String,
-    proxies: BTreeMap<Side, String>,
+    /// The proxies of each connection: one, or one per node on the cluster (a
+    /// network fault on the side acts on all of them).
+    proxies: BTreeMap<Side, Vec<String>>,
     specs: Vec<FaultSpec>,
     load: Duration,
 }
@@ -51,7 +56,7 @@ impl Nemesis {
     pub fn new(
         toxiproxy: Toxiproxy,
         run_id: &str,
-        proxies: BTreeMap<Side, String>,
+        proxies: BTreeMap<Side, Vec<String>>,
         specs: Vec<FaultSpec>,
         load: Duration,
     ) -> Self {
@@ -73,7 +78,8 @@ impl Nemesis {
                     fault: spec.index,
                     window: w,
                     kind: spec.kind.name().to_string(),
-                    side: spec.kind.process_target().is_none().then_some(spec.side),
+                    side: (spec.kind.process_target().is_none() && !spec.kind.is_node())
+                        .then_some(spec.side),
                     direction: if spec.kind.is_network() {
                         spec.direction.name().to_string()
                     } else {
@@ -83,9 +89,13 @@ impl Nemesis {
                     proxy: spec
                         .kind
                         .is_network()
-                        .then(|| self.proxies.get(&spec.side).cloned())
+                        .then(|| self.proxies.get(&spec.side).map(|p| p.join(",")))
                         .flatten(),
-                    server: spec.kind.process_target().map(str::to_string),
+                    server: match spec.kind.is_node() {
+                        true => Some(crate::store::cassandra::CLUSTER_SERVER.to_string()),
+                        false => spec.kind.process_target().map(str::to_string),
+                    },
+                    nodes: spec.kind.nodes(),
                     planned_start_s: start.as_secs_f64(),
                     planned_end_s: end.as_secs_f64(),
                     start_s: None,
@@ -218,31 +228,42 @@ impl Nemesis {
         }
         match &spec.kind {
             FaultKind::Down => {
-                let proxy = self.proxy_of(spec)?;
-                let n = down_count.entry(proxy.clone()).or_default();
-                if apply {
-                    *n += 1;
-                    if *n == 1 {
-                        self.toxiproxy.set_enabled(&proxy, false).await?;
-                    }
-                } else {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.toxiproxy.set_enabled(&proxy, true).await?;
+                for proxy in self.proxy_of(spec)? {
+                    let n = down_count.entry(proxy.clone()).or_default();
+                    if apply {
+                        *n += 1;
+                        if *n == 1 {
+                            self.toxiproxy.set_enabled(&proxy, false).await?;
+                        }
+                    } else {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.toxiproxy.set_enabled(&proxy, true).await?;
+                        }
                     }
                 }
                 Ok(())
             }
             kind if kind.is_network() => {
-                let proxy = self.proxy_of(spec)?;
                 let name = self.toxic_name(w);
-                if apply {
-                    let toxic =
-                        toxic_for(spec, name).expect("network kinds other than down are toxics");
-                    self.toxiproxy.add_toxic(&proxy, &toxic).await
-                } else {
-                    self.toxiproxy.remove_toxic(&proxy, &name).await
+                for proxy in self.proxy_of(spec)? {
+                    if apply {
+                        let toxic = toxic_for(spec, name.clone())
+                            .expect("network kinds other than down are toxics");
+                        self.toxiproxy.add_toxic(&proxy, &toxic).await?;
+                    } else {
+                        self.toxiproxy.remove_toxic(&proxy, &name).await?;
+                    }
                 }
+                Ok(())
+            }
+            kind if kind.is_node() => {
+                let cluster = targets.cluster.as_ref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "faults between nodes need the Cassandra cluster (scripts/stack up --only cassandra-cluster)"
+                    )
+                })?;
+                cluster.act(kind, (w.fault, w.window), apply).await
             }
             FaultKind::RelayCrash => {
                 let relay = targets
@@ -279,7 +300,7 @@ impl Nemesis {
         }
     }
 
-    fn proxy_of(&self, spec: &FaultSpec) -> anyhow::Result<String> {
+    fn proxy_of(&self, spec: &FaultSpec) -> anyhow::Result<Vec<String>> {
         self.proxies
             .get(&spec.side)
             .cloned()

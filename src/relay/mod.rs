@@ -31,6 +31,9 @@ use crate::store::Record;
 /// too; this is the supervisor's guarantee whatever the store does).
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Distinct worker errors kept for the result.
+const ERROR_SAMPLES: usize = 5;
+
 /// Why a worker returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayExit {
@@ -260,6 +263,8 @@ struct Shared {
     already_published: AtomicU64,
     events: Arc<AtomicU64>,
     last_error: Mutex<Option<String>>,
+    /// The first distinct errors (what failed, and why), for the result.
+    error_samples: Mutex<Vec<String>>,
     /// Worker -> orders published and not yet marked.
     in_flight: Mutex<std::collections::HashMap<u32, Vec<u64>>>,
     /// Orders a crash left published and unmarked -> which crash.
@@ -311,7 +316,13 @@ impl Relay {
                         Ok(RelayExit::Stopped) => return,
                         Err(e) => {
                             shared.errors.fetch_add(1, Ordering::Relaxed);
-                            *shared.last_error.lock().unwrap() = Some(format!("{e:#}"));
+                            let text = format!("{e:#}");
+                            let mut samples = shared.error_samples.lock().unwrap();
+                            if samples.len() < ERROR_SAMPLES && !samples.contains(&text) {
+                                samples.push(text.clone());
+                            }
+                            drop(samples);
+                            *shared.last_error.lock().unwrap() = Some(text);
                             // What it had published and not marked is published again.
                             let left = shared.in_flight.lock().unwrap().remove(&i);
                             let mut causes = shared.causes.lock().unwrap();
@@ -413,6 +424,7 @@ impl Relay {
             delivered: deliveries.len() as u64,
             self_crashes: self.shared.self_crashes.load(Ordering::Relaxed),
             errors: self.shared.errors.load(Ordering::Relaxed),
+            error_samples: self.shared.error_samples.lock().unwrap().clone(),
             rearmed: self
                 .source
                 .causes()

@@ -63,6 +63,7 @@ pub fn render(r: &RunResult, scenario_text: Option<&str>) -> String {
         h.push_str(&charts(r));
     }
     h.push_str(&counts(r));
+    h.push_str(&replicas(r));
     h.push_str(&attribution(r));
     h.push_str(&fault_windows(r));
     h.push_str(&errors(r));
@@ -350,6 +351,82 @@ fn counts(r: &RunResult) -> String {
         ));
     }
     s.push_str("</table>\n");
+    s
+}
+
+/// What each replica held on its own (the Cassandra cluster), at the load's end
+/// and at check time, and when they came to agree.
+fn replicas(r: &RunResult) -> String {
+    let Some(rep) = &r.replicas else {
+        return String::new();
+    };
+    let mut s = format!(
+        "<h2>Replicas</h2>\n<p>The counts above come from the final scan at {}: every replica, merged (the eventual truth). Below, what each replica held on its own: a read at ONE coordinated by that node. {}</p>\n",
+        escape(&rep.final_read),
+        match (rep.agreed_s, rep.agreed_after_ms) {
+            (Some(at), Some(ms)) => format!(
+                "The replicas held the same records at {at:.1} s, {ms} ms after the last fault window ended ({} rounds of reads).",
+                rep.polls
+            ),
+            _ => format!(
+                "The replicas never held the same records during the settle period ({} rounds of reads).",
+                rep.polls
+            ),
+        }
+    );
+    for (when, snap) in [
+        ("At the load's end", &rep.load_end),
+        ("At check time", &rep.check),
+    ] {
+        let Some(snap) = snap else { continue };
+        let in_force = if snap.faults_in_force.is_empty() {
+            "no fault in force".to_string()
+        } else {
+            format!("in force: {}", snap.faults_in_force.join(", "))
+        };
+        s.push_str(&format!(
+            "<h3>{when} ({:.1} s, {}; replicas {})</h3>\n<table>\n<tr><th>node</th><th>primary</th><th>secondary</th><th>missing primary</th><th>missing secondary</th><th>differing</th><th>orphans</th><th>ghosts</th><th>duplicates</th><th>mismatches</th><th>lost acks</th><th>read proven</th></tr>\n",
+            snap.t_s,
+            escape(&in_force),
+            if snap.agree { "agree" } else { "disagree" }
+        ));
+        for v in &snap.replicas {
+            if let Some(e) = &v.error {
+                s.push_str(&format!(
+                    "<tr><td>{}</td><td colspan=\"11\" class=\"alarm\">not read: {}</td></tr>\n",
+                    escape(&v.node),
+                    escape(e)
+                ));
+                continue;
+            }
+            let proven = match &v.trace {
+                Some(t) if t.proven => {
+                    format!("yes ({} events on {})", t.events, escape(&t.address))
+                }
+                Some(t) => format!(
+                    "<span class=\"alarm\">no: ran on {}</span>",
+                    escape(&t.sources.join(", "))
+                ),
+                None => "-".to_string(),
+            };
+            let n = |x: u64| format!("<td class=\"n\">{x}</td>");
+            s.push_str(&format!(
+                "<tr><td>{}</td>{}{}{}{}{}{}{}{}{}{}<td>{proven}</td></tr>\n",
+                escape(&v.node),
+                n(v.scanned_primary),
+                n(v.scanned_secondary),
+                n(v.missing_primary),
+                n(v.missing_secondary),
+                n(v.differing),
+                n(v.orphans),
+                n(v.ghosts),
+                n(v.duplicates),
+                n(v.mismatches),
+                n(v.lost_acks),
+            ));
+        }
+        s.push_str("</table>\n");
+    }
     s
 }
 

@@ -117,6 +117,9 @@ pub fn summary(r: &RunResult) -> String {
     } else {
         t.add_row(vec![Cell::new("checker"), Cell::new("not run")]);
     }
+    if let Some(rep) = &r.replicas {
+        t.add_row(vec![Cell::new("replicas"), Cell::new(replicas_line(rep))]);
+    }
     t.add_row(vec![
         Cell::new("verdict"),
         Cell::new(r.verdict.name().to_uppercase()),
@@ -129,4 +132,47 @@ pub fn summary(r: &RunResult) -> String {
         out.push_str(&format!("\n  warning: {warning}"));
     }
     out
+}
+
+/// One cell for the per-replica views: who lacked what at the load's end, when
+/// the replicas agreed, and whether the check-time reads were proven.
+pub fn replicas_line(rep: &crate::result::ReplicaReport) -> String {
+    let view = |snap: &crate::result::ReplicaSnapshot| -> String {
+        snap.replicas
+            .iter()
+            .map(|v| match &v.error {
+                Some(_) => format!("{} unreadable", v.node),
+                None if v.missing_primary + v.missing_secondary + v.differing == 0 => {
+                    format!("{} whole", v.node)
+                }
+                None => format!(
+                    "{} lacks {}+{} ({} lost acks on it alone)",
+                    v.node, v.missing_primary, v.missing_secondary, v.lost_acks
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if let Some(s) = &rep.load_end {
+        parts.push(format!("at load end: {}", view(s)));
+    }
+    parts.push(match rep.agreed_after_ms {
+        Some(ms) => format!("agreed {ms} ms after the last fault"),
+        None => "never agreed while settling".to_string(),
+    });
+    if let Some(s) = &rep.check {
+        let proven = s
+            .replicas
+            .iter()
+            .filter(|v| v.trace.as_ref().is_some_and(|t| t.proven))
+            .count();
+        parts.push(format!(
+            "at check: {} ({proven}/{} reads proven by tracing); final scan at {}",
+            view(s),
+            s.replicas.len(),
+            rep.final_read
+        ));
+    }
+    parts.join("; ")
 }

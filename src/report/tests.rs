@@ -61,6 +61,7 @@ fn window(fault: usize, side: Side, start: f64, end: f64) -> FaultWindow {
         toxicity: 1.0,
         proxy: Some(format!("dynamodb_{side}")),
         server: None,
+        nodes: None,
         planned_start_s: start.floor(),
         planned_end_s: end.floor(),
         start_s: Some(start),
@@ -189,6 +190,7 @@ pub(crate) fn naive() -> RunResult {
         faults_injected: BTreeMap::new(),
         client_counts: BTreeMap::new(),
         app: None,
+        replicas: None,
         availability: Availability {
             ok_fraction: 1.0,
             ..Availability::default()
@@ -450,6 +452,76 @@ fn jepsen_history_matches_snapshot() {
         .map(|v| v["process"].as_u64().unwrap())
         .collect();
     assert_eq!(procs, [0, 1, 0, 2]);
+}
+
+#[test]
+fn replica_views_show_in_the_summary_and_the_html() {
+    use crate::result::{ReplicaReport, ReplicaSnapshot, ReplicaTrace, ReplicaView};
+    let mut r = naive();
+    let behind = ReplicaView {
+        node: "c3".into(),
+        scanned_primary: 152,
+        scanned_secondary: 152,
+        missing_primary: 448,
+        missing_secondary: 448,
+        lost_acks: 448,
+        divergence: 448,
+        ..ReplicaView::default()
+    };
+    let whole = |node: &str| ReplicaView {
+        node: node.into(),
+        scanned_primary: 600,
+        scanned_secondary: 600,
+        trace: Some(ReplicaTrace {
+            address: "10.77.0.11".into(),
+            coordinator: Some("10.77.0.11".into()),
+            events: 7,
+            sources: vec!["10.77.0.11".into()],
+            proven: true,
+        }),
+        ..ReplicaView::default()
+    };
+    r.replicas = Some(ReplicaReport {
+        final_read: "ALL".into(),
+        load_end: Some(ReplicaSnapshot {
+            t_s: 12.3,
+            faults_in_force: vec!["#0.0 partition@c3".into()],
+            agree: false,
+            replicas: vec![
+                ReplicaView {
+                    trace: None,
+                    ..whole("c1")
+                },
+                behind,
+            ],
+        }),
+        check: Some(ReplicaSnapshot {
+            t_s: 30.4,
+            faults_in_force: Vec::new(),
+            agree: true,
+            replicas: vec![whole("c1"), whole("c3")],
+        }),
+        agreed_s: Some(30.3),
+        agreed_after_ms: Some(17686),
+        polls: 31,
+    });
+    let line = crate::report::table::summary(&r);
+    assert!(
+        line.contains("c3 lacks 448+448 (448 lost acks on it alone)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("agreed 17686 ms after the last fault"),
+        "{line}"
+    );
+    assert!(line.contains("2/2 reads proven by tracing"), "{line}");
+    let page = html::render(&r, None);
+    assert!(page.contains("<h2>Replicas</h2>"));
+    assert!(page.contains("17686 ms after the last fault window ended"));
+    assert!(page.contains("in force: #0.0 partition@c3"));
+    assert!(page.contains("yes (7 events on 10.77.0.11)"));
+    // Without the block, nothing is said about replicas.
+    assert!(!html::render(&naive(), None).contains("Replicas"));
 }
 
 #[test]

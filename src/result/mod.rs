@@ -55,6 +55,10 @@ pub struct RunResult {
     /// happened to them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<AppResult>,
+    /// What each replica held, for a store whose records live on several nodes
+    /// (the Cassandra cluster); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicaReport>,
     /// What the operations got: how much of the run was acknowledged, refused, or
     /// left indeterminate, overall and after the last fault window.
     #[serde(default)]
@@ -277,9 +281,14 @@ pub struct FaultWindow {
     pub toxicity: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
-    /// The server a process fault acts on (`side` means nothing for those).
+    /// The server a process fault acts on (`side` means nothing for those), or
+    /// the cluster a node fault acts on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// The nodes a fault between the cluster's nodes acts on: `c3`, `c1,c2` (a
+    /// partition: those against the others), `c3->c1` (one-way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<String>,
     pub planned_start_s: f64,
     pub planned_end_s: f64,
     /// When it was really applied / removed; `None` if it never was.
@@ -334,10 +343,11 @@ impl FaultWindow {
     }
 
     pub fn label(&self) -> String {
-        let target = match (&self.server, self.side) {
-            (Some(server), _) => server.clone(),
-            (None, Some(side)) => side.to_string(),
-            (None, None) => "?".into(),
+        let target = match (&self.nodes, &self.server, self.side) {
+            (Some(nodes), _, _) => nodes.clone(),
+            (None, Some(server), _) => server.clone(),
+            (None, None, Some(side)) => side.to_string(),
+            (None, None, None) => "?".into(),
         };
         format!("#{}.{} {}@{}", self.fault, self.window, self.kind, target)
     }
@@ -353,6 +363,9 @@ pub struct RelayStats {
     /// Crashes from `relay-crash` faults.
     pub fault_crashes: u64,
     pub errors: u64,
+    /// The first distinct errors that stopped a worker (up to 5), in full.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_samples: Vec<String>,
     /// Pending events when the load stopped.
     pub pending_at_load_end: u64,
     /// Pending events when the checker started (0 = drained).
@@ -514,6 +527,88 @@ impl CheckerReport {
     }
 }
 
+/// What each replica of a store on several nodes held (the Cassandra cluster),
+/// beside the checker's final scan that reads them all (docs/RESULTS.md "replicas").
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReplicaReport {
+    /// How the final scan read (`ALL`: every replica, merged): the counts of `checker`.
+    pub final_read: String,
+    /// When the load ended, before the fault windows still in force were removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_end: Option<ReplicaSnapshot>,
+    /// After the settle period, just before the final scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<ReplicaSnapshot>,
+    /// Seconds since the load started when the replicas were first seen holding
+    /// the same records (polled after the load); absent when they never were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreed_s: Option<f64>,
+    /// Milliseconds from the end of the last fault window (without faults: the
+    /// load's end) until `agreed_s`; its precision is one poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreed_after_ms: Option<u64>,
+    /// Rounds of per-replica scans after the load, until agreement or the end of
+    /// the settle period.
+    pub polls: u32,
+}
+
+/// Every replica's view at one moment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReplicaSnapshot {
+    /// Seconds since the load started.
+    pub t_s: f64,
+    /// Labels of the fault windows in force then.
+    #[serde(default)]
+    pub faults_in_force: Vec<String>,
+    /// Every replica answered, and all held the same records on both sides.
+    pub agree: bool,
+    pub replicas: Vec<ReplicaView>,
+}
+
+/// What one replica held on its own: a read at ONE coordinated by that node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReplicaView {
+    pub node: String,
+    /// Why it could not be read (a killed or paused node): its counts are zeros
+    /// that were not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub scanned_primary: u64,
+    pub scanned_secondary: u64,
+    /// Orders another replica holds on that side and this one lacks.
+    pub missing_primary: u64,
+    pub missing_secondary: u64,
+    /// Orders this replica holds in another form than some other replica does
+    /// (other fields, another number of copies).
+    pub differing: u64,
+    /// The checker's counts over this replica alone: what a reader of it sees.
+    pub orphans: u64,
+    pub ghosts: u64,
+    pub duplicates: u64,
+    pub mismatches: u64,
+    pub lost_acks: u64,
+    pub divergence: u64,
+    /// Up to 10 order keys per kind (`missing_primary`, `orphans`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub samples: BTreeMap<String, Vec<String>>,
+    /// The traced read that proves the scan read this node alone (at check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<ReplicaTrace>,
+}
+
+/// A traced read on one replica: who coordinated it, where its steps ran.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReplicaTrace {
+    /// The node's address.
+    pub address: String,
+    pub coordinator: Option<String>,
+    pub events: u64,
+    /// Distinct addresses the trace's events ran on.
+    pub sources: Vec<String>,
+    /// The node coordinated and every step ran on it: the scan read it alone.
+    pub proven: bool,
+}
+
 /// What the server is and can do, recorded in every result.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct ServerInfo {
@@ -634,6 +729,7 @@ mod tests {
             toxicity: 1.0,
             proxy: None,
             server: None,
+            nodes: None,
             planned_start_s: start,
             planned_end_s: end,
             start_s: Some(start),

@@ -11,6 +11,7 @@ pub use error::ScenarioError;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub struct Scenario {
     pub warnings: Vec<String>,
 }
 
+pub use crate::fault::cluster::NodeId;
 pub use crate::store::spec::StoreKind;
 
 impl Scenario {
@@ -129,6 +131,41 @@ pub struct Target {
     pub secondary: SideTarget,
     /// The relay's connection to the primary side's store (async patterns).
     pub relay: SideEndpoint,
+    /// Cassandra settings of each connection that has some (`[target.<side>]`
+    /// consistency, serial_consistency, coordinator); absent = the defaults.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cql: BTreeMap<Side, CqlSettings>,
+}
+
+/// Consistency levels a Cassandra connection can use for its requests.
+pub const CONSISTENCY_LEVELS: [&str; 9] = [
+    "any",
+    "one",
+    "two",
+    "three",
+    "quorum",
+    "all",
+    "local_quorum",
+    "each_quorum",
+    "local_one",
+];
+
+/// Serial consistency levels of the Paxos phase of an LWT.
+pub const SERIAL_LEVELS: [&str; 2] = ["serial", "local_serial"];
+
+/// One Cassandra connection's own settings (validated: only where they matter).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CqlSettings {
+    /// Consistency level of its requests; `None` = `pattern.consistency`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
+    /// Serial consistency of its LWTs; `None` = the driver's (`local_serial`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial_consistency: Option<String>,
+    /// The cluster node that coordinates every request of this connection (a
+    /// node-pinned load-balancing policy); `None` = the driver picks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<NodeId>,
 }
 
 impl Target {
@@ -175,6 +212,34 @@ impl Target {
             self.primary.server.clone()
         } else {
             format!("{}+{}", self.primary.server, self.secondary.server)
+        }
+    }
+
+    /// A connection's Cassandra settings (defaults when it has none).
+    pub fn cql(&self, side: Side) -> CqlSettings {
+        self.cql.get(&side).cloned().unwrap_or_default()
+    }
+
+    /// Whether a side lives on the local Cassandra cluster (several nodes).
+    pub fn on_cluster(&self, side: Side) -> bool {
+        self.store_of(side).name() == crate::store::cassandra::SPEC.name
+            && self.server_of(side) == crate::store::cassandra::CLUSTER_SERVER
+    }
+
+    /// Whether any side lives on the Cassandra cluster.
+    pub fn uses_cluster(&self) -> bool {
+        self.on_cluster(Side::Primary) || self.on_cluster(Side::Secondary)
+    }
+
+    /// The Toxiproxy proxies of a connection: its own, or on the cluster the
+    /// side's proxy in front of each node; none when it has no proxy.
+    pub fn proxies(&self, side: Side) -> Vec<String> {
+        if self.on_cluster(side) {
+            return crate::store::cassandra::cluster_proxies(side);
+        }
+        match self.endpoint(side) {
+            SideEndpoint::Proxy(p) => vec![p.clone()],
+            _ => Vec::new(),
         }
     }
 
@@ -320,10 +385,54 @@ pub enum FaultKind {
     AppPause {
         process: String,
     },
+    /// Cassandra cluster: nodes that cannot talk to each other (clients still
+    /// reach every node).
+    Partition {
+        #[serde(flatten)]
+        cut: NodeCut,
+    },
+    /// Cassandra cluster: `percent` % of the packets between each listed node and
+    /// every other node dropped.
+    Loss {
+        nodes: Vec<NodeId>,
+        percent: u8,
+    },
+    /// Cassandra cluster: each packet between each listed node and every other
+    /// node held for `delay_ms`.
+    Delay {
+        nodes: Vec<NodeId>,
+        delay_ms: u32,
+    },
+    /// Cassandra cluster: SIGKILL of one node's JVM, restarted after `duration`.
+    NodeKill {
+        node: NodeId,
+    },
+    /// Cassandra cluster: SIGSTOP of one node's JVM, SIGCONT after `duration`.
+    NodePause {
+        node: NodeId,
+    },
+}
+
+/// Which nodes a `partition` separates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum NodeCut {
+    /// `nodes` on one side, every other node on the other (one node: isolated).
+    Halves { nodes: Vec<NodeId> },
+    /// Messages from `from` never reach `to`; the other way works.
+    OneWay { from: NodeId, to: NodeId },
+}
+
+fn node_list(nodes: &[NodeId]) -> String {
+    nodes
+        .iter()
+        .map(NodeId::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl FaultKind {
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 18] = [
         "latency",
         "bandwidth",
         "slow_close",
@@ -337,7 +446,16 @@ impl FaultKind {
         "fail-command",
         "process-kill",
         "process-pause",
+        "partition",
+        "loss",
+        "delay",
+        "node-kill",
+        "node-pause",
     ];
+
+    /// The kinds that act between the nodes of the Cassandra cluster.
+    pub const NODE_NAMES: [&'static str; 5] =
+        ["partition", "loss", "delay", "node-kill", "node-pause"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -354,6 +472,41 @@ impl FaultKind {
             FaultKind::FailCommand { .. } => "fail-command",
             FaultKind::ProcessKill { .. } | FaultKind::AppKill { .. } => "process-kill",
             FaultKind::ProcessPause { .. } | FaultKind::AppPause { .. } => "process-pause",
+            FaultKind::Partition { .. } => "partition",
+            FaultKind::Loss { .. } => "loss",
+            FaultKind::Delay { .. } => "delay",
+            FaultKind::NodeKill { .. } => "node-kill",
+            FaultKind::NodePause { .. } => "node-pause",
+        }
+    }
+
+    /// Faults between the nodes of the Cassandra cluster (they have no side).
+    pub fn is_node(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::Partition { .. }
+                | FaultKind::Loss { .. }
+                | FaultKind::Delay { .. }
+                | FaultKind::NodeKill { .. }
+                | FaultKind::NodePause { .. }
+        )
+    }
+
+    /// The nodes a node fault acts on, as labels show them: `c3`, `c1,c2`
+    /// (a partition: those nodes against the others), `c3->c1` (one-way).
+    pub fn nodes(&self) -> Option<String> {
+        match self {
+            FaultKind::Partition {
+                cut: NodeCut::Halves { nodes },
+            } => Some(node_list(nodes)),
+            FaultKind::Partition {
+                cut: NodeCut::OneWay { from, to },
+            } => Some(format!("{from}->{to}")),
+            FaultKind::Loss { nodes, .. } | FaultKind::Delay { nodes, .. } => {
+                Some(node_list(nodes))
+            }
+            FaultKind::NodeKill { node } | FaultKind::NodePause { node } => Some(node.to_string()),
+            _ => None,
         }
     }
 
@@ -389,7 +542,7 @@ impl FaultKind {
                 | FaultKind::ProcessPause { .. }
                 | FaultKind::AppKill { .. }
                 | FaultKind::AppPause { .. }
-        )
+        ) && !self.is_node()
     }
 }
 
@@ -443,8 +596,9 @@ impl FaultSpec {
             .unwrap_or_default();
         let target = self
             .kind
-            .process_target()
-            .map_or_else(|| self.side.to_string(), str::to_string);
+            .nodes()
+            .or_else(|| self.kind.process_target().map(str::to_string))
+            .unwrap_or_else(|| self.side.to_string());
         format!(
             "{}@{}{} {}+{}{}",
             self.kind.name(),

@@ -39,6 +39,10 @@ pub(crate) struct RawSide {
     pub server: Option<String>,
     pub proxy: Option<String>,
     pub endpoint: Option<String>,
+    // Cassandra: this connection's consistency levels and coordinator node.
+    pub consistency: Option<String>,
+    pub serial_consistency: Option<String>,
+    pub coordinator: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +129,12 @@ pub(crate) struct RawFault {
     pub server: Option<String>,
     // Process faults on the `[app]` service or its relay.
     pub process: Option<String>,
+    // Faults between the nodes of the Cassandra cluster.
+    pub node: Option<String>,
+    pub nodes: Option<Vec<String>>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub percent: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

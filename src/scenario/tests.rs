@@ -348,3 +348,184 @@ pub(crate) fn app_text(app: &str, rest: &str) -> String {
 pub(crate) fn app_scenario(app: &str) -> Scenario {
     parse(Path::new("app.toml"), &app_text(app, "")).expect("a valid [app] scenario")
 }
+
+/// A scenario on the three-node cluster with `extra` appended.
+fn cluster(pattern: &str, extra: &str) -> String {
+    format!(
+        "name = \"c\"\n[target]\nstore = \"cassandra\"\nserver = \"cassandra-cluster\"\n{extra}\n[pattern]\nname = \"{pattern}\"\n[workload]\nrate = 10\nduration = \"10s\"\n"
+    )
+}
+
+#[test]
+fn cluster_sides_go_through_the_per_node_proxies_and_a_coordinator_is_the_contact() {
+    let s = parse(Path::new("c.toml"), &cluster("naive", "")).unwrap();
+    assert_eq!(
+        s.target.primary.endpoint,
+        SideEndpoint::Proxy("cassandra_cluster_primary_n1".into())
+    );
+    assert_eq!(
+        s.target.proxies(Side::Secondary),
+        vec![
+            "cassandra_cluster_secondary_n1",
+            "cassandra_cluster_secondary_n2",
+            "cassandra_cluster_secondary_n3"
+        ]
+    );
+    let s = parse(
+        Path::new("c.toml"),
+        &cluster(
+            "naive",
+            "[target.primary]\ncoordinator = \"c3\"\nconsistency = \"ONE\"\n[target.secondary]\nconsistency = \"all\"",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        s.target.primary.endpoint,
+        SideEndpoint::Proxy("cassandra_cluster_primary_n3".into())
+    );
+    let p = s.target.cql(Side::Primary);
+    assert_eq!(p.coordinator.map(|n| n.to_string()).as_deref(), Some("c3"));
+    assert_eq!(p.consistency.as_deref(), Some("one"));
+    assert_eq!(
+        s.target.cql(Side::Secondary).consistency.as_deref(),
+        Some("all")
+    );
+    assert_eq!(s.target.cql(Side::Relay), CqlSettings::default());
+    // The cluster's proxies are its own.
+    let e = err(&cluster("naive", "[target.primary]\nproxy = \"mine\""));
+    assert_eq!(e.field, "target.primary");
+    assert!(e.fix.contains("coordinator"), "{}", e.fix);
+}
+
+#[test]
+fn connection_settings_apply_only_where_they_have_an_effect() {
+    // Not Cassandra.
+    let e = err(&GOOD.replace(
+        "[pattern]",
+        "[target.primary]\nconsistency = \"one\"\n[pattern]",
+    ));
+    assert_eq!(e.field, "target.primary.consistency");
+    assert!(e.problem.contains("dynamodb"), "{}", e.problem);
+    // A coordinator needs several nodes.
+    let single = cluster("naive", "[target.primary]\ncoordinator = \"c1\"")
+        .replace("server = \"cassandra-cluster\"", "server = \"cassandra\"");
+    let e = err(&single);
+    assert_eq!(e.field, "target.primary.coordinator");
+    assert!(e.fix.contains("cassandra-cluster"), "{}", e.fix);
+    // No such node.
+    let e = err(&cluster("naive", "[target.primary]\ncoordinator = \"c4\""));
+    assert!(e.fix.contains("c1, c2 or c3"), "{}", e.fix);
+    // A logged batch sends nothing through the secondary connection.
+    let e = err(&cluster(
+        "logged-batch",
+        "[target.secondary]\nconsistency = \"one\"",
+    ));
+    assert_eq!(e.field, "target.secondary.consistency");
+    assert!(e.fix.contains("[target.primary]"), "{}", e.fix);
+    // A synchronous pattern has no relay.
+    let e = err(&cluster("naive", "[target.relay]\nconsistency = \"one\""));
+    assert!(e.problem.contains("has no relay"), "{}", e.problem);
+    // SERIAL is the Paxos phase's level, and only where LWTs are sent.
+    let e = err(&cluster(
+        "naive",
+        "[target.primary]\nconsistency = \"serial\"",
+    ));
+    assert!(e.fix.contains("serial_consistency"), "{}", e.fix);
+    let e = err(&cluster(
+        "naive",
+        "[target.primary]\nserial_consistency = \"serial\"",
+    ));
+    assert!(
+        e.problem.contains("no lightweight transaction"),
+        "{}",
+        e.problem
+    );
+    let ok = cluster(
+        "outbox",
+        "[target.relay]\nserial_consistency = \"local_serial\"\ncoordinator = \"c2\"",
+    );
+    let s = parse(Path::new("c.toml"), &ok).unwrap();
+    assert_eq!(
+        s.target.cql(Side::Relay).serial_consistency.as_deref(),
+        Some("local_serial")
+    );
+    assert_eq!(
+        s.target.relay,
+        SideEndpoint::Proxy("cassandra_cluster_relay_n2".into())
+    );
+}
+
+#[test]
+fn faults_between_nodes_need_the_cluster_and_name_its_nodes() {
+    let fault = |attrs: &str| format!("[[faults]]\nstart = \"2s\"\nduration = \"3s\"\n{attrs}\n");
+    let on = |attrs: &str| format!("{}{}", cluster("naive", ""), fault(attrs));
+    let s = parse(
+        Path::new("c.toml"),
+        &on("kind = \"partition\"\nnodes = [\"c3\"]"),
+    )
+    .unwrap();
+    assert_eq!(s.faults[0].short(), "partition@c3 2s+3s");
+    let json = serde_json::to_value(&s.faults[0]).unwrap();
+    assert_eq!((json["kind"].as_str(), json["nodes"][0].as_str()), (Some("partition"), Some("c3")));
+    let s = parse(
+        Path::new("c.toml"),
+        &on("kind = \"partition\"\nfrom = \"c3\"\nto = \"c1\""),
+    )
+    .unwrap();
+    assert_eq!(s.faults[0].kind.nodes().as_deref(), Some("c3->c1"));
+    for (attrs, field, says) in [
+        ("kind = \"partition\"", "faults[0].nodes", "either `nodes`"),
+        (
+            "kind = \"partition\"\nnodes = [\"c1\", \"c2\", \"c3\"]",
+            "faults[0].nodes",
+            "nothing is cut",
+        ),
+        (
+            "kind = \"partition\"\nfrom = \"c1\"\nto = \"c1\"",
+            "faults[0].to",
+            "two nodes",
+        ),
+        (
+            "kind = \"loss\"\nnodes = [\"c1\"]",
+            "faults[0].percent",
+            "missing",
+        ),
+        (
+            "kind = \"loss\"\nnodes = [\"c1\"]\npercent = 0",
+            "faults[0].percent",
+            "not a percentage",
+        ),
+        (
+            "kind = \"delay\"\nnodes = [\"c9\"]\ndelay = \"5ms\"",
+            "faults[0].nodes",
+            "not a node",
+        ),
+        ("kind = \"node-kill\"", "faults[0].node", "missing"),
+        (
+            "kind = \"node-pause\"\nnode = \"c2\"\nside = \"primary\"",
+            "faults[0].side",
+            "not on a side",
+        ),
+        (
+            "kind = \"node-kill\"\nnode = \"c2\"\npercent = 3",
+            "faults[0].percent",
+            "not an attribute",
+        ),
+    ] {
+        let e = err(&on(attrs));
+        assert_eq!(e.field, field, "{attrs}: {e}");
+        assert!(e.problem.contains(says), "{attrs}: {}", e.problem);
+    }
+    // Elsewhere than on the cluster.
+    let e = err(&format!("{}{}", GOOD, fault("kind = \"node-kill\"\nnode = \"c1\"")).replace(
+        "[[faults]]\nkind = \"down\"\nside = \"secondary\"\nstart = \"2s\"\nduration = \"1s\"\n",
+        "",
+    ));
+    assert_eq!(e.field, "faults[0].kind");
+    assert!(e.fix.contains("cassandra-cluster"), "{}", e.fix);
+    // The cluster's processes are its nodes.
+    let e = err(&on(
+        "kind = \"process-kill\"\nserver = \"cassandra-cluster\"",
+    ));
+    assert!(e.fix.contains("node-kill"), "{}", e.fix);
+}

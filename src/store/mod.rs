@@ -99,6 +99,54 @@ pub trait SideStore: Send + Sync {
     async fn plant_foreign(&self, key: &str) -> anyhow::Result<()>;
 }
 
+/// A store whose records live on several replicas (the Cassandra cluster): the
+/// checker reads what each replica holds on its own, beside the final scan
+/// through [`SideStore::scan`] (which reads every replica: `final_read`).
+#[async_trait]
+pub trait Replicas: Send + Sync {
+    /// The replicas by name (`c1`, `c2`, `c3`).
+    fn nodes(&self) -> Vec<String>;
+
+    /// How the final scan reads (`ALL`): the eventual truth the checker counts.
+    fn final_read(&self) -> String;
+
+    /// Scans one side's table as `node` alone holds it, within `timeout`.
+    async fn scan(
+        &self,
+        node: &str,
+        side: Side,
+        timeout: std::time::Duration,
+        sink: &mut dyn ScanSink,
+    ) -> anyhow::Result<()>;
+
+    /// A traced read of one side's table on `node`: who served it.
+    async fn trace(&self, node: &str, side: Side) -> anyhow::Result<ReadTrace>;
+
+    /// Waits up to `limit` until the final read can be served (every replica up
+    /// in every coordinator's view); returns how long that took.
+    async fn ready(&self, limit: std::time::Duration) -> anyhow::Result<std::time::Duration>;
+}
+
+/// What the trace of one per-replica read says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadTrace {
+    /// The address of the node the read was meant for.
+    pub node_address: String,
+    pub coordinator: Option<String>,
+    /// Trace events, and the distinct addresses they ran on.
+    pub events: u64,
+    pub sources: Vec<String>,
+}
+
+impl ReadTrace {
+    /// The read ran on its node alone: it coordinated, and every event ran there.
+    pub fn proven(&self) -> bool {
+        self.coordinator.as_deref() == Some(self.node_address.as_str())
+            && self.events > 0
+            && self.sources == [self.node_address.clone()]
+    }
+}
+
 /// Everything a store needs to connect for one run.
 #[derive(Debug, Clone)]
 pub struct StoreContext {
@@ -111,6 +159,9 @@ pub struct StoreContext {
     /// listen address. A store serves the sides it holds, and the relay
     /// connection when it is the primary store of an async pattern.
     pub endpoints: BTreeMap<Side, String>,
+    /// The local stack's state directory (where the Cassandra cluster's state
+    /// file says where its nodes and proxies are).
+    pub stack_state: std::path::PathBuf,
 }
 
 impl StoreContext {
@@ -195,6 +246,11 @@ pub trait Store: Send + Sync {
         BTreeMap::new()
     }
 
+    /// The replicas of this store's sides, when they live on several nodes.
+    fn replicas(&self) -> Option<Arc<dyn Replicas>> {
+        None
+    }
+
     /// Benchmark only: a writer doing the naive pattern's raw writes with no policy
     /// logic (`writes` = 1: the primary only, the single-write baseline; 2: both
     /// sides), to measure dualwrite's own overhead. `None` where not built.
@@ -264,6 +320,7 @@ impl Stores {
         scenario: &Arc<Scenario>,
         namespace: &str,
         endpoints: &BTreeMap<Side, String>,
+        stack_state: &std::path::Path,
     ) -> anyhow::Result<Self> {
         let t = &scenario.target;
         // With [app] the stand-in pattern is synchronous: dualwrite has no relay
@@ -287,6 +344,7 @@ impl Stores {
             namespace: namespace.to_string(),
             server: server.to_string(),
             endpoints: serve(sides),
+            stack_state: stack_state.to_path_buf(),
         };
         if t.shared_store() {
             let mut sides = vec![Side::Primary, Side::Secondary];
@@ -454,7 +512,15 @@ pub async fn connect_fresh(scenario: Arc<Scenario>) -> anyhow::Result<(Stores, S
         Side::ALL.iter().map(|s| (*s, String::new())).collect()
     };
     let (_, namespace) = crate::run::new_run_id(&scenario.namespace.prefix);
-    let stores = Stores::connect(&scenario, &namespace, &endpoints).await?;
+    let stores = Stores::connect(&scenario, &namespace, &endpoints, &stack_state_dir()).await?;
     stores.prepare().await?;
     Ok((stores, namespace))
+}
+
+/// The local stack's state directory outside a run (tests, tools, bench): the
+/// one `--stack-state` defaults to, `DUALWRITE_STATE` or `.stack`.
+pub fn stack_state_dir() -> std::path::PathBuf {
+    std::env::var_os("DUALWRITE_STATE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(".stack"))
 }

@@ -117,8 +117,15 @@ impl StoreSpec {
 }
 
 impl ServerSpec {
-    /// The Toxiproxy proxies of this server, one per connection.
+    /// The Toxiproxy proxies of this server, one per connection (on the Cassandra
+    /// cluster one per connection and node: `cassandra/cluster.rs`).
     pub fn proxy_names(&self) -> Vec<String> {
+        if self.name == super::cassandra::CLUSTER_SERVER {
+            return crate::scenario::Side::ALL
+                .iter()
+                .flat_map(|side| super::cassandra::cluster_proxies(*side))
+                .collect();
+        }
         crate::scenario::Side::ALL
             .iter()
             .map(|side| format!("{}_{side}", self.proxy_prefix))
@@ -228,8 +235,13 @@ mod tests {
                     .into_iter()
                     .filter(|p| spec.holds_primary || !p.ends_with("_primary"));
                 for proxy in needed {
+                    // The cluster's script makes its proxies in a loop over nodes.
+                    let per_node = proxy
+                        .rsplit_once("_n")
+                        .and_then(|(stem, _)| stem.rsplit_once('_'))
+                        .map(|(prefix, _)| format!("{prefix}_${{side}}_n"));
                     assert!(
-                        stack.contains(&proxy),
+                        stack.contains(&proxy) || per_node.is_some_and(|p| stack.contains(&p)),
                         "{} server {}: proxy {proxy} is not made by scripts/stack",
                         spec.name,
                         server.name

@@ -91,6 +91,7 @@ async fn sessions_go_through_their_proxies() {
         namespace: "dualwrite_proxycheck".into(),
         server: "cassandra".into(),
         endpoints,
+        stack_state: Default::default(),
     })
     .await
     .expect("cassandra reachable (scripts/stack up)");

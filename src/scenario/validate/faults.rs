@@ -9,6 +9,7 @@ use super::super::*;
 use super::{Res, duration, word};
 use crate::pattern::Pattern;
 use crate::scenario::app::App;
+use crate::store::cassandra::{CLUSTER_NODES, CLUSTER_SERVER};
 
 pub(super) fn fault(
     i: usize,
@@ -279,13 +280,15 @@ pub(super) fn fault(
         "process-kill" | "process-pause" if f.process.is_some() => app_process(i, f, app, at)?,
         "process-kill" | "process-pause" => {
             // Only a server this scenario uses, and only one the local stack manages.
+            // The cluster is three processes: its nodes have their own kinds.
             let used: Vec<&str> = [&target.primary, &target.secondary]
                 .iter()
                 .filter(|t| {
-                    t.store
-                        .spec()
-                        .server(&t.server)
-                        .is_some_and(|s| s.local.is_some())
+                    t.server != CLUSTER_SERVER
+                        && t.store
+                            .spec()
+                            .server(&t.server)
+                            .is_some_and(|s| s.local.is_some())
                 })
                 .map(|t| t.server.as_str())
                 .collect();
@@ -301,6 +304,14 @@ pub(super) fn fault(
                     format!("name the server to signal; this scenario uses: {listed}"),
                 )
             })?;
+            if server == CLUSTER_SERVER && target.uses_cluster() {
+                let kind = f.kind.replace("process", "node");
+                return Err(at.error(
+                    &p("server"),
+                    format!("`{CLUSTER_SERVER}` is three processes, one per node"),
+                    format!("use kind = \"{kind}\" with node = \"c1\" (c1, c2 or c3)"),
+                ));
+            }
             if !used.contains(&server.as_str()) {
                 return Err(at.error(
                     &p("server"),
@@ -314,6 +325,7 @@ pub(super) fn fault(
                 FaultKind::ProcessPause { server }
             }
         }
+        kind if FaultKind::NODE_NAMES.contains(&kind) => node_fault(i, f, target, at)?,
         other => {
             return Err(at.error(
                 &p("kind"),
@@ -365,6 +377,182 @@ pub(super) fn fault(
     })
 }
 
+/// A fault between the nodes of the Cassandra cluster: valid only when a side
+/// of the scenario lives on the cluster. It has no side, direction or toxicity.
+fn node_fault(i: usize, f: &RawFault, target: &Target, at: &Locator) -> Res<FaultKind> {
+    let p = |field: &str| format!("faults[{i}].{field}");
+    let kind = f.kind.as_str();
+    if !target.uses_cluster() {
+        return Err(at.error(
+            &p("kind"),
+            format!(
+                "`{kind}` acts between the nodes of the Cassandra cluster, and this scenario's servers are {}",
+                target.servers_label().replace('+', " and ")
+            ),
+            format!(
+                "put the sides on the cluster: [target] store = \"cassandra\", server = \"{CLUSTER_SERVER}\" (scripts/stack up --only cassandra-cluster)"
+            ),
+        ));
+    }
+    for (name, set) in [
+        ("side", f.side.is_some()),
+        ("direction", f.direction.is_some()),
+        ("toxicity", f.toxicity.is_some()),
+    ] {
+        if set {
+            return Err(at.error(
+                &p(name),
+                format!("`{kind}` acts between the cluster's nodes, not on a side's connection"),
+                format!("remove `{name}`; name the nodes instead (see docs/CLUSTER.md)"),
+            ));
+        }
+    }
+    let node = |field: &str, v: &str| -> Res<NodeId> {
+        v.parse::<NodeId>()
+            .ok()
+            .filter(|n| n.index() <= CLUSTER_NODES)
+            .ok_or_else(|| {
+                at.error(
+                    &p(field),
+                    format!("`{v}` is not a node of the cluster"),
+                    "use c1, c2 or c3",
+                )
+            })
+    };
+    let nodes = |required: bool| -> Res<Vec<NodeId>> {
+        let Some(list) = &f.nodes else {
+            return if required {
+                Err(at.error(
+                    &p("nodes"),
+                    "missing",
+                    format!("`{kind}` needs the nodes it acts on, e.g. nodes = [\"c3\"]"),
+                ))
+            } else {
+                Ok(Vec::new())
+            };
+        };
+        let mut ids = Vec::new();
+        for v in list {
+            let id = node("nodes", v)?;
+            if ids.contains(&id) {
+                return Err(at.error(
+                    &p("nodes"),
+                    format!("{id} is listed twice"),
+                    "list each node once",
+                ));
+            }
+            ids.push(id);
+        }
+        if ids.is_empty() {
+            return Err(at.error(
+                &p("nodes"),
+                "empty list",
+                "name at least one node, e.g. nodes = [\"c3\"]",
+            ));
+        }
+        Ok(ids)
+    };
+    let one = |field: &str, v: &Option<String>| -> Res<NodeId> {
+        match v {
+            Some(v) => node(field, v),
+            None => Err(at.error(
+                &p(field),
+                "missing",
+                format!("`{kind}` needs `{field}`, e.g. {field} = \"c3\""),
+            )),
+        }
+    };
+    Ok(match kind {
+        "partition" => match (&f.nodes, &f.from, &f.to) {
+            (Some(_), None, None) => {
+                let ids = nodes(true)?;
+                if ids.len() >= usize::from(CLUSTER_NODES) {
+                    return Err(at.error(
+                        &p("nodes"),
+                        "every node is on the same side: nothing is cut",
+                        "list the nodes cut from the others, e.g. nodes = [\"c3\"] (c3 alone against c1 and c2)",
+                    ));
+                }
+                FaultKind::Partition {
+                    cut: NodeCut::Halves { nodes: ids },
+                }
+            }
+            (None, Some(_), Some(_)) => {
+                let (from, to) = (one("from", &f.from)?, one("to", &f.to)?);
+                if from == to {
+                    return Err(at.error(
+                        &p("to"),
+                        format!("a one-way partition needs two nodes ({from} twice)"),
+                        "name another node",
+                    ));
+                }
+                FaultKind::Partition {
+                    cut: NodeCut::OneWay { from, to },
+                }
+            }
+            _ => {
+                return Err(at.error(
+                    &p("nodes"),
+                    "a partition needs either `nodes` (cut from the others) or both `from` and `to` (one-way)",
+                    "e.g. nodes = [\"c3\"], or from = \"c3\" and to = \"c1\" (messages from c3 never reach c1)",
+                ));
+            }
+        },
+        "loss" => {
+            let percent = match f.percent {
+                Some(n) if (1..=100).contains(&n) => n as u8,
+                Some(n) => {
+                    return Err(at.error(
+                        &p("percent"),
+                        format!("{n} is not a percentage of packets"),
+                        "use 1 to 100",
+                    ));
+                }
+                None => {
+                    return Err(at.error(
+                        &p("percent"),
+                        "missing",
+                        "give the share of packets dropped, e.g. percent = 30",
+                    ));
+                }
+            };
+            FaultKind::Loss {
+                nodes: nodes(true)?,
+                percent,
+            }
+        }
+        "delay" => {
+            let ms = match &f.delay {
+                Some(d) => duration(d, &p("delay"), at)?.as_millis(),
+                None => {
+                    return Err(at.error(
+                        &p("delay"),
+                        "missing",
+                        "give how long each packet is held, e.g. delay = \"50ms\"",
+                    ));
+                }
+            };
+            if !(1..=60_000).contains(&ms) {
+                return Err(at.error(
+                    &p("delay"),
+                    format!("{ms} ms is out of range"),
+                    "use 1ms to 60s",
+                ));
+            }
+            FaultKind::Delay {
+                nodes: nodes(true)?,
+                delay_ms: ms as u32,
+            }
+        }
+        "node-kill" => FaultKind::NodeKill {
+            node: one("node", &f.node)?,
+        },
+        _ => FaultKind::NodePause {
+            node: one("node", &f.node)?,
+        },
+    })
+}
+
 /// Whether the store behind a side injects this fault kind itself.
 fn store_injects(target: &Target, side: Side, kind: &str) -> bool {
     target.store_of(side).spec().fault_kinds.contains(&kind)
@@ -390,8 +578,12 @@ fn check_attributes(i: usize, f: &RawFault, kind: &FaultKind, at: &Locator) -> R
         ],
         FaultKind::ProcessKill { .. } | FaultKind::ProcessPause { .. } => &["server"],
         FaultKind::AppKill { .. } | FaultKind::AppPause { .. } => &["process"],
+        FaultKind::Partition { .. } => &["nodes", "from", "to"],
+        FaultKind::Loss { .. } => &["nodes", "percent"],
+        FaultKind::Delay { .. } => &["nodes", "delay"],
+        FaultKind::NodeKill { .. } | FaultKind::NodePause { .. } => &["node"],
     };
-    let set: [(&str, bool); 18] = [
+    let set: [(&str, bool); 23] = [
         ("latency", f.latency.is_some()),
         ("jitter", f.jitter.is_some()),
         ("rate_kbps", f.rate_kbps.is_some()),
@@ -410,6 +602,11 @@ fn check_attributes(i: usize, f: &RawFault, kind: &FaultKind, at: &Locator) -> R
         ("times", f.times.is_some()),
         ("server", f.server.is_some()),
         ("process", f.process.is_some()),
+        ("node", f.node.is_some()),
+        ("nodes", f.nodes.is_some()),
+        ("from", f.from.is_some()),
+        ("to", f.to.is_some()),
+        ("percent", f.percent.is_some()),
     ];
     for (name, present) in set {
         if present && !allowed.contains(&name) {

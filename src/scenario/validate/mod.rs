@@ -3,6 +3,7 @@
 //! registry). One file per part of the scenario.
 
 mod app;
+mod cql;
 mod faults;
 mod pattern;
 mod target;
@@ -30,7 +31,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
             "use letters, digits, `-` and `_` only (it names the results directory), e.g. name = \"dynamo-naive\"",
         ));
     }
-    let target = target::target(&raw, at)?;
+    let mut target = target::target(&raw, at)?;
     let workload = workload::workload(&raw, at)?;
     let (pattern, app) = match (&raw.pattern, &raw.app) {
         (Some(p), None) => (pattern::pattern(p, &target, at)?, None),
@@ -54,6 +55,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
             ));
         }
     };
+    cql::cql(&raw, &mut target, &pattern, at)?;
     let run = workload.planned_duration();
     let mut faults = Vec::new();
     for (i, f) in raw.faults.iter().enumerate() {

@@ -224,14 +224,22 @@ pub(super) fn pattern(raw: &RawPattern, target: &Target, at: &Locator) -> Res<Pa
         };
     }
     if let Some(v) = &raw.consistency {
-        const LEVELS: [&str; 6] = ["one", "two", "quorum", "all", "local_quorum", "local_one"];
         let lower = v.to_ascii_lowercase();
-        if !LEVELS.contains(&lower.as_str()) {
+        if SERIAL_LEVELS.contains(&lower.as_str()) {
+            return Err(at.error(
+                "pattern.consistency",
+                format!("`{v}` is the consistency of an LWT's Paxos phase, not of a request"),
+                format!(
+                    "set serial_consistency = \"{lower}\" on the connection that sends LWTs ([target.primary] with lwt_insert, [target.relay] for the outbox relay)"
+                ),
+            ));
+        }
+        if !CONSISTENCY_LEVELS.contains(&lower.as_str()) {
             return Err(word(
                 at,
                 "pattern.consistency",
                 v,
-                "one of one, two, quorum, all, local_quorum, local_one",
+                &format!("one of {}", CONSISTENCY_LEVELS.join(", ")),
             ));
         }
         p.consistency = lower;

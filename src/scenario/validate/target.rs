@@ -95,7 +95,11 @@ pub(super) fn target(raw: &RawScenario, at: &Locator) -> Res<Target> {
                 "put that side in a store that can (`dualwrite list` shows which)",
             ));
         }
-        let endpoint = endpoint(raw, &path, server_spec.proxy_prefix, side, store, at)?;
+        let endpoint = if server == crate::store::cassandra::CLUSTER_SERVER {
+            cluster_endpoint(raw, &path, side, at)?
+        } else {
+            endpoint(raw, &path, server_spec.proxy_prefix, side, store, at)?
+        };
         Ok(SideTarget {
             store,
             server,
@@ -113,14 +117,18 @@ pub(super) fn target(raw: &RawScenario, at: &Locator) -> Res<Target> {
         .spec()
         .server(&primary.server)
         .map_or("relay", |s| s.proxy_prefix);
-    let relay = endpoint(
-        &t.relay,
-        "target.relay",
-        relay_prefix,
-        Side::Relay,
-        primary.store,
-        at,
-    )?;
+    let relay = if primary.server == crate::store::cassandra::CLUSTER_SERVER {
+        cluster_endpoint(&t.relay, "target.relay", Side::Relay, at)?
+    } else {
+        endpoint(
+            &t.relay,
+            "target.relay",
+            relay_prefix,
+            Side::Relay,
+            primary.store,
+            at,
+        )?
+    };
     let toxiproxy = t
         .toxiproxy
         .clone()
@@ -137,7 +145,34 @@ pub(super) fn target(raw: &RawScenario, at: &Locator) -> Res<Target> {
         primary,
         secondary,
         relay,
+        cql: Default::default(),
     })
+}
+
+/// A side on the Cassandra cluster goes through the cluster's proxy in front of
+/// each node for that side (scripts/PORTS.md): the first node's is the contact
+/// point (`[target.<side>] coordinator` changes it), the others are reached
+/// through the address translator. A proxy or endpoint of its own cannot apply.
+fn cluster_endpoint(
+    raw: &Option<RawSide>,
+    path: &str,
+    side: Side,
+    at: &Locator,
+) -> Res<SideEndpoint> {
+    if raw
+        .as_ref()
+        .is_some_and(|r| r.proxy.is_some() || r.endpoint.is_some())
+    {
+        return Err(at.error(
+            path,
+            "the Cassandra cluster is reached through its own proxy in front of each node (cassandra_cluster_<side>_n1..n3)",
+            "remove `proxy`/`endpoint`; to choose the node that coordinates this side's requests, set coordinator = \"c1\" (c1, c2 or c3)",
+        ));
+    }
+    let first = NodeId::new(1).expect("node 1");
+    Ok(SideEndpoint::Proxy(crate::store::cassandra::cluster_proxy(
+        side, first,
+    )))
 }
 
 /// How one connection reaches its store: a proxy (default `<prefix>_<side>`) or a

@@ -1,6 +1,9 @@
-//! Apache Cassandra through Toxiproxy, with the `scylla` driver.
+//! Apache Cassandra through Toxiproxy, with the `scylla` driver: one node
+//! (`server = "cassandra"`) or the local three-node cluster (`cassandra-cluster`,
+//! see `cluster.rs` and docs/CLUSTER.md).
 //!
-//! Keyspace per run = the namespace (SimpleStrategy, RF 1), dropped at the end.
+//! Keyspace per run = the namespace (SimpleStrategy RF 1 on one node;
+//! NetworkTopologyStrategy RF 3 on the cluster), dropped at the end.
 //! Tables (all created idempotently):
 //! `orders`, `orders_by_customer`, `order_audit`, `events` (the sides, see
 //! `side.rs`) and `order_outbox` (the outbox row written in the order's batch,
@@ -9,12 +12,19 @@
 //!
 //! Each side has its own Session to its own proxy. The driver learns node addresses
 //! from `system.local`/`system.peers`; [`ThroughProxy`] maps every one of them back
-//! to the side's proxy so no connection bypasses it. The driver's own retries are off
+//! to the side's proxy so no connection bypasses it (on the cluster, each node to
+//! the side's proxy in front of that node). The driver's own retries are off
 //! (retrying is the application's decision) and every request has `op_timeout`.
+//! Each connection has its consistency level (`[target.<side>] consistency`, else
+//! `pattern.consistency`), serial consistency for LWTs, and on the cluster
+//! optionally a coordinator it is pinned to.
 
+mod cluster;
 mod relay;
 mod side;
 mod writes;
+
+pub use cluster::{CLUSTER_NODES, CLUSTER_SERVER, cluster_proxies, cluster_proxy};
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -25,7 +35,7 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError, TranslationError};
 use scylla::policies::address_translator::{AddressTranslator, UntranslatedPeer};
 use scylla::policies::retry::FallthroughRetryPolicy;
-use scylla::statement::{Consistency, Statement};
+use scylla::statement::{Consistency, SerialConsistency, Statement};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,15 +55,27 @@ use crate::writer::Writer;
 
 pub static SPEC: StoreSpec = StoreSpec {
     name: "cassandra",
-    about: "Apache Cassandra through the scylla driver (one node locally)",
-    servers: &[ServerSpec {
-        name: "cassandra",
-        proxy_prefix: "cassandra",
-        local: Some(LocalServer {
-            component: "cassandra",
-            in_memory: false,
-        }),
-    }],
+    about: "Apache Cassandra through the scylla driver (one node, or the local three-node cluster)",
+    servers: &[
+        ServerSpec {
+            name: "cassandra",
+            proxy_prefix: "cassandra",
+            local: Some(LocalServer {
+                component: "cassandra",
+                in_memory: false,
+            }),
+        },
+        // Three nodes, replication factor 3, a proxy per node and side
+        // (cassandra_cluster_<side>_n1..n3): faults between nodes, per-replica scans.
+        ServerSpec {
+            name: CLUSTER_SERVER,
+            proxy_prefix: "cassandra_cluster",
+            local: Some(LocalServer {
+                component: "cassandra-cluster",
+                in_memory: false,
+            }),
+        },
+    ],
     holds_primary: true,
     holds_secondary: true,
     patterns: &[
@@ -125,6 +147,9 @@ pub struct CassandraStore {
     ctx: StoreContext,
     sessions: BTreeMap<Side, Arc<Session>>,
     info: ServerInfo,
+    /// On the cluster: where its nodes are, and the checker's per-replica reads.
+    cluster: Option<cluster::ClusterLink>,
+    replicas: Option<Arc<cluster::ClusterReplicas>>,
 }
 
 /// Fully qualified table names of one run.
@@ -151,15 +176,36 @@ impl Tables {
     }
 }
 
+/// A validated consistency name (crate::scenario::CONSISTENCY_LEVELS).
 pub(crate) fn consistency(name: &str) -> Consistency {
     match name {
+        "any" => Consistency::Any,
         "one" => Consistency::One,
         "two" => Consistency::Two,
+        "three" => Consistency::Three,
         "all" => Consistency::All,
         "local_quorum" => Consistency::LocalQuorum,
+        "each_quorum" => Consistency::EachQuorum,
         "local_one" => Consistency::LocalOne,
         _ => Consistency::Quorum,
     }
+}
+
+/// A validated serial consistency name (crate::scenario::SERIAL_LEVELS).
+pub(crate) fn serial_consistency(name: &str) -> SerialConsistency {
+    match name {
+        "serial" => SerialConsistency::Serial,
+        _ => SerialConsistency::LocalSerial,
+    }
+}
+
+/// How one connection is set up: its levels, and on the cluster how it reaches
+/// each node and which node coordinates.
+struct Wiring {
+    level: Consistency,
+    serial: Option<SerialConsistency>,
+    per_node: Option<cluster::PerNodeProxies>,
+    pinned: Option<Arc<cluster::Pinned>>,
 }
 
 /// Opens a session through one proxy (`host:port`).
@@ -167,21 +213,31 @@ async fn open_session(
     side: Side,
     endpoint: &str,
     op_timeout: Duration,
-    level: Consistency,
+    wiring: Wiring,
 ) -> anyhow::Result<Session> {
     let addr = tokio::net::lookup_host(endpoint)
         .await
         .ok()
         .and_then(|mut a| a.next())
         .with_context(|| format!("cannot resolve the {side} endpoint `{endpoint}`"))?;
-    let profile = ExecutionProfile::builder()
+    let mut profile = ExecutionProfile::builder()
         .request_timeout(Some(op_timeout))
-        .consistency(level)
-        .retry_policy(Arc::new(FallthroughRetryPolicy::new()))
-        .build();
+        .consistency(wiring.level)
+        .retry_policy(Arc::new(FallthroughRetryPolicy::new()));
+    if let Some(serial) = wiring.serial {
+        profile = profile.serial_consistency(Some(serial));
+    }
+    if let Some(pinned) = wiring.pinned {
+        profile = profile.load_balancing_policy(pinned);
+    }
+    let profile = profile.build();
+    let translator: Arc<dyn AddressTranslator> = match wiring.per_node {
+        Some(per_node) => Arc::new(per_node),
+        None => Arc::new(ThroughProxy(addr)),
+    };
     let builder = SessionBuilder::new()
         .known_node_addr(addr)
-        .address_translator(Arc::new(ThroughProxy(addr)))
+        .address_translator(translator)
         .connection_timeout(Duration::from_secs(2))
         // Schema metadata is not needed (prepared statements carry their partition
         // key), and refreshing it after DDL fails when another run drops its
@@ -209,7 +265,13 @@ async fn open_session(
 /// retryable: each write carries the operation's timestamp, so a replay is the
 /// same write.
 pub(crate) fn classify(err: &ExecutionError) -> Attempt {
-    let (applied_maybe, class) = class_of(err);
+    let (applied_maybe, class) = if schema_disagreement(err) {
+        // A node without the table yet (schema not agreed): the write may have
+        // reached replicas that have it, so it is never a certain `fail`.
+        (true, "schema-disagreement".to_string())
+    } else {
+        class_of(err)
+    };
     let failure = Failure::new(class, err.to_string()).retryable(true);
     if applied_maybe {
         Attempt::Indeterminate(failure)
@@ -255,6 +317,15 @@ fn class_of(err: &ExecutionError) -> (bool, String) {
     }
 }
 
+/// An error a node without the run's table (or keyspace) gives: its schema has
+/// not caught up with the others'.
+fn schema_disagreement(err: &ExecutionError) -> bool {
+    let text = err.to_string().to_ascii_lowercase();
+    text.contains("unconfigured table")
+        || text.contains("unknown table")
+        || text.contains("keyspace") && text.contains("does not exist")
+}
+
 fn db_error_name(e: &DbError) -> String {
     let debug = format!("{e:?}");
     debug
@@ -267,17 +338,62 @@ fn db_error_name(e: &DbError) -> String {
 impl CassandraStore {
     pub async fn connect(ctx: StoreContext) -> anyhow::Result<Self> {
         let op_timeout = ctx.scenario.workload.op_timeout;
-        let level = consistency(&ctx.scenario.pattern.consistency);
+        let cluster = if ctx.server == CLUSTER_SERVER {
+            Some(cluster::ClusterLink::load(&ctx.stack_state)?)
+        } else {
+            None
+        };
         let mut sessions = BTreeMap::new();
         for side in ctx.sides().collect::<Vec<_>>() {
-            let session = open_session(side, ctx.endpoint(side), op_timeout, level).await?;
+            let settings = ctx.scenario.target.cql(side);
+            let level = settings
+                .consistency
+                .as_deref()
+                .unwrap_or(&ctx.scenario.pattern.consistency);
+            let mut wiring = Wiring {
+                level: consistency(level),
+                serial: settings
+                    .serial_consistency
+                    .as_deref()
+                    .map(serial_consistency),
+                per_node: None,
+                pinned: None,
+            };
+            if let Some(link) = &cluster {
+                wiring.per_node = Some(link.translator(side)?);
+                if let Some(node) = settings.coordinator {
+                    wiring.pinned = Some(link.pinned(side, node)?);
+                }
+            }
+            let session = open_session(side, ctx.endpoint(side), op_timeout, wiring).await?;
             sessions.insert(side, Arc::new(session));
         }
-        Ok(Self {
+        let mut store = Self {
             ctx,
             sessions,
             info: ServerInfo::default(),
-        })
+            cluster,
+            replicas: None,
+        };
+        if let Some(link) = &store.cluster {
+            let (via, session) = store.admin();
+            let pattern = &store.ctx.scenario.pattern;
+            let mut held = Vec::new();
+            if store.ctx.serves(Side::Primary) {
+                held.push((Side::Primary, Table::Orders));
+            }
+            if store.ctx.serves(Side::Secondary) {
+                held.push((Side::Secondary, Table::secondary(pattern)));
+            }
+            store.replicas = Some(Arc::new(cluster::ClusterReplicas::new(
+                session.clone(),
+                via,
+                link,
+                &store.tables(),
+                &held,
+            )?));
+        }
+        Ok(store)
     }
 
     /// One small query on one side's session (proxy checks in tests and tools).
@@ -298,6 +414,21 @@ impl CassandraStore {
             .get(&side)
             .or_else(|| self.sessions.values().next())
             .expect("a store serves at least one connection")
+    }
+
+    /// What this server cannot show, for the result.
+    fn not_exercised(&self) -> Vec<String> {
+        if self.cluster.is_some() {
+            return vec![
+                "one datacenter: LOCAL_* levels act as their global forms, EACH_QUORUM as QUORUM".into(),
+                "replicas converge by hints, batchlog replay and read repair only: no anti-entropy repair (nodetool repair) runs during a run".into(),
+                "a killed node keeps its disk (and the commit log in the page cache): data loss from a lost disk or machine is not exercised".into(),
+            ];
+        }
+        vec![
+            "a single node (RF 1): replica-side partial failures of a cross-partition batch (batchlog replay, WriteTimeout of type BATCH_LOG) cannot happen; faults sit between the client and the coordinator (server = \"cassandra-cluster\" exercises them)".into(),
+            "Unavailable / Overloaded need several replicas or real overload (server = \"cassandra-cluster\" has several replicas)".into(),
+        ]
     }
 
     /// The session of any connection this store serves (set-up, probes).
@@ -348,11 +479,13 @@ impl Store for CassandraStore {
                 ("lwt".to_string(), true),
                 ("multi_partition_transactions".to_string(), false),
             ]),
-            not_exercised: vec![
-                "a single node (RF 1): replica-side partial failures of a cross-partition batch (batchlog replay, WriteTimeout of type BATCH_LOG) cannot happen; faults sit between the client and the coordinator".into(),
-                "Unavailable / Overloaded need several replicas or real overload".into(),
-            ],
+            not_exercised: self.not_exercised(),
         };
+        if self.cluster.is_some() {
+            self.info
+                .capabilities
+                .insert("per_replica_scans".to_string(), true);
+        }
         Ok(())
     }
 
@@ -362,35 +495,62 @@ impl Store for CassandraStore {
 
     async fn prepare(&self) -> anyhow::Result<()> {
         let t = self.tables();
+        let replication = match &self.cluster {
+            Some(link) => link.replication(),
+            None => "{'class': 'SimpleStrategy', 'replication_factor': 1}".to_string(),
+        };
         self.ddl(&format!(
-            "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}",
+            "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {replication}",
             t.keyspace
         ))
         .await?;
+        // On the cluster a read at ONE must ask exactly one replica (the
+        // per-replica scans): no speculative retry to another.
+        let options = if self.cluster.is_some() {
+            " WITH speculative_retry = 'NONE'"
+        } else {
+            ""
+        };
         let tables = [
             format!(
-                "CREATE TABLE IF NOT EXISTS {} (order_id text PRIMARY KEY, customer_id bigint, amount_cents bigint, payload text)",
+                "CREATE TABLE IF NOT EXISTS {} (order_id text PRIMARY KEY, customer_id bigint, amount_cents bigint, payload text){options}",
                 t.orders
             ),
             format!(
-                "CREATE TABLE IF NOT EXISTS {} (customer_id bigint, order_id text, amount_cents bigint, PRIMARY KEY ((customer_id), order_id))",
+                "CREATE TABLE IF NOT EXISTS {} (customer_id bigint, order_id text, amount_cents bigint, PRIMARY KEY ((customer_id), order_id)){options}",
                 t.by_customer
             ),
             format!(
-                "CREATE TABLE IF NOT EXISTS {} (order_id text, audit_id text, customer_id bigint, amount_cents bigint, PRIMARY KEY ((order_id), audit_id))",
+                "CREATE TABLE IF NOT EXISTS {} (order_id text, audit_id text, customer_id bigint, amount_cents bigint, PRIMARY KEY ((order_id), audit_id)){options}",
                 t.audit
             ),
             format!(
-                "CREATE TABLE IF NOT EXISTS {} (order_id text PRIMARY KEY, customer_id bigint, amount_cents bigint, published boolean, processing boolean, claimed_at timestamp, claimed_by text)",
+                "CREATE TABLE IF NOT EXISTS {} (order_id text PRIMARY KEY, customer_id bigint, amount_cents bigint, published boolean, processing boolean, claimed_at timestamp, claimed_by text){options}",
                 t.outbox
             ),
             format!(
-                "CREATE TABLE IF NOT EXISTS {} (order_id text, event_id text, customer_id bigint, amount_cents bigint, PRIMARY KEY ((order_id), event_id))",
+                "CREATE TABLE IF NOT EXISTS {} (order_id text, event_id text, customer_id bigint, amount_cents bigint, PRIMARY KEY ((order_id), event_id)){options}",
                 t.events
             ),
         ];
         for cql in &tables {
             self.ddl(cql).await?;
+        }
+        if let Some(link) = &self.cluster {
+            let (side, session) = self.admin();
+            link.wait_for_tables(
+                session,
+                side,
+                &t.keyspace,
+                &[
+                    "orders",
+                    "orders_by_customer",
+                    "order_audit",
+                    "order_outbox",
+                    "events",
+                ],
+            )
+            .await?;
         }
         Ok(())
     }
@@ -402,9 +562,19 @@ impl Store for CassandraStore {
             _ => Table::secondary(pattern),
         };
         let lwt = side == Side::Primary && pattern.lwt_insert;
-        Ok(Arc::new(
-            CassandraSide::new(self.session(side).clone(), table, &self.tables(), lwt).await?,
-        ))
+        let mut s =
+            CassandraSide::new(self.session(side).clone(), table, &self.tables(), lwt).await?;
+        if self.cluster.is_some() {
+            // The checker's scan is the eventual truth: every replica, merged.
+            s.scan_consistency = Some(Consistency::All);
+        }
+        Ok(Arc::new(s))
+    }
+
+    fn replicas(&self) -> Option<Arc<dyn crate::store::Replicas>> {
+        self.replicas
+            .clone()
+            .map(|r| r as Arc<dyn crate::store::Replicas>)
     }
 
     async fn atomic_write(&self) -> anyhow::Result<Arc<dyn AtomicWrite>> {
@@ -426,6 +596,7 @@ impl Store for CassandraStore {
             self.session(Side::Relay).clone(),
             &self.tables().outbox,
             &self.ctx.scenario.pattern,
+            self.cluster.is_some().then_some(Consistency::All),
         )
         .await?;
         Ok(Arc::new(source))
@@ -528,6 +699,15 @@ mod tests {
         assert_eq!(db(unavailable), (false, "Unavailable".into()));
         assert_eq!(db(DbError::Overloaded), (false, "Overloaded".into()));
         assert_eq!(db(DbError::Invalid), (false, "Invalid".into()));
+        // A node without the table yet: it may have reached replicas that have it.
+        let unconfigured = ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::Invalid,
+            "unconfigured table orders".into(),
+        ));
+        assert_eq!(
+            class(classify(&unconfigured)),
+            (true, "schema-disagreement".into())
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ use anyhow::Context;
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use scylla::client::session::Session;
-use scylla::statement::Statement;
 use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, Statement};
 use scylla::value::CqlTimestamp;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -45,6 +45,11 @@ pub(crate) struct OutboxSource {
     /// Per worker: its identity in this incarnation and the pending rows it still
     /// has to try (in flight: replaced on restart).
     workers: Mutex<HashMap<u32, WorkerState>>,
+    /// The level of the harness's own count of pending rows ([`RelaySource::pending`],
+    /// which decides when the relay has drained), when it must not be the relay's:
+    /// on the cluster a relay reading at ONE from a replica that is behind sees
+    /// fewer pending rows than there are; the count reads every replica (ALL).
+    count_at: Option<Consistency>,
 }
 
 #[derive(Default)]
@@ -67,6 +72,7 @@ impl OutboxSource {
         relay: Arc<Session>,
         outbox: &str,
         pattern: &Pattern,
+        count_at: Option<Consistency>,
     ) -> anyhow::Result<Self> {
         let prep = |session: Arc<Session>, cql: String| async move {
             session
@@ -100,17 +106,21 @@ impl OutboxSource {
             outbox: outbox.to_string(),
             claim_ttl: pattern.relay.claim_ttl,
             workers: Mutex::default(),
+            count_at,
         })
     }
 
     /// Every unpublished outbox row, page by page (bounded memory per page; the
     /// pending set itself is what the relay has to work through).
-    async fn pending_rows(&self) -> anyhow::Result<Vec<Pending>> {
-        let s = Statement::new(format!(
+    async fn pending_rows(&self, level: Option<Consistency>) -> anyhow::Result<Vec<Pending>> {
+        let mut s = Statement::new(format!(
             "SELECT order_id, customer_id, amount_cents, published, processing, claimed_at FROM {}",
             self.outbox
         ))
         .with_page_size(PAGE);
+        if let Some(level) = level {
+            s.set_consistency(level);
+        }
         type Row = (
             String,
             Option<i64>,
@@ -146,7 +156,8 @@ impl OutboxSource {
         let result = if !row.processing {
             self.relay
                 .execute_unpaged(&self.claim, (now, me, &row.key))
-                .await?
+                .await
+                .with_context(|| format!("claiming {} (LWT)", row.key))?
         } else {
             let Some(old) = row.claimed_at else {
                 return Ok(false);
@@ -157,7 +168,8 @@ impl OutboxSource {
             }
             self.relay
                 .execute_unpaged(&self.retake, (now, me, &row.key, old))
-                .await?
+                .await
+                .with_context(|| format!("retaking the expired claim on {} (LWT)", row.key))?
         };
         applied(result)
     }
@@ -190,7 +202,7 @@ impl RelaySource for OutboxSource {
             (state.me.clone(), state.queue.is_empty())
         };
         if empty {
-            let mut rows = self.pending_rows().await?;
+            let mut rows = self.pending_rows(None).await?;
             // Each worker starts at its own share of the pending list, so workers
             // mostly claim different entries instead of racing (and losing Paxos
             // rounds) on the same one; the LWT still decides every race.
@@ -241,13 +253,13 @@ impl RelaySource for OutboxSource {
                 .relay
                 .execute_unpaged(&self.mark, (&event.position, &me))
                 .await
-                .with_context(|| format!("marking {} published", event.position))?;
+                .with_context(|| format!("marking {} published (LWT)", event.position))?;
             let _ = applied(marked)?;
         }
         Ok(())
     }
 
     async fn pending(&self) -> anyhow::Result<u64> {
-        Ok(self.pending_rows().await?.len() as u64)
+        Ok(self.pending_rows(self.count_at).await?.len() as u64)
     }
 }

@@ -66,6 +66,9 @@ pub(crate) struct CassandraSide {
     pub(crate) lwt: bool,
     /// `[app]`: the service's layout of this table (`insert` plants into it).
     pub(crate) app: Option<Arc<Layout>>,
+    /// The checker's scan reads at this level instead of the connection's (ALL on
+    /// the cluster: what every replica holds, merged).
+    pub(crate) scan_consistency: Option<scylla::statement::Consistency>,
 }
 
 impl CassandraSide {
@@ -110,6 +113,7 @@ impl CassandraSide {
             insert,
             lwt: lwt && table == Table::Orders,
             app: None,
+            scan_consistency: None,
         })
     }
 
@@ -215,7 +219,13 @@ impl SideStore for CassandraSide {
         if let Some(layout) = &self.app {
             return scan_app(&self.session, layout, sink).await;
         }
-        scan_table(&self.session, &self.name, sink).await
+        let level = self.scan_consistency;
+        scan_table(&self.session, &self.name, sink, |s| {
+            if let Some(level) = level {
+                s.set_consistency(level);
+            }
+        })
+        .await
     }
 
     async fn plant(&self, record: Record, copies: u32) -> anyhow::Result<()> {
@@ -321,16 +331,19 @@ impl SideStore for CassandraSide {
 }
 
 /// Full token-range scan of one table, paged: one page in memory at a time.
+/// `configure` adjusts the statement (consistency, a pinned node, a timeout).
 pub(crate) async fn scan_table(
     session: &Session,
     table: &str,
     sink: &mut dyn ScanSink,
+    configure: impl FnOnce(&mut Statement),
 ) -> anyhow::Result<()> {
     let mut s = Statement::new(format!(
         "SELECT order_id, customer_id, amount_cents FROM {table}"
     ))
     .with_page_size(SCAN_PAGE);
     s.set_request_timeout(Some(DDL_TIMEOUT));
+    configure(&mut s);
     let mut rows = session
         .query_iter(s, ())
         .await

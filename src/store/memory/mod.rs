@@ -516,6 +516,7 @@ pub(crate) mod tests {
                 namespace: "test".into(),
                 server: "memory".into(),
                 endpoints: BTreeMap::new(),
+                stack_state: Default::default(),
             },
             tables: Arc::default(),
             switches: Arc::default(),

@@ -24,6 +24,8 @@ use scylla::statement::{Consistency, Statement};
 
 use super::common::{bin, repo};
 
+mod runs;
+
 /// One cluster test at a time: each faults the whole cluster.
 fn lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
