@@ -17,6 +17,7 @@ pub mod history;
 pub mod order;
 pub mod pattern;
 pub mod progress;
+pub mod reader;
 pub mod relay;
 pub mod report;
 pub mod result;

@@ -21,13 +21,14 @@ use crate::fault::toxiproxy::Toxiproxy;
 use crate::fault::{self, FaultTargets, FaultWindow, Nemesis};
 use crate::history::{History, HistoryWriter};
 use crate::progress::Progress;
+use crate::reader::{self, ReaderHandle, ReaderSpec};
 use crate::relay::Relay;
 use crate::result::{
     self, Availability, Latency, Ops, RelayResult, RunDir, RunResult, ScenarioInfo, Tool, Verdict,
     WorkloadResult,
 };
 use crate::scenario::{FaultKind, Scenario, Side, SideEndpoint};
-use crate::store::{self, SideStore, Stores};
+use crate::store::{self, ReadOptions, SideStore, Stores};
 use crate::verdict;
 use crate::writer::Writer;
 
@@ -129,6 +130,8 @@ struct SetUp {
     writer: Arc<dyn Writer>,
     relay: Option<Arc<tokio::sync::Mutex<Relay>>>,
     processes: Option<ProcessControl>,
+    /// What the readers read with, when the scenario has `[readers]`.
+    readers: Option<ReaderSpec>,
 }
 
 /// What the load left.
@@ -139,6 +142,8 @@ struct Load {
     windows: Vec<FaultWindow>,
     interrupted: bool,
     ended: Instant,
+    /// Still reading what the load wrote: finished during the settle period.
+    readers: Option<ReaderHandle>,
 }
 
 impl<'a> Run<'a> {
@@ -201,9 +206,10 @@ impl<'a> Run<'a> {
     }
 
     async fn phases(&mut self, interrupt: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let setup = self.set_up().await?;
-        let load = self.load(&setup, interrupt).await?;
-        let causes = self.settle(&setup, &load).await?;
+        let mut setup = self.set_up().await?;
+        let mut load = self.load(&mut setup, interrupt).await?;
+        let readers = load.readers.take();
+        let causes = self.settle(&setup, &load, readers).await?;
         self.check(&setup, &load, &causes).await?;
         self.drop_namespace(&setup).await;
         Ok(())
@@ -264,11 +270,36 @@ impl<'a> Run<'a> {
         } else {
             None
         };
+        let readers = match &self.scenario.readers {
+            Some(r) => {
+                let (primary, secondary) = stores.sides().await.map_err(infra)?;
+                let key = self.scenario.pattern.secondary_key_policy();
+                let w = &self.scenario.workload;
+                Some(ReaderSpec {
+                    readers: r.clone(),
+                    primary,
+                    secondary,
+                    primary_options: ReadOptions {
+                        consistency: r.primary.clone(),
+                        key,
+                    },
+                    secondary_options: ReadOptions {
+                        consistency: r.secondary.clone(),
+                        key,
+                    },
+                    seed: self.scenario.seed,
+                    customers: w.customers,
+                    read_deadline: w.op_timeout + Duration::from_secs(1),
+                })
+            }
+            None => None,
+        };
         Ok(SetUp {
             stores: Arc::new(stores),
             writer,
             relay,
             processes,
+            readers,
         })
     }
 
@@ -291,7 +322,7 @@ impl<'a> Run<'a> {
     /// The driver and the nemesis, side by side until the load ends.
     async fn load(
         &mut self,
-        setup: &SetUp,
+        setup: &mut SetUp,
         interrupt: watch::Receiver<bool>,
     ) -> anyhow::Result<Load> {
         let scenario = self.scenario.clone();
@@ -343,11 +374,21 @@ impl<'a> Run<'a> {
             op_deadline: scenario.workload.op_timeout * (scenario.pattern.retries + 2)
                 + Duration::from_secs(1),
         };
+        // The readers hear every answer of the writer they wrap.
+        let (writer, readers) = match setup.readers.take() {
+            Some(spec) => {
+                let out = reader::entry::ReadsWriter::create(&self.dir.reads_file())?;
+                let (writer, handle) =
+                    reader::start(spec, setup.writer.clone(), t0, Some(out), interrupt.clone());
+                (writer, Some(handle))
+            }
+            None => (setup.writer.clone(), None),
+        };
         let (windows, driven) = tokio::join!(
             nemesis.run(t0, nemesis_stop_rx, &targets, active.clone()),
             async {
                 let r = driver::drive(
-                    setup.writer.clone(),
+                    writer,
                     spec,
                     t0,
                     Some(history_writer),
@@ -407,6 +448,7 @@ impl<'a> Run<'a> {
             windows,
             interrupted: *interrupt.borrow(),
             ended: Instant::now(),
+            readers,
         };
         self.record_load(&load, setup);
         Ok(load)
@@ -451,22 +493,37 @@ impl<'a> Run<'a> {
 
     /// Lets the relay drain (bounded), or the stores quiesce; returns the known
     /// causes of duplicates the relay saw.
-    async fn settle(&mut self, setup: &SetUp, load: &Load) -> anyhow::Result<Causes> {
+    async fn settle(
+        &mut self,
+        setup: &SetUp,
+        load: &Load,
+        readers: Option<ReaderHandle>,
+    ) -> anyhow::Result<Causes> {
         let settle = self.scenario.check.settle;
-        let Some(relay) = &setup.relay else {
-            if self.do_check(load) {
-                tokio::time::sleep(settle).await;
+        // The readers finish the reads the load planned meanwhile.
+        let reads = async move {
+            match readers {
+                Some(h) => Some(h.finish().await),
+                None => None,
             }
+        };
+        let Some(relay) = &setup.relay else {
+            let reads = if self.do_check(load) {
+                tokio::join!(tokio::time::sleep(settle), reads).1
+            } else {
+                reads.await
+            };
+            self.record_reads(reads, load)?;
             return Ok(Causes::new());
         };
-        let (pending_at_load_end, drained, pending, causes) = {
+        let (pending_at_load_end, drained, pending, causes, reads) = {
             let mut r = relay.lock().await;
             r.restart(); // a relay-crash window cut short by the end of the load
             let pending_at_load_end = r.pending().await.unwrap_or(u64::MAX);
-            let (drained, pending) = if self.do_check(load) {
-                r.wait_drained(settle).await
+            let ((drained, pending), reads) = if self.do_check(load) {
+                tokio::join!(r.wait_drained(settle), reads)
             } else {
-                (false, pending_at_load_end)
+                ((false, pending_at_load_end), reads.await)
             };
             if !drained {
                 self.note(format!(
@@ -476,8 +533,9 @@ impl<'a> Run<'a> {
             if let Some(e) = r.last_error() {
                 self.note(format!("the relay's last error: {e}"));
             }
-            (pending_at_load_end, drained, pending, r.causes())
+            (pending_at_load_end, drained, pending, r.causes(), reads)
         };
+        self.record_reads(reads, load)?;
         let drain = load.ended.elapsed();
         let (deliveries, mut stats) = relay.lock().await.stop();
         stats.pending_at_load_end = pending_at_load_end;
@@ -504,6 +562,32 @@ impl<'a> Run<'a> {
             time_to_consistency_ms: Latency::from_us(&ttc),
         });
         Ok(causes)
+    }
+
+    /// What the readers saw into the result: every read, summed up against the
+    /// history (`crate::reader::stats`).
+    fn record_reads(
+        &mut self,
+        reads: Option<anyhow::Result<(Vec<reader::entry::ReadEntry>, result::Followed)>>,
+        load: &Load,
+    ) -> anyhow::Result<()> {
+        let (Some(reads), Some(spec)) = (reads, &self.scenario.readers) else {
+            return Ok(());
+        };
+        let (reads, followed) = reads.context("the readers failed")?;
+        let delays: Vec<u64> = spec.delays.iter().map(|d| d.as_millis() as u64).collect();
+        let mut r = reader::stats::summarize(&reads, &load.history, &delays);
+        r.plan = result::ReadersPlan {
+            rate: spec.rate,
+            concurrency: spec.concurrency,
+            delays_ms: delays,
+            unacknowledged: spec.unacknowledged,
+            primary: spec.primary.clone(),
+            secondary: spec.secondary.clone(),
+        };
+        r.followed = followed;
+        self.result.readers = Some(r);
+        Ok(())
     }
 
     /// Full scans of both sides, compared with each other and the history.
@@ -600,7 +684,8 @@ impl<'a> Run<'a> {
                 r.complete = r.interrupted.is_none() && r.checker.is_some();
                 match &r.checker {
                     Some(c) => {
-                        let (v, reasons) = verdict::judge(c, &r.availability, &r.expect);
+                        let (v, reasons) =
+                            verdict::judge(c, &r.availability, r.readers.as_ref(), &r.expect);
                         r.verdict = v;
                         r.verdict_reasons = reasons;
                     }
@@ -674,6 +759,7 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
         relay: None,
         faults_injected: BTreeMap::new(),
         availability: Availability::default(),
+        readers: None,
         checker: None::<CheckerReport>,
         checked: false,
         expect: scenario.expect.clone(),

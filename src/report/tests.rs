@@ -191,6 +191,7 @@ pub(crate) fn naive() -> RunResult {
             ok_fraction: 1.0,
             ..Availability::default()
         },
+        readers: None,
         checker: Some(checker),
         checked: true,
         expect: Expect::zero(),
@@ -439,7 +440,7 @@ fn jepsen_history_matches_snapshot() {
         // Both earlier processes are busy or retired: a new process 2.
         e(3, 6_500, 8_000, Outcome::Ok, SideOutcome::Ok),
     ];
-    let text = jepsen::export(&entries);
+    let text = jepsen::export(&entries, &[]);
     snapshot("history.jepsen.jsonl", &text);
     let procs: Vec<u64> = text
         .lines()
