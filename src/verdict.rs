@@ -300,7 +300,10 @@ mod tests {
         assert_eq!(v, Verdict::Fail);
         assert_eq!(reasons[0], "orphans: 3 > allowed 0 (e.g. o1)");
         let any = Expect::default();
-        assert_eq!(judge(&c, &availability(0.0, None), None, &any).0, Verdict::Pass);
+        assert_eq!(
+            judge(&c, &availability(0.0, None), None, &any).0,
+            Verdict::Pass
+        );
     }
 
     #[test]
@@ -345,7 +348,10 @@ mod tests {
         };
         let c = CheckerReport::default();
         let a = availability(0.0, None);
-        assert_eq!(judge(&c, &a, Some(&readers), &Expect::zero()).0, Verdict::Pass);
+        assert_eq!(
+            judge(&c, &a, Some(&readers), &Expect::zero()).0,
+            Verdict::Pass
+        );
         let strict = Expect {
             partial_reads: Some(0),
             read_anomalies: Some(0),

@@ -378,7 +378,11 @@ mod tests {
             } else {
                 Outcome::Unknown
             };
-            b.follow(&Answer { id: i, outcome, at: t });
+            b.follow(&Answer {
+                id: i,
+                outcome,
+                at: t,
+            });
         }
         let f = &b.followed;
         assert_eq!(f.acknowledged, 500);

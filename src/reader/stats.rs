@@ -149,7 +149,10 @@ fn fractions(mut d: DelayReads) -> DelayReads {
 /// For each followed acknowledged order: from its intended start (the history)
 /// to the end of the first read that saw both sides; and the orders never seen
 /// on both.
-fn time_to_consistency(reads: &[ReadEntry], history: &History) -> (Histogram<u64>, u64, Vec<String>) {
+fn time_to_consistency(
+    reads: &[ReadEntry],
+    history: &History,
+) -> (Histogram<u64>, u64, Vec<String>) {
     let mut first_both: BTreeMap<u64, Option<u64>> = BTreeMap::new();
     for r in reads.iter().filter(|r| r.write == Outcome::Ok) {
         let slot = first_both.entry(r.id).or_default();

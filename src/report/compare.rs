@@ -357,11 +357,9 @@ pub fn value(r: &RunResult, baseline: Option<&RunResult>, col: Column) -> Value 
                 .as_ref()
                 .map(|relay| relay.time_to_consistency_ms.p99),
         ),
-        Column::Partial(ms) => Value::Number(
-            r.readers
-                .as_ref()
-                .and_then(|x| x.partial_fraction_at(ms)),
-        ),
+        Column::Partial(ms) => {
+            Value::Number(r.readers.as_ref().and_then(|x| x.partial_fraction_at(ms)))
+        }
         Column::ReadTtcP99 => Value::Number(
             r.readers
                 .as_ref()

@@ -299,7 +299,11 @@ fn charts(r: &RunResult) -> String {
     let mut charts = vec![rate, latency, divergent];
     if let Some(readers) = &r.readers {
         let share = |f: fn(&crate::result::ReadSecond) -> Option<f64>| -> Vec<f64> {
-            readers.timeline.iter().map(|s| f(s).unwrap_or(0.0)).collect()
+            readers
+                .timeline
+                .iter()
+                .map(|s| f(s).unwrap_or(0.0))
+                .collect()
         };
         charts.push(Chart {
             title: "Partial reads over time (acknowledged orders, by read start)".into(),
@@ -411,7 +415,9 @@ fn readers(r: &RunResult) -> String {
         if rows.iter().all(|d| d.reads == 0) && title.contains("failed") {
             continue;
         }
-        s.push_str(&format!("<p>{title}, by delay after the write's answer (shares of the answered reads):</p>\n"));
+        s.push_str(&format!(
+            "<p>{title}, by delay after the write's answer (shares of the answered reads):</p>\n"
+        ));
         s.push_str("<table>\n<tr><th>delay</th><th>reads</th><th>answered</th><th>both</th><th>primary only</th><th>secondary only</th><th>neither</th><th>partial</th><th>not answered</th></tr>\n");
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
         for d in rows {

@@ -8,8 +8,8 @@ use serde_json::json;
 use std::collections::BTreeSet;
 
 use crate::history::{HistoryEntry, Outcome, SideOutcome};
-use crate::reader::entry::ReadEntry;
 use crate::order::order_key;
+use crate::reader::entry::ReadEntry;
 
 fn side(s: SideOutcome) -> &'static str {
     match s {
@@ -113,7 +113,13 @@ fn write_record(
 
 /// A read: the invocation names the order; the completion's value is what each
 /// side showed (`seen` / `absent`, or `fail` / `unknown` when it did not answer).
-fn read_record(r: &ReadEntry, invoke: bool, p: u64, time_us: u64, index: usize) -> serde_json::Value {
+fn read_record(
+    r: &ReadEntry,
+    invoke: bool,
+    p: u64,
+    time_us: u64,
+    index: usize,
+) -> serde_json::Value {
     let key = order_key(r.id);
     if invoke {
         return json!({
@@ -136,7 +142,10 @@ fn read_record(r: &ReadEntry, invoke: bool, p: u64, time_us: u64, index: usize) 
         "index": index,
         "value": {"id": r.id, "key": key, "primary": r.primary.name(), "secondary": r.secondary.name()},
     });
-    for (name, e) in [("primary_error", &r.primary_error), ("secondary_error", &r.secondary_error)] {
+    for (name, e) in [
+        ("primary_error", &r.primary_error),
+        ("secondary_error", &r.secondary_error),
+    ] {
         if let Some(e) = e {
             out[name] = json!(e);
         }

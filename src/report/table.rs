@@ -107,7 +107,10 @@ pub fn summary(r: &RunResult) -> String {
             .collect();
         t.add_row(vec![
             Cell::new("partial reads"),
-            Cell::new(format!("{} (acknowledged orders, by delay)", at.join(" | "))),
+            Cell::new(format!(
+                "{} (acknowledged orders, by delay)",
+                at.join(" | ")
+            )),
         ]);
         let ttc = &x.time_to_consistency_ms;
         t.add_row(vec![

@@ -5,7 +5,15 @@ use super::*;
 use crate::history::{OpSummary, SideOutcome};
 
 /// A read of order `id` at `delay_ms`, starting at `start_ms` and taking 2 ms.
-fn read(n: u64, id: u64, delay_ms: u64, write: Outcome, start_ms: u64, p: Seen, s: Seen) -> ReadEntry {
+fn read(
+    n: u64,
+    id: u64,
+    delay_ms: u64,
+    write: Outcome,
+    start_ms: u64,
+    p: Seen,
+    s: Seen,
+) -> ReadEntry {
     let start_us = start_ms * 1000;
     ReadEntry {
         n,
@@ -49,7 +57,12 @@ fn a_relay_lag_shows_as_primary_only_reads_that_fall_with_the_delay() {
     // Four acknowledged orders written at 0, 100, 200, 300 ms (answered 10 ms
     // later); the relay publishes each 50 ms after its write. Read at +0 ms (the
     // event is not there yet, except order 3's: the relay was quick) and +100 ms.
-    let h = history(&[(0, Acked, 0), (1, Acked, 100), (2, Acked, 200), (3, Acked, 300)]);
+    let h = history(&[
+        (0, Acked, 0),
+        (1, Acked, 100),
+        (2, Acked, 200),
+        (3, Acked, 300),
+    ]);
     let reads = vec![
         read(0, 0, 0, Acked, 10, Yes, Absent),
         read(1, 0, 100, Acked, 110, Yes, Yes),
@@ -120,7 +133,13 @@ fn unanswered_reads_are_counted_apart_from_what_answered_reads_saw() {
 
 #[test]
 fn anomalies_are_named_with_their_orders() {
-    let h = history(&[(0, Acked, 0), (1, Unknown, 0), (2, Fail, 0), (3, Acked, 0), (4, Unknown, 0)]);
+    let h = history(&[
+        (0, Acked, 0),
+        (1, Unknown, 0),
+        (2, Fail, 0),
+        (3, Acked, 0),
+        (4, Unknown, 0),
+    ]);
     let reads = vec![
         // Order 0, acknowledged, not on its primary: a read-your-write violation.
         read(0, 0, 0, Acked, 10, Absent, Absent),
@@ -139,15 +158,35 @@ fn anomalies_are_named_with_their_orders() {
     ];
     let r = summarize(&reads, &h, &[0]);
     let a = |name: &str| &r.anomalies[name];
-    assert_eq!(r.anomalies.len(), 4, "every name present: {:?}", r.anomalies);
-    assert_eq!((a("read_your_write").reads, a("read_your_write").samples.clone()), (1, vec!["o000000000000".to_string()]));
+    assert_eq!(
+        r.anomalies.len(),
+        4,
+        "every name present: {:?}",
+        r.anomalies
+    );
+    assert_eq!(
+        (
+            a("read_your_write").reads,
+            a("read_your_write").samples.clone()
+        ),
+        (1, vec!["o000000000000".to_string()])
+    );
     assert_eq!(a("visible_ghost").samples, ["o000000000001"]);
     assert_eq!(a("failed_write_visible").samples, ["o000000000002"]);
-    assert_eq!((a("non_monotonic").reads, a("non_monotonic").orders), (1, 1));
+    assert_eq!(
+        (a("non_monotonic").reads, a("non_monotonic").orders),
+        (1, 1)
+    );
     assert_eq!(a("non_monotonic").samples, ["o000000000003"]);
     assert_eq!(r.anomalous_reads(), 4);
     // A failed or unknown write's reads are reported apart.
-    assert_eq!(r.unacknowledged_by_delay.iter().map(|d| d.reads).sum::<u64>(), 4);
+    assert_eq!(
+        r.unacknowledged_by_delay
+            .iter()
+            .map(|d| d.reads)
+            .sum::<u64>(),
+        4
+    );
     assert_eq!(r.by_delay.iter().map(|d| d.reads).sum::<u64>(), 3);
 }
 

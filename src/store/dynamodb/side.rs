@@ -94,7 +94,10 @@ impl SideStore for DynamoSide {
                     .table_name(&self.name)
                     .index_name(ORDER_INDEX)
                     .key_condition_expression("order_id = :o")
-                    .expression_attribute_values(":o", AttributeValue::S(order_key(record.order_id)))
+                    .expression_attribute_values(
+                        ":o",
+                        AttributeValue::S(order_key(record.order_id)),
+                    )
                     .select(aws_sdk_dynamodb::types::Select::Count)
                     .send()
                     .await

@@ -301,7 +301,9 @@ impl SideStore for MemorySide {
                         t.events
                             .range(stable.clone()..)
                             .take_while(|(k, _)| k.starts_with(&stable))
-                            .filter(|(k, _)| k.len() == stable.len() || k[stable.len()..].starts_with('-'))
+                            .filter(|(k, _)| {
+                                k.len() == stable.len() || k[stable.len()..].starts_with('-')
+                            })
                             .count() as u32
                     }
                 };

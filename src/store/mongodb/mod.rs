@@ -118,7 +118,10 @@ pub static SPEC: StoreSpec = StoreSpec {
         read_concern: &[
             ("ferretdb", &["local"]),
             ("mongoeco", &["local"]),
-            ("mongodb", &["local", "available", "majority", "linearizable"]),
+            (
+                "mongodb",
+                &["local", "available", "majority", "linearizable"],
+            ),
         ],
         // Each side reaches one server through its own proxy (directConnection).
         read_preference: &["primary"],
