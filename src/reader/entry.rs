@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::history::Outcome;
 
 /// What one side showed a read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Seen {
     /// The side answered and holds the order's record.

@@ -8,5 +8,6 @@ mod common;
 mod dynamodb;
 mod dynamodb_patterns;
 mod mongodb;
+mod readers;
 mod reliability;
 mod reports;
