@@ -259,8 +259,16 @@ fn validate(files: &[PathBuf]) -> i32 {
     for f in files {
         match scenario::load(f) {
             Ok(s) => {
+                let readers = s.readers.as_ref().map_or(String::new(), |r| {
+                    let delays: Vec<String> = r
+                        .delays
+                        .iter()
+                        .map(|d| scenario::fmt_duration(*d))
+                        .collect();
+                    format!(", readers at {}", delays.join("/"))
+                });
                 println!(
-                    "{}: ok ({} ({}) / {}, {} ops, {} fault(s))",
+                    "{}: ok ({} ({}) / {}, {} ops, {} fault(s){readers})",
                     f.display(),
                     s.target.stores_label(),
                     s.target.servers_label(),

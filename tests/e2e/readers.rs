@@ -162,20 +162,26 @@ fn relay_readers_converge(name: &str, store: &str, server: &str, pattern: &str, 
     let delay_list: Vec<String> = delays.iter().map(|d| format!("\"{d}ms\"")).collect();
     let last = *delays.last().unwrap();
     let body = format!(
-        "[pattern]\nname = \"{pattern}\"\n[pattern.relay]\npoll_interval = \"50ms\"\n{}\n[workload]\nrate = 10\nduration = \"5s\"\nconcurrency = 16\nop_timeout = \"5s\"\n[check]\nsettle = \"30s\"\n[readers]\nconcurrency = 64\ndelays = [{}]\n",
+        "[pattern]\nname = \"{pattern}\"\n[pattern.relay]\npoll_interval = \"50ms\"\n{}\n[workload]\nrate = 10\nduration = \"5s\"\nconcurrency = 16\nop_timeout = \"5s\"\n[check]\nsettle = \"30s\"\n[readers]\nconcurrency = 64\ndelays = [{}]\n{}",
         if server == "mongoeco" {
             "mode = \"poll\""
         } else {
             ""
         },
-        delay_list.join(", ")
+        delay_list.join(", "),
+        // moto serves one request at a time for every run on the machine: half
+        // the orders are enough, and leave the relay its share of the server.
+        if server == "moto" { "rate = 20\n" } else { "" }
     );
     let r = run(name, store, server, &body);
     assert_eq!(r.run.code, 0, "{}", r.explain());
     let x = r.readers();
     let relay = r.run.result.relay.as_ref().expect("a relay");
     assert!(relay.stats.drained, "{}", r.explain());
-    assert_eq!(x.followed.acknowledged, r.run.result.workload.ops.ok);
+    assert_eq!(
+        x.followed.acknowledged + x.followed.over_budget,
+        r.run.result.workload.ops.ok
+    );
     // Per order: a side never shows a record and then not (no fault, one copy
     // of the data), so an order partial at a later delay was partial at every
     // earlier delay its reads answered.
@@ -258,7 +264,7 @@ fn dynamodb_streams_partial_reads_fall_with_the_delay_to_zero() {
         "dynamodb",
         "moto",
         "streams",
-        &[0, 200, 2000, 20_000],
+        &[0, 200, 2000, 30_000],
     );
 }
 
@@ -269,7 +275,7 @@ fn dynamodb_outbox_partial_reads_fall_with_the_delay_to_zero() {
         "dynamodb",
         "moto",
         "outbox",
-        &[0, 200, 2000, 20_000],
+        &[0, 200, 2000, 30_000],
     );
 }
 
@@ -424,7 +430,7 @@ fn naive_with_the_secondary_down_has_partial_reads_exactly_for_the_orphans_just_
 /// A transaction under lost answers: no reader ever sees half of one.
 fn transaction_readers_see_no_half(name: &str, store: &str, server: &str, pattern: &str) {
     let body = format!(
-        "[pattern]\nname = \"{pattern}\"\n[workload]\nrate = 20\nduration = \"5s\"\nconcurrency = 16\nop_timeout = \"1s\"\n[[faults]]\nkind = \"timeout\"\nside = \"primary\"\ndirection = \"downstream\"\ntoxicity = 0.3\nstart = \"1s\"\nduration = \"2s\"\n[check]\nsettle = \"1s\"\n[expect]\npartial_reads = 0\nread_anomalies = 0\nindeterminate = 1.0\n[readers]\nconcurrency = 64\ndelays = [\"0ms\", \"10ms\", \"500ms\", \"2s\"]\n"
+        "[pattern]\nname = \"{pattern}\"\n[workload]\nrate = 20\nduration = \"5s\"\nconcurrency = 16\nop_timeout = \"1s\"\n[[faults]]\nkind = \"timeout\"\nside = \"primary\"\ndirection = \"downstream\"\ntoxicity = 0.3\nstart = \"1s\"\nduration = \"2s\"\n[check]\nsettle = \"1s\"\n[expect]\npartial_reads = 0\nread_anomalies = 0\nindeterminate = 1.0\n[readers]\nrate = 40\nconcurrency = 64\ndelays = [\"0ms\", \"10ms\", \"500ms\", \"2s\"]\n"
     );
     let r = run(name, store, server, &body);
     let x = r.readers();
