@@ -450,7 +450,7 @@ fn readers(r: &RunResult) -> String {
             rt.p50, rt.p99, rt.max
         ));
     }
-    ttc.push_str(".");
+    ttc.push('.');
     if x.never_consistent > 0 {
         ttc.push_str(&format!(
             " <span class=\"alarm\">{} followed orders were never seen on both sides</span> (e.g. {}).",

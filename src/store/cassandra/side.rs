@@ -205,13 +205,15 @@ impl SideStore for CassandraSide {
             }
             _ => self.session.execute_unpaged(&statement, (&key,)).await,
         };
-        match result.map(|r| r.into_rows_result()) {
-            Ok(Ok(rows)) => ReadOutcome::Ok(rows.rows_num() as u32),
-            // Served, but the answer could not be read.
-            Ok(Err(e)) => ReadOutcome::Unknown(crate::pattern::outcome::Failure::new(
-                "response",
-                e.to_string(),
-            )),
+        match result {
+            Ok(r) => match r.into_rows_result() {
+                Ok(rows) => ReadOutcome::Ok(rows.rows_num() as u32),
+                // Served, but the answer could not be read.
+                Err(e) => ReadOutcome::Unknown(crate::pattern::outcome::Failure::new(
+                    "response",
+                    e.to_string(),
+                )),
+            },
             Err(e) => ReadOutcome::failed(classify(&e)),
         }
     }
