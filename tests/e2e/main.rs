@@ -8,6 +8,8 @@ mod common;
 mod dynamodb;
 mod dynamodb_patterns;
 mod mongodb;
+mod outcomes;
 mod readers;
 mod reliability;
 mod reports;
+mod two_stores;
