@@ -259,8 +259,16 @@ fn validate(files: &[PathBuf]) -> i32 {
     for f in files {
         match scenario::load(f) {
             Ok(s) => {
+                let readers = s.readers.as_ref().map_or(String::new(), |r| {
+                    let delays: Vec<String> = r
+                        .delays
+                        .iter()
+                        .map(|d| scenario::fmt_duration(*d))
+                        .collect();
+                    format!(", readers at {}", delays.join("/"))
+                });
                 println!(
-                    "{}: ok ({} ({}) / {}, {} ops, {} fault(s))",
+                    "{}: ok ({} ({}) / {}, {} ops, {} fault(s){readers})",
                     f.display(),
                     s.target.stores_label(),
                     s.target.servers_label(),
@@ -327,6 +335,23 @@ pub fn list() -> String {
                 s.fault_kinds.join(", ")
             ));
         }
+        let r = &s.reads;
+        let mut options: Vec<String> = Vec::new();
+        if !r.consistency.is_empty() {
+            options.push(format!("consistency {}", r.consistency.join("/")));
+        }
+        for (server, levels) in r.read_concern {
+            options.push(format!("read_concern {} on {server}", levels.join("/")));
+        }
+        if !r.read_preference.is_empty() {
+            options.push(format!("read_preference {}", r.read_preference.join("/")));
+        }
+        let options = if options.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", options.join("; "))
+        };
+        out.push_str(&format!("  {:<10} reads: {}{options}\n", "", r.how));
     }
     out.push_str("\nfault kinds: ");
     out.push_str(&FaultKind::NAMES.join(", "));

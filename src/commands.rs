@@ -195,7 +195,8 @@ pub fn report(args: ReportArgs) -> i32 {
 
 /// `dualwrite history RUN_DIR --format jepsen`: the neutral JSON-lines history.
 pub fn history(run: &Path, out: Option<&Path>) -> i32 {
-    let file = run_dir_of(run).join("history.jsonl");
+    let dir = run_dir_of(run);
+    let file = dir.join("history.jsonl");
     let entries = match History::read_jsonl(&file) {
         Ok((_, entries)) => entries,
         Err(e) => {
@@ -206,7 +207,20 @@ pub fn history(run: &Path, out: Option<&Path>) -> i32 {
             return exit::BAD_INPUT;
         }
     };
-    let text = report::jepsen::export(&entries);
+    // The readers' reads, when the run had `[readers]`.
+    let reads_file = dir.join("reads.jsonl");
+    let reads = if reads_file.is_file() {
+        match crate::reader::entry::read_jsonl(&reads_file) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", reads_file.display());
+                return exit::BAD_INPUT;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let text = report::jepsen::export(&entries, &reads);
     match out {
         Some(path) => match write_output(path, text.as_bytes()) {
             Ok(()) => exit::PASS,

@@ -19,6 +19,7 @@ pub mod history;
 pub mod order;
 pub mod pattern;
 pub mod progress;
+pub mod reader;
 pub mod relay;
 pub mod replicas;
 pub mod report;

@@ -24,14 +24,15 @@ use crate::fault::{self, FaultTargets, FaultWindow, Nemesis};
 use crate::history::{History, HistoryWriter};
 use crate::pattern::Delivery;
 use crate::progress::Progress;
+use crate::reader::{self, ReaderHandle, ReaderSpec};
 use crate::relay::{Relay, Sink};
 use crate::replicas::ReplicaCheck;
 use crate::result::{
     self, Availability, Latency, Ops, RelayResult, ReplicaReport, RunDir, RunResult, ScenarioInfo,
     Tool, Verdict, WorkloadResult,
 };
-use crate::scenario::{FaultKind, Scenario, Side};
-use crate::store::{self, SideStore, Stores};
+use crate::scenario::{FaultKind, Scenario, Side, SideEndpoint};
+use crate::store::{self, ReadOptions, SideStore, Stores};
 use crate::verdict;
 use crate::writer::Writer;
 
@@ -155,6 +156,8 @@ struct SetUp {
     cluster: Option<Arc<ScheduledFaults>>,
     /// Per-replica reads, when a side lives on several replicas.
     replicas: Option<ReplicaCheck>,
+    /// What the readers read with, when the scenario has `[readers]`.
+    readers: Option<ReaderSpec>,
 }
 
 /// What the load left.
@@ -165,6 +168,8 @@ struct Load {
     windows: Vec<FaultWindow>,
     interrupted: bool,
     ended: Instant,
+    /// Still reading what the load wrote: finished during the settle period.
+    readers: Option<ReaderHandle>,
 }
 
 impl<'a> Run<'a> {
@@ -227,9 +232,10 @@ impl<'a> Run<'a> {
     }
 
     async fn phases(&mut self, interrupt: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let setup = self.set_up().await?;
-        let load = self.load(&setup, interrupt).await?;
-        let causes = self.settle(&setup, &load).await?;
+        let mut setup = self.set_up().await?;
+        let mut load = self.load(&mut setup, interrupt).await?;
+        let readers = load.readers.take();
+        let causes = self.settle(&setup, &load, readers).await?;
         // The service is done: the stores are quiet while they are scanned.
         self.stop_app().await;
         self.check(&setup, &load, &causes).await?;
@@ -340,6 +346,30 @@ impl<'a> Run<'a> {
             None
         };
         let replicas = ReplicaCheck::of(&stores).await.map_err(infra)?;
+        let readers = match &self.scenario.readers {
+            Some(r) => {
+                let (primary, secondary) = stores.sides().await.map_err(infra)?;
+                let key = self.scenario.pattern.secondary_key_policy();
+                let w = &self.scenario.workload;
+                Some(ReaderSpec {
+                    readers: r.clone(),
+                    primary,
+                    secondary,
+                    primary_options: ReadOptions {
+                        consistency: r.primary.clone(),
+                        key,
+                    },
+                    secondary_options: ReadOptions {
+                        consistency: r.secondary.clone(),
+                        key,
+                    },
+                    seed: self.scenario.seed,
+                    customers: w.customers,
+                    read_deadline: w.op_timeout + Duration::from_secs(1),
+                })
+            }
+            None => None,
+        };
         Ok(SetUp {
             stores: Arc::new(stores),
             writer,
@@ -347,6 +377,7 @@ impl<'a> Run<'a> {
             processes,
             cluster,
             replicas,
+            readers,
         })
     }
 
@@ -398,7 +429,7 @@ impl<'a> Run<'a> {
     /// The driver and the nemesis, side by side until the load ends.
     async fn load(
         &mut self,
-        setup: &SetUp,
+        setup: &mut SetUp,
         interrupt: watch::Receiver<bool>,
     ) -> anyhow::Result<Load> {
         let scenario = self.scenario.clone();
@@ -459,12 +490,22 @@ impl<'a> Run<'a> {
                 }
             },
         };
+        // The readers hear every answer of the writer they wrap.
+        let (writer, readers) = match setup.readers.take() {
+            Some(spec) => {
+                let out = reader::entry::ReadsWriter::create(&self.dir.reads_file())?;
+                let (writer, handle) =
+                    reader::start(spec, setup.writer.clone(), t0, Some(out), interrupt.clone());
+                (writer, Some(handle))
+            }
+            None => (setup.writer.clone(), None),
+        };
         let fields = scenario.check.fields.clone();
         let (windows, (driven, load_end)) = tokio::join!(
             nemesis.run(t0, nemesis_stop_rx, &targets, active.clone()),
             async {
                 let r = driver::drive(
-                    setup.writer.clone(),
+                    writer,
                     spec,
                     t0,
                     Some(history_writer),
@@ -543,6 +584,7 @@ impl<'a> Run<'a> {
             windows,
             interrupted: *interrupt.borrow(),
             ended: Instant::now(),
+            readers,
         };
         self.record_load(&load, setup);
         Ok(load)
@@ -587,8 +629,22 @@ impl<'a> Run<'a> {
 
     /// Lets the relay drain (bounded), or the stores quiesce; returns the known
     /// causes of duplicates the relay saw.
-    async fn settle(&mut self, setup: &SetUp, load: &Load) -> anyhow::Result<Causes> {
-        let causes = self.settle_relay(setup, load).await?;
+    async fn settle(
+        &mut self,
+        setup: &SetUp,
+        load: &Load,
+        readers: Option<ReaderHandle>,
+    ) -> anyhow::Result<Causes> {
+        // The readers finish the reads the load planned meanwhile.
+        let reads = async move {
+            match readers {
+                Some(h) => Some(h.finish().await),
+                None => None,
+            }
+        };
+        let (causes, reads) = tokio::join!(self.settle_relay(setup, load), reads);
+        self.record_reads(reads, load)?;
+        let causes = causes?;
         if let Some(check) = &setup.replicas
             && self.do_check(load)
         {
@@ -719,6 +775,32 @@ impl<'a> Run<'a> {
             self.result.warnings.push(line);
         }
         self.result.app = Some(app.result(t0));
+    }
+
+    /// What the readers saw into the result: every read, summed up against the
+    /// history (`crate::reader::stats`).
+    fn record_reads(
+        &mut self,
+        reads: Option<anyhow::Result<(Vec<reader::entry::ReadEntry>, result::Followed)>>,
+        load: &Load,
+    ) -> anyhow::Result<()> {
+        let (Some(reads), Some(spec)) = (reads, &self.scenario.readers) else {
+            return Ok(());
+        };
+        let (reads, followed) = reads.context("the readers failed")?;
+        let delays: Vec<u64> = spec.delays.iter().map(|d| d.as_millis() as u64).collect();
+        let mut r = reader::stats::summarize(&reads, &load.history, &delays);
+        r.plan = result::ReadersPlan {
+            rate: spec.rate,
+            concurrency: spec.concurrency,
+            delays_ms: delays,
+            unacknowledged: spec.unacknowledged,
+            primary: spec.primary.clone(),
+            secondary: spec.secondary.clone(),
+        };
+        r.followed = followed;
+        self.result.readers = Some(r);
+        Ok(())
     }
 
     /// Full scans of both sides, compared with each other and the history.
@@ -871,7 +953,8 @@ impl<'a> Run<'a> {
                 r.complete = r.interrupted.is_none() && r.checker.is_some();
                 match &r.checker {
                     Some(c) => {
-                        let (v, reasons) = verdict::judge(c, &r.availability, &r.expect);
+                        let (v, reasons) =
+                            verdict::judge(c, &r.availability, r.readers.as_ref(), &r.expect);
                         r.verdict = v;
                         r.verdict_reasons = reasons;
                     }
@@ -953,6 +1036,7 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
         app: None,
         replicas: None,
         availability: Availability::default(),
+        readers: None,
         checker: None::<CheckerReport>,
         checked: false,
         expect: scenario.expect.clone(),

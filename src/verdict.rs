@@ -4,7 +4,7 @@
 
 use crate::checker::{CATEGORIES, CheckerReport};
 use crate::exit;
-use crate::result::{Availability, RunResult, Verdict};
+use crate::result::{Availability, ReadersResult, RunResult, Verdict};
 use crate::scenario::Expect;
 
 /// Indeterminate operations above this fraction make a PASS prove little: a
@@ -63,14 +63,18 @@ impl FailOn {
 }
 
 /// The verdict of a checked run under its `[expect]`: divergence counts against
-/// their maxima, then availability against its limits.
+/// their maxima, then availability against its limits, then what readers saw.
 pub fn judge(
     checker: &CheckerReport,
     availability: &Availability,
+    readers: Option<&ReadersResult>,
     expect: &Expect,
 ) -> (Verdict, Vec<String>) {
     let mut reasons = divergence_reasons(checker, expect);
     reasons.extend(availability_reasons(availability, expect));
+    if let Some(r) = readers {
+        reasons.extend(read_reasons(r, expect));
+    }
     if reasons.is_empty() {
         (Verdict::Pass, reasons)
     } else {
@@ -110,6 +114,50 @@ fn divergence_reasons(checker: &CheckerReport, expect: &Expect) -> Vec<String> {
                 format!(" (e.g. {samples})")
             };
             reasons.push(format!("{category}: {count} > allowed {max}{samples}"));
+        }
+    }
+    reasons
+}
+
+/// Partial reads and read anomalies against `expect.partial_reads` and
+/// `expect.read_anomalies` (absent: any number).
+fn read_reasons(r: &ReadersResult, expect: &Expect) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if let Some(max) = expect.partial_reads {
+        let n = r.partial_reads();
+        if n > max {
+            let at: Vec<String> = r
+                .by_delay
+                .iter()
+                .chain(&r.unacknowledged_by_delay)
+                .filter(|d| d.primary_only + d.secondary_only > 0)
+                .map(|d| format!("{} at {} ms", d.primary_only + d.secondary_only, d.delay_ms))
+                .collect();
+            reasons.push(format!(
+                "partial_reads: {n} > allowed {max} ({})",
+                at.join(", ")
+            ));
+        }
+    }
+    if let Some(max) = expect.read_anomalies {
+        let n = r.anomalous_reads();
+        if n > max {
+            let named: Vec<String> = r
+                .anomalies
+                .iter()
+                .filter(|(_, a)| a.reads > 0)
+                .map(|(name, a)| {
+                    format!(
+                        "{name} {} (e.g. {})",
+                        a.reads,
+                        a.samples.first().map_or("", String::as_str)
+                    )
+                })
+                .collect();
+            reasons.push(format!(
+                "read_anomalies: {n} > allowed {max}: {}",
+                named.join(", ")
+            ));
         }
     }
     reasons
@@ -259,11 +307,14 @@ mod tests {
             samples: [("orphans".to_string(), vec!["o1".to_string()])].into(),
             ..CheckerReport::default()
         };
-        let (v, reasons) = judge(&c, &availability(0.0, None), &Expect::zero());
+        let (v, reasons) = judge(&c, &availability(0.0, None), None, &Expect::zero());
         assert_eq!(v, Verdict::Fail);
         assert_eq!(reasons[0], "orphans: 3 > allowed 0 (e.g. o1)");
         let any = Expect::default();
-        assert_eq!(judge(&c, &availability(0.0, None), &any).0, Verdict::Pass);
+        assert_eq!(
+            judge(&c, &availability(0.0, None), None, &any).0,
+            Verdict::Pass
+        );
     }
 
     #[test]
@@ -274,13 +325,13 @@ mod tests {
         assert!(warnings[0].starts_with("73.0% of operations are indeterminate"));
         // No limits in [expect]: PASS, with the warnings beside it.
         let c = CheckerReport::default();
-        assert_eq!(judge(&c, &a, &Expect::zero()).0, Verdict::Pass);
+        assert_eq!(judge(&c, &a, None, &Expect::zero()).0, Verdict::Pass);
         let strict = Expect {
             indeterminate: Some(0.2),
             recovery: Some(true),
             ..Expect::zero()
         };
-        let (v, reasons) = judge(&c, &a, &strict);
+        let (v, reasons) = judge(&c, &a, None, &strict);
         assert_eq!(v, Verdict::Fail);
         assert_eq!(reasons.len(), 2, "{reasons:?}");
         assert!(availability_warnings(&availability(0.1, Some(true))).is_empty());
@@ -296,6 +347,48 @@ mod tests {
             availability_warnings(&partial),
             [
                 "the store recovered only partly after the faults: 25 of 79 operations after the last window acknowledged"
+            ]
+        );
+    }
+
+    #[test]
+    fn partial_reads_and_read_anomalies_fail_only_when_limited() {
+        use crate::result::{Anomaly, DelayReads};
+        let readers = ReadersResult {
+            by_delay: vec![DelayReads {
+                delay_ms: 10,
+                primary_only: 2,
+                ..DelayReads::default()
+            }],
+            anomalies: [(
+                "visible_ghost".to_string(),
+                Anomaly {
+                    reads: 1,
+                    orders: 1,
+                    samples: vec!["o000000000007".into()],
+                },
+            )]
+            .into(),
+            ..ReadersResult::default()
+        };
+        let c = CheckerReport::default();
+        let a = availability(0.0, None);
+        assert_eq!(
+            judge(&c, &a, Some(&readers), &Expect::zero()).0,
+            Verdict::Pass
+        );
+        let strict = Expect {
+            partial_reads: Some(0),
+            read_anomalies: Some(0),
+            ..Expect::zero()
+        };
+        let (v, reasons) = judge(&c, &a, Some(&readers), &strict);
+        assert_eq!(v, Verdict::Fail);
+        assert_eq!(
+            reasons,
+            [
+                "partial_reads: 2 > allowed 0 (2 at 10 ms)",
+                "read_anomalies: 1 > allowed 0: visible_ghost 1 (e.g. o000000000007)"
             ]
         );
     }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use dualwrite::history::{History, HistoryEntry, Outcome, SideOutcome};
+use dualwrite::reader::entry::{ReadEntry, Seen};
 use dualwrite::result::{RunResult, Verdict};
 use dualwrite::run::{RunOptions, run_scenario};
 use dualwrite::scenario;
@@ -14,6 +15,8 @@ use dualwrite::scenario;
 struct Ran {
     result: RunResult,
     history: Vec<HistoryEntry>,
+    /// `reads.jsonl` (empty without `[readers]`).
+    reads: Vec<ReadEntry>,
     _dir: tempfile::TempDir,
 }
 
@@ -47,9 +50,22 @@ async fn run(text: &str) -> Ran {
     assert_eq!(RunResult::read(&run_dir.path).unwrap(), result);
     let (_, history) = History::read_jsonl(&run_dir.history_file()).unwrap();
     assert_eq!(history.len() as u64, result.workload.ops.total);
+    let reads = if run_dir.reads_file().is_file() {
+        dualwrite::reader::entry::read_jsonl(&run_dir.reads_file()).unwrap()
+    } else {
+        Vec::new()
+    };
+    if let Some(r) = &result.readers {
+        assert_eq!(
+            reads.len() as u64,
+            r.reads.total,
+            "reads.jsonl holds every read"
+        );
+    }
     Ran {
         result,
         history,
+        reads,
         _dir: dir,
     }
 }
@@ -238,4 +254,205 @@ async fn a_latency_switch_shows_in_latency_not_in_divergence() {
     for e in inside {
         assert!(e.end_us - e.start_us >= 50_000, "{e:?}");
     }
+}
+
+/// `[readers]` reading every order at `delays`.
+fn readers(delays: &str) -> String {
+    format!("[readers]\nconcurrency = 64\ndelays = [{delays}]\n")
+}
+
+impl Ran {
+    fn readers(&self) -> &dualwrite::result::ReadersResult {
+        self.result.readers.as_ref().expect("the run had readers")
+    }
+
+    fn op(&self, id: u64) -> &HistoryEntry {
+        self.history
+            .iter()
+            .find(|e| e.id == id)
+            .expect("in the history")
+    }
+}
+
+fn partial(r: &ReadEntry) -> bool {
+    r.outcome == Outcome::Ok && ((r.primary == Seen::Seen) != (r.secondary == Seen::Seen))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_of_naive_with_the_secondary_down_see_exactly_the_orphans_and_only_after_the_window()
+ {
+    // Log-and-continue: orders written while the secondary is down are
+    // acknowledged orphans. Readers go through the same (down) side: their
+    // secondary reads in the window are refused; once it is back, every read
+    // of an orphan shows the primary only, every other read shows both.
+    let text = scenario("naive", 100, "3s", "")
+        + "[[faults]]\nkind = \"down\"\nside = \"secondary\"\nstart = \"1s\"\nduration = \"1s\"\n"
+        + &readers("\"0ms\", \"100ms\", \"600ms\"");
+    let r = run(&text).await;
+    let x = r.readers();
+    assert_eq!(x.followed.acknowledged, r.result.workload.ops.ok);
+    assert_eq!(
+        x.reads.total,
+        3 * x.followed.acknowledged,
+        "{:?}",
+        x.followed
+    );
+    let orphan = |id: u64| r.op(id).secondary == SideOutcome::Fail;
+    let mut expected_partial = 0;
+    for read in r.reads.iter().filter(|e| e.outcome == Outcome::Ok) {
+        let expected = if orphan(read.id) {
+            (Seen::Seen, Seen::Absent)
+        } else {
+            (Seen::Seen, Seen::Seen)
+        };
+        assert_eq!((read.primary, read.secondary), expected, "{read:?}");
+        expected_partial += u64::from(orphan(read.id));
+    }
+    assert!(expected_partial > 0, "no orphan read after the window");
+    assert_eq!(x.partial_reads(), expected_partial, "{:?}", x.by_delay);
+    // Reads of the secondary in the window were refused: unanswered, not partial.
+    let w = &r.result.faults[0];
+    let (start_us, end_us) = (
+        (w.start_s.unwrap() * 1e6) as u64,
+        (w.end_s.unwrap() * 1e6) as u64,
+    );
+    assert!(r.reads.iter().any(|e| e.secondary == Seen::Fail));
+    for read in r.reads.iter().filter(|e| e.secondary == Seen::Fail) {
+        assert!(
+            read.end_us >= start_us && read.start_us <= end_us,
+            "{read:?} vs {w:?}"
+        );
+    }
+    // Partial reads only just after the window: an orphan is written inside it
+    // and read at most 600 ms (+ slack) after its answer.
+    for read in r.reads.iter().filter(|e| partial(e)) {
+        assert!(
+            read.start_us >= end_us && read.start_us <= end_us + 600_000 + 300_000,
+            "{read:?} vs {w:?}"
+        );
+    }
+    // The orphans never converge: each is "never consistent".
+    let orphans_read = r
+        .reads
+        .iter()
+        .filter(|e| orphan(e.id))
+        .map(|e| e.id)
+        .collect::<std::collections::BTreeSet<_>>();
+    assert!(x.never_consistent >= orphans_read.len() as u64);
+    assert_eq!(x.anomalous_reads(), 0, "{:?}", x.anomalies);
+    // What the readers saw stays consistent with the checker's final scan.
+    assert_eq!(
+        r.checker().orphans,
+        r.count(|e| e.secondary == SideOutcome::Fail)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_see_half_a_transaction() {
+    // Lost answers on the primary for half the run: acknowledged, failed and
+    // unknown transactions alike are read, at once and later; every answered
+    // read shows both records or neither.
+    let text = scenario("transaction", 100, "2s", "retries = 1\nbackoff = \"20ms\"")
+        + "[[faults]]\nkind = \"timeout\"\nside = \"primary\"\ndirection = \"downstream\"\ntoxicity = 0.5\nstart = \"500ms\"\nduration = \"800ms\"\n"
+        + &readers("\"0ms\", \"10ms\", \"300ms\"")
+        + "unacknowledged = 1.0\n";
+    let text = text.replace(
+        "divergence = \"any\"\n",
+        "divergence = \"any\"\npartial_reads = 0\nread_anomalies = 0\n",
+    );
+    let r = run(&text).await;
+    let x = r.readers();
+    let answered = r.reads.iter().filter(|e| e.outcome == Outcome::Ok).count();
+    assert!(answered > 100, "{:?}", x.reads);
+    let half: Vec<&ReadEntry> = r.reads.iter().filter(|e| partial(e)).collect();
+    assert!(half.is_empty(), "a reader saw half a transaction: {half:?}");
+    assert_eq!(x.partial_reads(), 0);
+    assert_eq!(x.anomalous_reads(), 0, "{:?}", x.anomalies);
+    // Some reads were refused an answer by the fault (lost: unknown), and some
+    // unacknowledged transactions were read too.
+    assert!(x.reads.unknown > 0, "{:?}", x.reads);
+    assert!(x.followed.unacknowledged > 0, "{:?}", x.followed);
+    assert_eq!(
+        r.result.verdict,
+        Verdict::Pass,
+        "{:?}",
+        r.result.verdict_reasons
+    );
+    // Every acknowledged order was seen whole by its first answered read.
+    assert_eq!(
+        x.by_delay
+            .iter()
+            .map(|d| d.primary_only + d.secondary_only + d.neither)
+            .sum::<u64>(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_of_a_streams_relay_see_partial_reads_fall_with_the_delay_to_zero() {
+    let text = scenario(
+        "streams",
+        100,
+        "2s",
+        "[pattern.relay]\nidempotent = true\npoll_interval = \"150ms\"",
+    ) + &readers("\"0ms\", \"50ms\", \"2s\"");
+    let r = run(&text).await;
+    let x = r.readers();
+    let relay = r.result.relay.as_ref().unwrap();
+    // Records never disappear here, so an order partial at a later delay was
+    // partial at every earlier one: the counts can only fall with the delay.
+    let partial_at = |d: u64| x.by_delay.iter().find(|b| b.delay_ms == d).unwrap();
+    let (p0, p50, p2000) = (partial_at(0), partial_at(50), partial_at(2000));
+    assert_eq!(x.reads.ok, x.reads.total, "no fault: every read answered");
+    assert!(p0.primary_only > 0, "the relay polls every 150 ms: {p0:?}");
+    assert!(p0.primary_only >= p50.primary_only, "{:?}", x.by_delay);
+    assert!(p50.primary_only >= p2000.primary_only, "{:?}", x.by_delay);
+    // The relay caught up well within 2 s: then no reader sees half an order.
+    assert!(relay.time_to_consistency_ms.max < 2000.0, "{relay:?}");
+    assert_eq!(p2000.partial_fraction, Some(0.0), "{p2000:?}");
+    assert_eq!((p2000.secondary_only, x.anomalous_reads()), (0, 0));
+    // Reader-side time to consistency is bounded below by the relay's own (a
+    // reader can only see what was delivered) for every order.
+    let t = &x.time_to_consistency_ms;
+    assert_eq!(t.count, x.followed.acknowledged, "{x:?}");
+    assert!(
+        t.p50 >= relay.time_to_consistency_ms.p50 * 0.99,
+        "{t:?} vs {relay:?}"
+    );
+    assert_eq!(x.never_consistent, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_rate_follows_a_share_of_the_orders_and_the_jepsen_export_has_the_reads() {
+    let text =
+        scenario("naive", 200, "2s", "") + "[readers]\nrate = 100\ndelays = [\"0ms\", \"20ms\"]\n";
+    let r = run(&text).await;
+    let x = r.readers();
+    let f = &x.followed;
+    assert_eq!(
+        f.acknowledged + f.over_budget,
+        r.result.workload.ops.ok,
+        "{f:?}"
+    );
+    // 100 reads/s at 2 reads per order: about 50 of the 200 orders a second,
+    // plus the first second's budget.
+    assert!((80..=170).contains(&f.acknowledged), "{f:?}");
+    assert_eq!(x.reads.total, 2 * f.acknowledged);
+    let text = dualwrite::report::jepsen::export(&r.history, &r.reads);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reads = lines.iter().filter(|v| v["f"] == "read").count() as u64;
+    let writes = lines.iter().filter(|v| v["f"] == "write").count() as u64;
+    assert_eq!(
+        (reads, writes),
+        (2 * x.reads.total, 2 * r.result.workload.ops.total)
+    );
+    let ok = lines
+        .iter()
+        .find(|v| v["f"] == "read" && v["type"] == "ok")
+        .unwrap();
+    assert_eq!(ok["value"]["primary"], "seen");
+    assert_eq!(ok["value"]["secondary"], "seen");
 }

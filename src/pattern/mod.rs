@@ -275,6 +275,17 @@ impl Pattern {
             relay: RelayOptions::default(),
         }
     }
+
+    /// How the secondary record of an order is keyed: by the relay's
+    /// `idempotent` for async patterns, by `secondary_key` otherwise (a reader
+    /// finds it by its stable key, or through an index on the order id).
+    pub fn secondary_key_policy(&self) -> KeyPolicy {
+        match (self.kind.is_async(), self.relay.idempotent) {
+            (true, true) => KeyPolicy::Stable,
+            (true, false) => KeyPolicy::Fresh,
+            (false, _) => self.secondary_key,
+        }
+    }
 }
 
 /// The writer of a pattern over the run's stores: the engine's `naive`, or the

@@ -30,11 +30,20 @@ pub enum Column {
     Strays,
     Divergence,
     TtcP99,
+    /// The share of answered reads of acknowledged orders that saw one side
+    /// only, at one delay (milliseconds) of `[readers]`.
+    Partial(u64),
+    /// Reader-side time to consistency, p99.
+    ReadTtcP99,
+    /// Anomalous reads of every kind.
+    ReadAnomalies,
     Verdict,
 }
 
 impl Column {
-    pub const ALL: [Column; 21] = [
+    /// Every column but the per-delay ones (`partial_<delay>`), which exist for
+    /// the delays the runs read at.
+    pub const ALL: [Column; 23] = [
         Column::Scenario,
         Column::RunId,
         Column::Store,
@@ -55,12 +64,24 @@ impl Column {
         Column::Strays,
         Column::Divergence,
         Column::TtcP99,
+        Column::ReadTtcP99,
+        Column::ReadAnomalies,
         Column::Verdict,
     ];
 
     /// The name used by `--sort`, `--columns`, CSV headers and JSON keys.
-    pub fn key(self) -> &'static str {
+    pub fn key(self) -> String {
         match self {
+            Column::Partial(ms) => format!("partial_{}", delay(ms)),
+            other => other.static_key().to_string(),
+        }
+    }
+
+    fn static_key(self) -> &'static str {
+        match self {
+            Column::Partial(_) => "partial",
+            Column::ReadTtcP99 => "read_ttc_p99_ms",
+            Column::ReadAnomalies => "read_anomalies",
             Column::Scenario => "scenario",
             Column::RunId => "run_id",
             Column::Store => "store",
@@ -86,8 +107,18 @@ impl Column {
     }
 
     /// The short header of tables (Markdown and terminal).
-    pub fn header(self) -> &'static str {
+    pub fn header(self) -> String {
         match self {
+            Column::Partial(ms) => format!("partial @{}", delay(ms)),
+            other => other.static_header().to_string(),
+        }
+    }
+
+    fn static_header(self) -> &'static str {
+        match self {
+            Column::Partial(_) => "partial",
+            Column::ReadTtcP99 => "read ttc p99 ms",
+            Column::ReadAnomalies => "read anomalies",
             Column::Scenario => "scenario",
             Column::RunId => "run",
             Column::Store => "store",
@@ -113,27 +144,51 @@ impl Column {
     }
 
     pub fn parse(name: &str) -> anyhow::Result<Column> {
-        match Column::ALL.iter().find(|c| c.key() == name.trim()) {
+        let name = name.trim();
+        if let Some(d) = name.strip_prefix("partial_")
+            && let Some(d) = crate::scenario::parse_duration(d)
+        {
+            return Ok(Column::Partial(d.as_millis() as u64));
+        }
+        match Column::ALL.iter().find(|c| c.key() == name) {
             Some(c) => Ok(*c),
             None => bail!(
-                "unknown column '{}'; use one of: {}",
-                name.trim(),
+                "unknown column '{name}'; use one of: {}, partial_<delay> (e.g. partial_100ms)",
                 Column::ALL.map(|c| c.key()).join(", ")
             ),
         }
     }
 
     /// Columns shown when `--columns` is not given: every column the issue lists,
-    /// the ratios only when there is a baseline.
-    pub fn defaults(with_baseline: bool) -> Vec<Column> {
-        Column::ALL
-            .into_iter()
-            .filter(|c| !matches!(c, Column::RunId | Column::Divergence))
-            .filter(|c| {
-                with_baseline || !matches!(c, Column::LatencyRatio | Column::ThroughputRatio)
-            })
-            .collect()
+    /// the ratios only when there is a baseline, the readers' only when a run
+    /// had readers (a partial-read column per delay any run read at).
+    pub fn defaults(runs: &[RunResult], with_baseline: bool) -> Vec<Column> {
+        let mut delays: Vec<u64> = runs
+            .iter()
+            .filter_map(|r| r.readers.as_ref())
+            .flat_map(|r| r.plan.delays_ms.iter().copied())
+            .collect();
+        delays.sort_unstable();
+        delays.dedup();
+        let readers = runs.iter().any(|r| r.readers.is_some());
+        let mut columns = Vec::new();
+        for c in Column::ALL {
+            match c {
+                Column::RunId | Column::Divergence => continue,
+                Column::LatencyRatio | Column::ThroughputRatio if !with_baseline => continue,
+                Column::ReadTtcP99 | Column::ReadAnomalies if !readers => continue,
+                Column::ReadTtcP99 => columns.extend(delays.iter().map(|d| Column::Partial(*d))),
+                _ => {}
+            }
+            columns.push(c);
+        }
+        columns
     }
+}
+
+/// A delay as it names a column: `0ms`, `100ms`, `1s`.
+fn delay(ms: u64) -> String {
+    crate::scenario::fmt_duration(std::time::Duration::from_millis(ms))
 }
 
 /// One cell: text or a number (`None` = not applicable, printed as `-`).
@@ -224,7 +279,7 @@ pub fn compare(
     let columns = opts
         .columns
         .clone()
-        .unwrap_or_else(|| Column::defaults(baseline.is_some()));
+        .unwrap_or_else(|| Column::defaults(runs, baseline.is_some()));
     let mut order: Vec<&RunResult> = runs.iter().collect();
     if let Some((col, desc)) = opts.sort {
         // Stable: equal keys keep the input order.
@@ -302,6 +357,18 @@ pub fn value(r: &RunResult, baseline: Option<&RunResult>, col: Column) -> Value 
                 .as_ref()
                 .map(|relay| relay.time_to_consistency_ms.p99),
         ),
+        Column::Partial(ms) => {
+            Value::Number(r.readers.as_ref().and_then(|x| x.partial_fraction_at(ms)))
+        }
+        Column::ReadTtcP99 => Value::Number(
+            r.readers
+                .as_ref()
+                .filter(|x| x.time_to_consistency_ms.count > 0)
+                .map(|x| x.time_to_consistency_ms.p99),
+        ),
+        Column::ReadAnomalies => {
+            Value::Number(r.readers.as_ref().map(|x| x.anomalous_reads() as f64))
+        }
         Column::Verdict => Value::Text(r.verdict.name().to_uppercase()),
     }
 }
@@ -314,6 +381,19 @@ pub fn legend(cmp: &Comparison) -> String {
          lost acks = acknowledged but missing, strays = written by no operation of the run; \
          ttc = time to consistency through the relay; - = not applicable or not checked.",
     );
+    if cmp.columns.iter().any(|c| {
+        matches!(
+            c,
+            Column::Partial(_) | Column::ReadTtcP99 | Column::ReadAnomalies
+        )
+    }) {
+        s.push_str(
+            " Readers: partial @d = share of answered reads of acknowledged orders, d after the \
+             write's answer, that saw one side only; read ttc = from the intended start until a \
+             reader first saw both sides; read anomalies = read-your-write violations, visible \
+             ghosts, non-monotonic reads, visible records of failed writes.",
+        );
+    }
     if let Some(b) = &cmp.baseline {
         s.push_str(&format!(
             " ×base = ratio to the baseline {b} (p50 latency, achieved throughput)."
@@ -336,6 +416,13 @@ mod tests {
         let o = CompareOptions::parse(Some("scenario, p99_ms"), Some("orphans:desc")).unwrap();
         assert_eq!(o.columns, Some(vec![Column::Scenario, Column::P99]));
         assert_eq!(o.sort, Some((Column::Orphans, true)));
+        let o = CompareOptions::parse(Some("partial_1s,partial_10ms"), None).unwrap();
+        assert_eq!(
+            o.columns,
+            Some(vec![Column::Partial(1000), Column::Partial(10)])
+        );
+        assert_eq!(Column::Partial(1000).key(), "partial_1s");
+        assert_eq!(Column::Partial(10).header(), "partial @10ms");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::compare::{Comparison, Value};
 
 pub fn comparison(cmp: &Comparison) -> String {
     let mut out = String::new();
-    let header: Vec<String> = cmp.columns.iter().map(|c| field(c.key())).collect();
+    let header: Vec<String> = cmp.columns.iter().map(|c| field(&c.key())).collect();
     out.push_str(&header.join(","));
     out.push_str("\r\n");
     for r in &cmp.rows {

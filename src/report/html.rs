@@ -1,8 +1,9 @@
 //! The HTML report of one run: one self-contained file (inline CSS and SVG, no
 //! scripts, nothing fetched), with charts over time (achieved rate, latency
-//! p50/p99, divergent operations by intended start) under shaded fault windows,
-//! the counts per category with sample ids, fault attribution, the scenario text,
-//! and what the server could and could not exercise.
+//! p50/p99, divergent operations by intended start, and with `[readers]` the
+//! share of partial reads) under shaded fault windows, the counts per category
+//! with sample ids, what readers saw, fault attribution, the scenario text, and
+//! what the server could and could not exercise.
 
 use super::junit::escape;
 use super::svg::{self, Band, Chart, Series};
@@ -64,6 +65,7 @@ pub fn render(r: &RunResult, scenario_text: Option<&str>) -> String {
     }
     h.push_str(&counts(r));
     h.push_str(&replicas(r));
+    h.push_str(&readers(r));
     h.push_str(&attribution(r));
     h.push_str(&fault_windows(r));
     h.push_str(&errors(r));
@@ -195,7 +197,8 @@ fn charts(r: &RunResult) -> String {
                 .as_ref()
                 .map_or(0, |c| c.divergent_by_second.len()),
         )
-        .max(r.workload.load_s.ceil() as usize);
+        .max(r.workload.load_s.ceil() as usize)
+        .max(r.readers.as_ref().map_or(0, |x| x.timeline.len()));
     let x_max = r
         .faults
         .iter()
@@ -294,10 +297,189 @@ fn charts(r: &RunResult) -> String {
         }),
         bands,
     };
-    [rate, latency, divergent]
+    let mut charts = vec![rate, latency, divergent];
+    if let Some(readers) = &r.readers {
+        let share = |f: fn(&crate::result::ReadSecond) -> Option<f64>| -> Vec<f64> {
+            readers
+                .timeline
+                .iter()
+                .map(|s| f(s).unwrap_or(0.0))
+                .collect()
+        };
+        charts.push(Chart {
+            title: "Partial reads over time (acknowledged orders, by read start)".into(),
+            y_label: "share of reads".into(),
+            x_max,
+            lines: vec![
+                Series {
+                    name: "partial (of answered)".into(),
+                    color: "#c62828",
+                    values: share(|s| {
+                        (s.answered > 0).then(|| s.partial as f64 / s.answered as f64)
+                    }),
+                    dashed: false,
+                },
+                Series {
+                    name: "not answered (of all)".into(),
+                    color: "#888888",
+                    values: share(|s| (s.reads > 0).then(|| s.unanswered as f64 / s.reads as f64)),
+                    dashed: true,
+                },
+            ],
+            bars: None,
+            bands: charts[0].bands.clone(),
+        });
+    }
+    charts
         .iter()
         .map(|c| format!("<figure>{}</figure>\n", svg::render(c)))
         .collect()
+}
+
+/// What readers saw: per delay, the reader-side time to consistency beside the
+/// relay's, the anomalies with sample ids.
+fn readers(r: &RunResult) -> String {
+    let Some(x) = &r.readers else {
+        return String::new();
+    };
+    let mut s = String::from("<h2>What readers saw</h2>\n");
+    let p = &x.plan;
+    let consistency = |c: &crate::scenario::ReadConsistency| {
+        let parts: Vec<String> = [
+            c.consistency.as_ref().map(|v| format!("consistency {v}")),
+            c.read_concern.as_ref().map(|v| format!("read concern {v}")),
+            c.read_preference
+                .as_ref()
+                .map(|v| format!("read preference {v}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            "the store's default".to_string()
+        } else {
+            parts.join(", ")
+        }
+    };
+    let delays: Vec<String> = p.delays_ms.iter().map(|d| format!("{d} ms")).collect();
+    let f = &x.followed;
+    let o = &x.reads;
+    s.push_str(&kv_table(&[
+        (
+            "readers",
+            escape(&format!(
+                "{} · concurrency {} · delays {} after each write's answer · unacknowledged orders sampled at {}",
+                p.rate
+                    .map_or("every order followed".to_string(), |r| format!("{r} reads/s")),
+                p.concurrency,
+                delays.join(", "),
+                p.unacknowledged
+            )),
+        ),
+        (
+            "read with",
+            escape(&format!(
+                "primary: {}; secondary: {}",
+                consistency(&p.primary),
+                consistency(&p.secondary)
+            )),
+        ),
+        (
+            "followed",
+            format!(
+                "{} acknowledged, {} unacknowledged orders ({} over the read rate, {} outside the sample)",
+                f.acknowledged, f.unacknowledged, f.over_budget, f.not_sampled
+            ),
+        ),
+        (
+            "reads",
+            format!(
+                "{}: {} answered, {} fail, {} unknown; {} started late (max {} ms); latency p50 {} · p99 {} ms",
+                o.total,
+                o.ok,
+                o.fail,
+                o.unknown,
+                o.late,
+                o.max_late_ms,
+                x.latency_ms.p50,
+                x.latency_ms.p99
+            ),
+        ),
+    ]));
+    for (title, rows) in [
+        ("Reads of acknowledged orders", &x.by_delay),
+        (
+            "Reads of orders whose write failed or is unknown",
+            &x.unacknowledged_by_delay,
+        ),
+    ] {
+        if rows.iter().all(|d| d.reads == 0) && title.contains("failed") {
+            continue;
+        }
+        s.push_str(&format!(
+            "<p>{title}, by delay after the write's answer (shares of the answered reads):</p>\n"
+        ));
+        s.push_str("<table>\n<tr><th>delay</th><th>reads</th><th>answered</th><th>both</th><th>primary only</th><th>secondary only</th><th>neither</th><th>partial</th><th>not answered</th></tr>\n");
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
+        for d in rows {
+            let partial = d.partial_fraction.unwrap_or(0.0);
+            let class = if partial > 0.0 { "n alarm" } else { "n" };
+            s.push_str(&format!(
+                "<tr><td>{} ms</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"{class}\">{}</td><td class=\"n\">{}</td></tr>\n",
+                d.delay_ms,
+                d.reads,
+                d.answered,
+                pct(d.both_fraction),
+                pct(d.primary_only_fraction),
+                pct(d.secondary_only_fraction),
+                pct(d.neither_fraction),
+                pct(d.partial_fraction),
+                d.fail + d.unknown
+            ));
+        }
+        s.push_str("</table>\n");
+    }
+    let t = &x.time_to_consistency_ms;
+    let mut ttc = format!(
+        "<p>Time to consistency, from each acknowledged order's intended start: readers first saw both sides after p50 {} · p99 {} · max {} ms ({} orders; at the delays above, so in their steps)",
+        t.p50, t.p99, t.max, t.count
+    );
+    if let Some(relay) = &r.relay {
+        let rt = &relay.time_to_consistency_ms;
+        ttc.push_str(&format!(
+            "; the relay delivered after p50 {} · p99 {} · max {} ms",
+            rt.p50, rt.p99, rt.max
+        ));
+    }
+    ttc.push('.');
+    if x.never_consistent > 0 {
+        ttc.push_str(&format!(
+            " <span class=\"alarm\">{} followed orders were never seen on both sides</span> (e.g. {}).",
+            x.never_consistent,
+            escape(&x.never_consistent_samples.join(", "))
+        ));
+    }
+    s.push_str(&ttc);
+    s.push_str("</p>\n<table>\n<tr><th>anomaly</th><th>reads</th><th>orders</th><th>sample ids</th></tr>\n");
+    for (name, a) in &x.anomalies {
+        let class = if a.reads > 0 { "n alarm" } else { "n" };
+        s.push_str(&format!(
+            "<tr><td>{}</td><td class=\"{class}\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>\n",
+            escape(&name.replace('_', " ")),
+            a.reads,
+            a.orders,
+            escape(&a.samples.join(", "))
+        ));
+    }
+    s.push_str("</table>\n");
+    if !x.errors.is_empty() {
+        let e: Vec<String> = x.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        s.push_str(&format!(
+            "<p class=\"muted\">Side reads not answered: {}.</p>\n",
+            escape(&e.join(", "))
+        ));
+    }
+    s
 }
 
 fn counts(r: &RunResult) -> String {

@@ -12,7 +12,7 @@ pub fn comparison(cmp: &Comparison) -> String {
         .map(|r| {
             let mut obj = Map::new();
             for (c, v) in cmp.columns.iter().zip(r) {
-                obj.insert(c.key().to_string(), v.to_json());
+                obj.insert(c.key(), v.to_json());
             }
             Json::Object(obj)
         })

@@ -5,7 +5,7 @@ use super::compare::{Comparison, Value, legend};
 
 pub fn comparison(cmp: &Comparison) -> String {
     let mut out = String::new();
-    let headers: Vec<String> = cmp.columns.iter().map(|c| escape(c.header())).collect();
+    let headers: Vec<String> = cmp.columns.iter().map(|c| escape(&c.header())).collect();
     out.push_str(&row(&headers));
     let dividers: Vec<String> = match cmp.rows.first() {
         Some(first) => first

@@ -92,6 +92,55 @@ pub fn summary(r: &RunResult) -> String {
             )),
         ]);
     }
+    if let Some(x) = &r.readers {
+        let at: Vec<String> = x
+            .by_delay
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} ms {}",
+                    d.delay_ms,
+                    d.partial_fraction
+                        .map_or("-".to_string(), |f| format!("{:.1}%", f * 100.0))
+                )
+            })
+            .collect();
+        t.add_row(vec![
+            Cell::new("partial reads"),
+            Cell::new(format!(
+                "{} (acknowledged orders, by delay)",
+                at.join(" | ")
+            )),
+        ]);
+        let ttc = &x.time_to_consistency_ms;
+        t.add_row(vec![
+            Cell::new("reader ttc ms"),
+            Cell::new(format!(
+                "p50 {} | p99 {} | max {} ({} never seen on both sides)",
+                ttc.p50, ttc.p99, ttc.max, x.never_consistent
+            )),
+        ]);
+        let named: Vec<String> = x
+            .anomalies
+            .iter()
+            .filter(|(_, a)| a.reads > 0)
+            .map(|(name, a)| {
+                format!(
+                    "{name} {} (e.g. {})",
+                    a.reads,
+                    a.samples.first().map_or("", String::as_str)
+                )
+            })
+            .collect();
+        t.add_row(vec![
+            Cell::new("read anomalies"),
+            Cell::new(if named.is_empty() {
+                "0".to_string()
+            } else {
+                named.join(", ")
+            }),
+        ]);
+    }
     if let Some(c) = &r.checker {
         for (name, n) in [
             ("orphans", c.orphans),

@@ -195,6 +195,7 @@ pub(crate) fn naive() -> RunResult {
             ok_fraction: 1.0,
             ..Availability::default()
         },
+        readers: None,
         checker: Some(checker),
         checked: true,
         expect: Expect::zero(),
@@ -443,7 +444,7 @@ fn jepsen_history_matches_snapshot() {
         // Both earlier processes are busy or retired: a new process 2.
         e(3, 6_500, 8_000, Outcome::Ok, SideOutcome::Ok),
     ];
-    let text = jepsen::export(&entries);
+    let text = jepsen::export(&entries, &[]);
     snapshot("history.jepsen.jsonl", &text);
     let procs: Vec<u64> = text
         .lines()
@@ -452,6 +453,216 @@ fn jepsen_history_matches_snapshot() {
         .map(|v| v["process"].as_u64().unwrap())
         .collect();
     assert_eq!(procs, [0, 1, 0, 2]);
+}
+
+/// The readers' block of a streams run: partial reads falling with the delay,
+/// one visible ghost.
+pub(crate) fn readers_result() -> crate::result::ReadersResult {
+    use crate::result::{Anomaly, DelayReads, Followed, ReadOps, ReadSecond, ReadersPlan};
+    let delay = |delay_ms: u64, both: u64, primary_only: u64| {
+        let answered = both + primary_only;
+        DelayReads {
+            delay_ms,
+            reads: answered,
+            answered,
+            both,
+            primary_only,
+            both_fraction: Some(both as f64 / answered as f64),
+            primary_only_fraction: Some(primary_only as f64 / answered as f64),
+            secondary_only_fraction: Some(0.0),
+            neither_fraction: Some(0.0),
+            partial_fraction: Some(primary_only as f64 / answered as f64),
+            ..DelayReads::default()
+        }
+    };
+    let mut anomalies: BTreeMap<String, Anomaly> = crate::reader::stats::ANOMALIES
+        .iter()
+        .map(|n| (n.to_string(), Anomaly::default()))
+        .collect();
+    anomalies.insert(
+        "visible_ghost".into(),
+        Anomaly {
+            reads: 1,
+            orders: 1,
+            samples: vec!["o000000000042".into()],
+        },
+    );
+    crate::result::ReadersResult {
+        plan: ReadersPlan {
+            rate: Some(200.0),
+            concurrency: 16,
+            delays_ms: vec![0, 100, 1000],
+            unacknowledged: 1.0,
+            primary: Default::default(),
+            secondary: crate::scenario::ReadConsistency {
+                consistency: Some("strong".into()),
+                ..Default::default()
+            },
+        },
+        followed: Followed {
+            acknowledged: 200,
+            over_budget: 300,
+            ..Followed::default()
+        },
+        reads: ReadOps {
+            total: 600,
+            ok: 600,
+            ..ReadOps::default()
+        },
+        latency_ms: Latency {
+            p50: 4.5,
+            p99: 20.0,
+            max: 31.0,
+            count: 600,
+            ..Latency::default()
+        },
+        by_delay: vec![delay(0, 20, 180), delay(100, 150, 50), delay(1000, 200, 0)],
+        unacknowledged_by_delay: vec![delay(0, 0, 0), delay(100, 0, 0), delay(1000, 0, 0)],
+        time_to_consistency_ms: Latency {
+            p50: 612.0,
+            p99: 1520.0,
+            max: 1610.0,
+            count: 200,
+            ..Latency::default()
+        },
+        never_consistent: 0,
+        never_consistent_samples: vec![],
+        anomalies,
+        timeline: (0..10)
+            .map(|t| ReadSecond {
+                t,
+                reads: 60,
+                answered: 60,
+                partial: if (3..5).contains(&t) { 45 } else { 20 },
+                unanswered: 0,
+            })
+            .collect(),
+        errors: BTreeMap::new(),
+    }
+}
+
+/// The streams run with readers, under the naive run's fault window.
+fn streams_with_readers() -> RunResult {
+    let mut r = streams();
+    r.scenario.name = "dynamo-readers-streams".into();
+    r.faults = naive().faults;
+    r.readers = Some(readers_result());
+    r
+}
+
+#[test]
+fn compare_adds_a_partial_read_column_per_delay_when_a_run_had_readers() {
+    let runs = [naive(), streams_with_readers()];
+    let cmp = compare(&runs, None, &CompareOptions::default());
+    let md = render(&cmp, Format::Markdown, false);
+    snapshot("compare-readers.md", &md);
+    let csv = render(&cmp, Format::Csv, false);
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.contains(
+            "ttc_p99_ms,partial_0s,partial_100ms,partial_1s,read_ttc_p99_ms,read_anomalies,verdict"
+        ),
+        "{header}"
+    );
+    // The run without readers has none of their figures, not zeros.
+    let json: serde_json::Value = serde_json::from_str(&render(&cmp, Format::Json, false)).unwrap();
+    assert_eq!(json["rows"][0]["partial_0s"], serde_json::Value::Null);
+    assert_eq!(json["rows"][1]["partial_0s"], 0.9);
+    assert_eq!(json["rows"][1]["partial_1s"], 0);
+    assert_eq!(json["rows"][1]["read_anomalies"], 1);
+    // Without readers anywhere, the default columns are what they were.
+    let plain = compare(&[naive()], None, &CompareOptions::default());
+    assert!(!plain.columns.iter().any(|c| c.key().starts_with("partial")));
+}
+
+#[test]
+fn html_with_readers_charts_partial_reads_under_the_fault_windows() {
+    let page = html::render(&streams_with_readers(), None);
+    snapshot("report-readers.html", &page);
+    assert_eq!(page.matches("<svg").count(), 4, "a fourth chart");
+    assert_eq!(page.matches("class=\"fault\"").count(), 4, "shaded in each");
+    assert!(page.contains("Partial reads over time"));
+    assert!(page.contains("What readers saw"));
+    assert!(page.contains("the relay delivered after p50 510"));
+    assert!(page.contains("o000000000042"), "the ghost's sample id");
+    let summary = super::table::summary(&streams_with_readers());
+    assert!(
+        summary.contains("0 ms 90.0% | 100 ms 25.0% | 1000 ms 0.0%"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("visible_ghost 1 (e.g. o000000000042)"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn jepsen_history_with_reads_matches_snapshot() {
+    use crate::reader::entry::{ReadEntry, Seen};
+    let write = HistoryEntry {
+        id: 0,
+        intended_us: 0,
+        start_us: 100,
+        end_us: 5_000,
+        outcome: Outcome::Ok,
+        error: None,
+        primary: SideOutcome::Ok,
+        secondary: SideOutcome::Async,
+        retries: 0,
+    };
+    let read = |n, delay_ms: u64, start_us: u64, secondary, outcome| ReadEntry {
+        n,
+        id: 0,
+        delay_ms,
+        write: Outcome::Ok,
+        planned_us: 5_000 + delay_ms * 1000,
+        start_us,
+        end_us: start_us + 1_500,
+        outcome,
+        primary: Seen::Seen,
+        secondary,
+        primary_copies: 1,
+        secondary_copies: 0,
+        primary_error: None,
+        secondary_error: (outcome == Outcome::Unknown).then(|| "timeout".to_string()),
+    };
+    let reads = vec![
+        read(0, 0, 5_100, Seen::Absent, Outcome::Ok),
+        // Lost answer: `info`, and its process is retired.
+        read(1, 10, 15_000, Seen::Unknown, Outcome::Unknown),
+        read(2, 100, 105_000, Seen::Seen, Outcome::Ok),
+    ];
+    let text = jepsen::export(&[write], &reads);
+    snapshot("history-reads.jepsen.jsonl", &text);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<(&str, &str, u64)> = lines
+        .iter()
+        .map(|v| {
+            (
+                v["f"].as_str().unwrap(),
+                v["type"].as_str().unwrap(),
+                v["process"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("write", "invoke", 0),
+            ("write", "ok", 0),
+            ("read", "invoke", 0),
+            ("read", "ok", 0),
+            ("read", "invoke", 0),
+            ("read", "info", 0),
+            ("read", "invoke", 1),
+            ("read", "ok", 1),
+        ]
+    );
+    assert_eq!(lines[3]["value"]["secondary"], "absent");
+    assert_eq!(lines[5]["secondary_error"], "timeout");
 }
 
 #[test]

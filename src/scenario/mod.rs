@@ -39,6 +39,8 @@ pub struct Scenario {
     pub faults: Vec<FaultSpec>,
     pub check: Check,
     pub expect: Expect,
+    /// `[readers]`: reads of both sides alongside the writes (`crate::reader`).
+    pub readers: Option<Readers>,
     /// Valid, but worth knowing before a run (printed by `validate` and `run`,
     /// kept in the result).
     pub warnings: Vec<String>,
@@ -651,6 +653,14 @@ pub struct Expect {
     /// Whether some operation must succeed after the last fault window ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<bool>,
+    /// Most reads allowed to see one side of an order without the other
+    /// (`[readers]`; none = any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_reads: Option<u64>,
+    /// Most anomalous reads allowed (read-your-write violations, visible ghosts,
+    /// non-monotonic reads, visible records of failed writes; none = any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_anomalies: Option<u64>,
 }
 
 impl Expect {
@@ -666,8 +676,47 @@ impl Expect {
             divergence: Some(0),
             indeterminate: None,
             recovery: None,
+            partial_reads: None,
+            read_anomalies: None,
         }
     }
+}
+
+/// `[readers]`: a read workload beside the writes. Each order a reader follows
+/// is read on both sides at each delay after its write completed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Readers {
+    /// Reads per second the readers may issue (the budget that decides which
+    /// orders are followed); `None` = follow every order.
+    pub rate: Option<f64>,
+    /// Reads in flight at most.
+    pub concurrency: usize,
+    /// After each write's answer, ascending.
+    #[serde(serialize_with = "durations_ms")]
+    pub delays: Vec<Duration>,
+    /// Share of the orders whose write failed or is unknown that are followed too.
+    pub unacknowledged: f64,
+    pub primary: ReadConsistency,
+    pub secondary: ReadConsistency,
+}
+
+/// How one side is read; each field only where the side's store honours it
+/// (checked at validation against the store registry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ReadConsistency {
+    /// DynamoDB `eventually` / `strong`; a Cassandra level (`one`, `quorum`, `all`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
+    /// MongoDB read concern level (`local`, `majority`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_concern: Option<String>,
+    /// MongoDB read preference (`primary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_preference: Option<String>,
+}
+
+fn durations_ms<S: serde::Serializer>(d: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(d.iter().map(|d| d.as_millis() as u64))
 }
 
 /// Reads and validates a scenario file.

@@ -19,6 +19,7 @@ pub(crate) struct RawScenario {
     pub faults: Vec<RawFault>,
     pub check: Option<RawCheck>,
     pub expect: Option<RawExpect>,
+    pub readers: Option<RawReaders>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +157,27 @@ pub(crate) struct RawExpect {
     pub divergence: Option<RawLimit>,
     pub indeterminate: Option<f64>,
     pub recovery: Option<bool>,
+    pub partial_reads: Option<RawLimit>,
+    pub read_anomalies: Option<RawLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReaders {
+    pub rate: Option<f64>,
+    pub concurrency: Option<i64>,
+    pub delays: Option<Vec<String>>,
+    pub unacknowledged: Option<f64>,
+    pub primary: Option<RawReadSide>,
+    pub secondary: Option<RawReadSide>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReadSide {
+    pub consistency: Option<String>,
+    pub read_concern: Option<String>,
+    pub read_preference: Option<String>,
 }
 
 /// A threshold: a maximum count, or the word `"any"`.

@@ -529,3 +529,143 @@ fn faults_between_nodes_need_the_cluster_and_name_its_nodes() {
     ));
     assert!(e.fix.contains("node-kill"), "{}", e.fix);
 }
+
+/// `text` with a `[readers]` section appended.
+fn with_readers(text: &str, readers: &str) -> String {
+    format!("{text}\n[readers]\n{readers}")
+}
+
+#[test]
+fn readers_have_defaults_and_sorted_delays() {
+    let s = parse(Path::new("s.toml"), &with_readers(GOOD, "")).unwrap();
+    let r = s.readers.unwrap();
+    assert_eq!(r.rate, None);
+    assert_eq!(r.concurrency, 16);
+    assert_eq!(
+        r.delays,
+        [0, 10, 100, 1000].map(Duration::from_millis).to_vec()
+    );
+    assert_eq!(
+        (r.unacknowledged, r.primary.consistency.clone()),
+        (1.0, None)
+    );
+    let s = parse(
+        Path::new("s.toml"),
+        &with_readers(GOOD, "rate = 50\ndelays = [\"1s\", \"0ms\"]\n[readers.secondary]\nconsistency = \"STRONG\"\n"),
+    )
+    .unwrap();
+    let r = s.readers.unwrap();
+    assert_eq!(r.delays, [0, 1000].map(Duration::from_millis).to_vec());
+    assert_eq!(r.secondary.consistency.as_deref(), Some("strong"));
+    assert!(parse(Path::new("s.toml"), GOOD).unwrap().readers.is_none());
+}
+
+#[test]
+fn read_options_a_store_does_not_honour_are_rejected_with_the_reason() {
+    // The in-memory store reads one way only.
+    let mem = "name = \"m\"\n[target]\nstore = \"memory\"\n[pattern]\nname = \"naive\"\n[workload]\nrate = 10\nduration = \"1s\"\n";
+    let e = err(&with_readers(
+        mem,
+        "[readers.primary]\nconsistency = \"strong\"\n",
+    ));
+    assert_eq!(
+        (e.field.as_str(), e.line),
+        ("readers.primary.consistency", 12)
+    );
+    assert!(e.problem.contains("reads one way only"), "{e}");
+    // DynamoDB: `eventually` / `strong`, not Cassandra's levels, no read concern.
+    let e = err(&with_readers(
+        GOOD,
+        "[readers.primary]\nconsistency = \"quorum\"\n",
+    ));
+    assert!(e.fix.contains("eventually, strong"), "{e}");
+    let e = err(&with_readers(
+        GOOD,
+        "[readers.secondary]\nread_concern = \"majority\"\n",
+    ));
+    assert_eq!(e.field, "readers.secondary.read_concern");
+    // Strong reads of events with fresh ids would go through an index: impossible.
+    let fresh = GOOD.replace(
+        "name = \"naive\"",
+        "name = \"naive\"\nsecondary_key = \"fresh\"",
+    );
+    let e = err(&with_readers(
+        &fresh,
+        "[readers.secondary]\nconsistency = \"strong\"\n",
+    ));
+    assert!(e.problem.contains("index"), "{e}");
+    parse(Path::new("s.toml"), &with_readers(&fresh, "[readers.primary]\nconsistency = \"strong\"\n[readers.secondary]\nconsistency = \"eventually\"\n")).unwrap();
+    // Cassandra levels; MongoDB read concern per server, read preference primary only.
+    let cassandra = GOOD.replace("store = \"dynamodb\"", "store = \"cassandra\"");
+    parse(
+        Path::new("s.toml"),
+        &with_readers(&cassandra, "[readers.secondary]\nconsistency = \"ALL\"\n"),
+    )
+    .unwrap();
+    let mongo = GOOD.replace("store = \"dynamodb\"", "store = \"mongodb\"");
+    parse(
+        Path::new("s.toml"),
+        &with_readers(
+            &mongo,
+            "[readers.primary]\nread_concern = \"local\"\nread_preference = \"primary\"\n",
+        ),
+    )
+    .unwrap();
+    let e = err(&with_readers(
+        &mongo,
+        "[readers.primary]\nread_concern = \"majority\"\n",
+    ));
+    assert!(e.problem.contains("not honoured by ferretdb"), "{e}");
+    assert!(e.fix.contains("ignores it"), "{e}");
+    let real = mongo.replace(
+        "store = \"mongodb\"",
+        "store = \"mongodb\"\nserver = \"mongodb\"",
+    );
+    parse(
+        Path::new("s.toml"),
+        &with_readers(&real, "[readers.primary]\nread_concern = \"majority\"\n"),
+    )
+    .unwrap();
+    let e = err(&with_readers(
+        &mongo,
+        "[readers.secondary]\nread_preference = \"secondary\"\n",
+    ));
+    assert!(e.problem.contains("directConnection"), "{e}");
+    let e = err(&with_readers(
+        &mongo,
+        "[readers.secondary]\nconsistency = \"one\"\n",
+    ));
+    assert_eq!(e.field, "readers.secondary.consistency");
+}
+
+#[test]
+fn bad_readers_and_read_limits_without_readers_are_rejected() {
+    for (readers, field) in [
+        ("rate = 0", "readers.rate"),
+        ("concurrency = 0", "readers.concurrency"),
+        ("delays = []", "readers.delays"),
+        ("delays = [\"5\"]", "readers.delays[0]"),
+        ("delays = [\"10ms\", \"0.01s\"]", "readers.delays[1]"),
+        ("unacknowledged = 2.0", "readers.unacknowledged"),
+    ] {
+        let e = err(&with_readers(GOOD, readers));
+        assert_eq!(e.field, field, "{readers}: {e}");
+    }
+    let e = err(&with_readers(GOOD, "speed = 3"));
+    assert_eq!(e.field, "speed");
+    let e = err(&format!("{GOOD}\n[expect]\npartial_reads = 0\n"));
+    assert_eq!(e.field, "expect.partial_reads");
+    assert!(e.fix.contains("[readers]"), "{e}");
+    let s = parse(
+        Path::new("s.toml"),
+        &with_readers(
+            &format!("{GOOD}\n[expect]\npartial_reads = 0\nread_anomalies = \"any\"\n"),
+            "",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        (s.expect.partial_reads, s.expect.read_anomalies),
+        (Some(0), None)
+    );
+}

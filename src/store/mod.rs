@@ -24,10 +24,10 @@ use std::sync::Arc;
 use crate::order::Order;
 use crate::pattern::KeyPolicy;
 use crate::pattern::atomic::AtomicWrite;
-use crate::pattern::outcome::Attempt;
+use crate::pattern::outcome::{Attempt, Failure};
 use crate::relay::{ExactlyOnceSink, RelaySource};
 pub use crate::result::ServerInfo;
-use crate::scenario::{FaultSpec, Scenario, Side, SideEndpoint};
+use crate::scenario::{FaultSpec, ReadConsistency, Scenario, Side, SideEndpoint};
 use crate::writer::Writer;
 pub use layout::Layout;
 pub use spec::{REGISTRY, StoreKind, StoreSpec};
@@ -62,6 +62,43 @@ pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// What one read of one side saw. A read changes nothing, so the outcome rule
+/// only decides whether it observed: `Ok` when the side answered, `Fail` when the
+/// read certainly was not served (never sent, or refused by the server), `Unknown`
+/// when it may have been served and the answer was lost.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadOutcome {
+    /// The side answered: how many records of the order it holds (0 = not visible).
+    Ok(u32),
+    Fail(Failure),
+    Unknown(Failure),
+}
+
+impl ReadOutcome {
+    /// A failed read call, classified by the store as it classifies a failed
+    /// write: not applied = not served, indeterminate = unknown.
+    pub fn failed(attempt: Attempt) -> Self {
+        match attempt {
+            Attempt::Applied => ReadOutcome::Unknown(Failure::new(
+                "read-classified-as-applied",
+                "a failed read was classified as applied",
+            )),
+            Attempt::NotApplied(f) | Attempt::AlreadyThere(f) => ReadOutcome::Fail(f),
+            Attempt::Indeterminate(f) => ReadOutcome::Unknown(f),
+        }
+    }
+}
+
+/// How a reader reads one side: the side's read options (validated against the
+/// store registry) and how the secondary records are keyed.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub consistency: ReadConsistency,
+    /// `Stable`: the secondary record has the order's own event id (a point read
+    /// by key); `Fresh`: it is found by the order id (an index where needed).
+    pub key: KeyPolicy,
+}
+
 /// One side of the data in one store: where the application's records land.
 #[async_trait]
 pub trait SideStore: Send + Sync {
@@ -87,6 +124,11 @@ pub trait SideStore: Send + Sync {
         }
         Attempt::Applied
     }
+
+    /// A reader's point read of one order (`record` gives its id, and its customer
+    /// for a side partitioned by customer), through the side's own connection
+    /// (its proxy, its faults, its op_timeout). Never panics, never scans.
+    async fn read(&self, record: &Record, how: &ReadOptions) -> ReadOutcome;
 
     /// Full scan, every record to `sink` (the checker's; not bounded by op_timeout).
     async fn scan(&self, sink: &mut dyn ScanSink) -> anyhow::Result<()>;

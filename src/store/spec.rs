@@ -29,6 +29,8 @@ pub struct StoreSpec {
     pub secondary_appends: bool,
     /// Fault kinds this store injects itself, beside the network faults.
     pub fault_kinds: &'static [&'static str],
+    /// What a reader (`[readers]`) can ask of a side of this store.
+    pub reads: ReadSupport,
     /// How `dualwrite bench` measures it.
     pub bench: BenchSpec,
     pub connect: Connect,
@@ -47,6 +49,22 @@ pub enum Support {
     },
     /// Why not, and what to use instead.
     No(&'static str),
+}
+
+/// What a read of one side can ask of a store: each option of `[readers.primary]`
+/// / `[readers.secondary]` is honoured here or rejected at validation.
+pub struct ReadSupport {
+    /// How a side is read (one point read per side), for `dualwrite list`.
+    pub how: &'static str,
+    /// `consistency` words honoured; empty: the store reads one way only.
+    pub consistency: &'static [&'static str],
+    /// Of those, the ones a read through a secondary index cannot have (the
+    /// secondary side keyed by fresh event ids is read through one).
+    pub not_through_index: &'static [&'static str],
+    /// Read concern levels honoured, per server (a server not listed honours none).
+    pub read_concern: &'static [(&'static str, &'static [&'static str])],
+    /// Read preferences honoured.
+    pub read_preference: &'static [&'static str],
 }
 
 /// What `dualwrite bench` uses for a store.

@@ -11,6 +11,7 @@ mod dynamodb_patterns;
 mod kafka_topic;
 mod mongodb;
 mod outcomes;
+mod readers;
 mod reliability;
 mod reports;
 mod two_stores;

@@ -6,6 +6,7 @@ mod app;
 mod cql;
 mod faults;
 mod pattern;
+mod readers;
 mod target;
 mod workload;
 
@@ -140,8 +141,28 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
                 other => other,
             },
             recovery: e.recovery,
+            partial_reads: read_limit(&e.partial_reads, "expect.partial_reads", at)?,
+            read_anomalies: read_limit(&e.read_anomalies, "expect.read_anomalies", at)?,
         },
     };
+    let readers = match &raw.readers {
+        Some(r) => Some(readers::readers(r, &target, &pattern, at)?),
+        None => None,
+    };
+    if readers.is_none() {
+        for (path, set) in [
+            ("expect.partial_reads", expect.partial_reads.is_some()),
+            ("expect.read_anomalies", expect.read_anomalies.is_some()),
+        ] {
+            if set {
+                return Err(at.error(
+                    path,
+                    "there are no reads to limit: the scenario has no [readers]",
+                    "add a [readers] section, or remove the limit",
+                ));
+            }
+        }
+    }
     let namespace = NamespaceSpec {
         prefix: raw
             .namespace
@@ -197,6 +218,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
         faults,
         check,
         expect,
+        readers,
         warnings,
     })
 }
@@ -223,6 +245,14 @@ fn limit(raw: &Option<RawLimit>, path: &str, at: &Locator) -> Res<Option<u64>> {
             format!("`{other:?}` is not a threshold"),
             "give the largest count allowed (0 or more), or \"any\" for no limit",
         )),
+    }
+}
+
+/// A limit on reads: unlike the checker's categories, absent means any.
+fn read_limit(raw: &Option<RawLimit>, path: &str, at: &Locator) -> Res<Option<u64>> {
+    match raw {
+        None => Ok(None),
+        some => limit(some, path, at),
     }
 }
 

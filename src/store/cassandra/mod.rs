@@ -44,7 +44,7 @@ use std::time::Duration;
 use self::relay::OutboxSource;
 use self::side::{CassandraSide, Table};
 use self::writes::{BareClient, BatchWrite};
-use super::spec::{BenchSpec, LocalServer, ServerSpec, StoreSpec, Support};
+use super::spec::{BenchSpec, LocalServer, ReadSupport, ServerSpec, StoreSpec, Support};
 use super::{Layout, ServerInfo, SideStore, Store, StoreContext};
 use crate::pattern::PatternKind;
 use crate::pattern::atomic::AtomicWrite;
@@ -116,6 +116,13 @@ pub static SPEC: StoreSpec = StoreSpec {
     secondary_options: &["consistency"],
     secondary_appends: false,
     fault_kinds: &[],
+    reads: ReadSupport {
+        how: "SELECT by the side's full partition key (orders_by_customer by customer and order)",
+        consistency: &["one", "two", "quorum", "all", "local_quorum", "local_one"],
+        not_through_index: &[],
+        read_concern: &[],
+        read_preference: &[],
+    },
     bench: BenchSpec {
         server: "cassandra",
         checker_records: 20000,
@@ -485,6 +492,10 @@ impl Store for CassandraStore {
             self.info
                 .capabilities
                 .insert("per_replica_scans".to_string(), true);
+        } else if self.ctx.scenario.readers.is_some() {
+            self.info.not_exercised.push(
+                "read consistency levels: the keyspace has one replica (RF 1), so ONE, QUORUM and ALL all read the one copy".into(),
+            );
         }
         Ok(())
     }

@@ -17,12 +17,12 @@ use scylla::statement::Statement;
 use scylla::statement::prepared::PreparedStatement;
 use std::sync::Arc;
 
-use super::{DDL_TIMEOUT, Tables, classify};
+use super::{DDL_TIMEOUT, Tables, classify, consistency};
 use crate::order::{Order, order_key, parse_order_key};
 use crate::pattern::outcome::Attempt;
 use crate::pattern::{KeyPolicy, Partitioning, Pattern, PatternKind};
 use crate::store::layout::{Id, Layout, number, service_writes};
-use crate::store::{Record, ScanSink, SideStore};
+use crate::store::{ReadOptions, ReadOutcome, Record, ScanSink, SideStore};
 use scylla::value::{CqlValue, Row};
 
 const SCAN_PAGE: i32 = 1000;
@@ -69,6 +69,9 @@ pub(crate) struct CassandraSide {
     /// The checker's scan reads at this level instead of the connection's (ALL on
     /// the cluster: what every replica holds, merged).
     pub(crate) scan_consistency: Option<scylla::statement::Consistency>,
+    /// A reader's point read, prepared on first use (runs without readers
+    /// never prepare it).
+    pub(crate) read: tokio::sync::OnceCell<PreparedStatement>,
 }
 
 impl CassandraSide {
@@ -114,6 +117,7 @@ impl CassandraSide {
             lwt: lwt && table == Table::Orders,
             app: None,
             scan_consistency: None,
+            read: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -137,7 +141,29 @@ impl CassandraSide {
             insert,
             lwt: false,
             app: Some(layout),
+            scan_consistency: None,
+            read: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The read of one order's rows by the table's full partition key.
+    async fn read_statement(&self) -> Result<&PreparedStatement, scylla::errors::ExecutionError> {
+        let name = &self.name;
+        let cql = match self.table {
+            Table::ByCustomer => {
+                format!("SELECT order_id FROM {name} WHERE customer_id = ? AND order_id = ?")
+            }
+            // Orders: one row; audit and events: every row of the order's partition.
+            _ => format!("SELECT order_id FROM {name} WHERE order_id = ? LIMIT 1000"),
+        };
+        self.read
+            .get_or_try_init(|| async {
+                self.session
+                    .prepare(cql)
+                    .await
+                    .map_err(scylla::errors::ExecutionError::PrepareError)
+            })
+            .await
     }
 }
 
@@ -213,6 +239,37 @@ impl SideStore for CassandraSide {
                     .await
             }
         })
+    }
+
+    async fn read(&self, record: &Record, how: &ReadOptions) -> ReadOutcome {
+        let prepared = match self.read_statement().await {
+            Ok(p) => p,
+            Err(e) => return ReadOutcome::failed(classify(&e)),
+        };
+        let mut statement = prepared.clone();
+        if let Some(level) = &how.consistency.consistency {
+            statement.set_consistency(consistency(level));
+        }
+        let key = order_key(record.order_id);
+        let result = match self.table {
+            Table::ByCustomer => {
+                self.session
+                    .execute_unpaged(&statement, (record.customer_id as i64, &key))
+                    .await
+            }
+            _ => self.session.execute_unpaged(&statement, (&key,)).await,
+        };
+        match result {
+            Ok(r) => match r.into_rows_result() {
+                Ok(rows) => ReadOutcome::Ok(rows.rows_num() as u32),
+                // Served, but the answer could not be read.
+                Err(e) => ReadOutcome::Unknown(crate::pattern::outcome::Failure::new(
+                    "response",
+                    e.to_string(),
+                )),
+            },
+            Err(e) => ReadOutcome::failed(classify(&e)),
+        }
     }
 
     async fn scan(&self, sink: &mut dyn ScanSink) -> anyhow::Result<()> {

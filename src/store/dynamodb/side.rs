@@ -22,8 +22,12 @@ use crate::order::{Order, order_key, parse_order_key};
 use crate::pattern::KeyPolicy;
 use crate::pattern::outcome::{Attempt, Failure};
 use crate::store::layout::{Layout, number, service_writes};
-use crate::store::{Record, ScanSink, SideStore};
+use crate::store::{ReadOptions, ReadOutcome, Record, ScanSink, SideStore};
 use std::sync::Arc;
+
+/// The events table's index on `order_id`, created in prepare when readers look
+/// up events with fresh ids (`mod.rs`); index reads are eventually consistent.
+pub const ORDER_INDEX: &str = "order_id-index";
 
 /// Bound on one page of a checker scan.
 const SCAN_PAGE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -86,6 +90,50 @@ impl SideStore for DynamoSide {
         }
         self.put(event_item(record, event_id(record.order_id, key)))
             .await
+    }
+
+    async fn read(&self, record: &Record, how: &ReadOptions) -> ReadOutcome {
+        let strong = how.consistency.consistency.as_deref() == Some("strong");
+        let (key, value) = match (self.table, how.key) {
+            (Table::Orders, _) => ("order_id", order_key(record.order_id)),
+            (Table::Events, KeyPolicy::Stable) => {
+                ("event_id", event_id(record.order_id, KeyPolicy::Stable))
+            }
+            // Fresh event ids: the index on order_id (validation allows no strong read here).
+            (Table::Events, KeyPolicy::Fresh) => {
+                return match self
+                    .client
+                    .query()
+                    .table_name(&self.name)
+                    .index_name(ORDER_INDEX)
+                    .key_condition_expression("order_id = :o")
+                    .expression_attribute_values(
+                        ":o",
+                        AttributeValue::S(order_key(record.order_id)),
+                    )
+                    .select(aws_sdk_dynamodb::types::Select::Count)
+                    .send()
+                    .await
+                {
+                    Ok(out) => ReadOutcome::Ok(out.count().max(0) as u32),
+                    Err(e) => ReadOutcome::failed(classify(&e)),
+                };
+            }
+        };
+        match self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(key, AttributeValue::S(value))
+            .consistent_read(strong)
+            .projection_expression("#k")
+            .expression_attribute_names("#k", key)
+            .send()
+            .await
+        {
+            Ok(out) => ReadOutcome::Ok(u32::from(out.item().is_some())),
+            Err(e) => ReadOutcome::failed(classify(&e)),
+        }
     }
 
     async fn scan(&self, sink: &mut dyn ScanSink) -> anyhow::Result<()> {

@@ -15,8 +15,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::spec::{BenchSpec, LocalServer, ServerSpec, StoreSpec, Support};
-use super::{Record, ScanSink, ServerInfo, SideStore, Store, StoreContext};
+use super::spec::{BenchSpec, LocalServer, ReadSupport, ServerSpec, StoreSpec, Support};
+use super::{
+    ReadOptions, ReadOutcome, Record, ScanSink, ServerInfo, SideStore, Store, StoreContext,
+};
 use crate::order::{Order, order_key};
 use crate::pattern::atomic::{AtomicWrite, AttemptContext, Covers};
 use crate::pattern::outcome::{Attempt, Failure};
@@ -71,6 +73,13 @@ pub static SPEC: StoreSpec = StoreSpec {
     secondary_options: &["secondary_key"],
     secondary_appends: false,
     fault_kinds: &["down", "latency", "timeout"],
+    reads: ReadSupport {
+        how: "a lookup by order id under the tables' lock",
+        consistency: &[],
+        not_through_index: &[],
+        read_concern: &[],
+        read_preference: &[],
+    },
     bench: BenchSpec {
         server: "memory",
         checker_records: 100000,
@@ -278,6 +287,34 @@ impl SideStore for MemorySide {
             Attempt::Applied
         })
         .await
+    }
+
+    async fn read(&self, record: &Record, _how: &ReadOptions) -> ReadOutcome {
+        let (side, id) = (self.side, record.order_id);
+        let mut copies = 0;
+        let attempt = self
+            .request(|t| {
+                copies = match side {
+                    Side::Primary => u32::from(t.orders.contains_key(&id)),
+                    _ => {
+                        // Stable event ids are `e-<key>`, fresh ones `e-<key>-<hex>`.
+                        let stable = format!("e-{}", order_key(id));
+                        t.events
+                            .range(stable.clone()..)
+                            .take_while(|(k, _)| k.starts_with(&stable))
+                            .filter(|(k, _)| {
+                                k.len() == stable.len() || k[stable.len()..].starts_with('-')
+                            })
+                            .count() as u32
+                    }
+                };
+                Attempt::Applied
+            })
+            .await;
+        match attempt {
+            Attempt::Applied => ReadOutcome::Ok(copies),
+            failed => ReadOutcome::failed(failed),
+        }
     }
 
     async fn scan(&self, sink: &mut dyn ScanSink) -> anyhow::Result<()> {

@@ -38,7 +38,7 @@ use self::relay::{ChangeStreamSource, OutboxPollSource};
 use self::side::MongoSide;
 use self::wire::bounded;
 use self::writes::{BareClient, MongoWriter, OutboxWrite, TransactionWrite};
-use super::spec::{BenchSpec, LocalServer, ServerSpec, StoreSpec, Support};
+use super::spec::{BenchSpec, LocalServer, ReadSupport, ServerSpec, StoreSpec, Support};
 use super::{Layout, ServerInfo, SideStore, Store, StoreContext};
 use crate::pattern::atomic::AtomicWrite;
 use crate::pattern::{PatternKind, RelayMode};
@@ -111,6 +111,23 @@ pub static SPEC: StoreSpec = StoreSpec {
     secondary_options: &["secondary_key"],
     secondary_appends: false,
     fault_kinds: &["fail-command"],
+    reads: ReadSupport {
+        how: "find by _id (orders) or by an index on order_id (order_events)",
+        consistency: &[],
+        not_through_index: &[],
+        // FerretDB and mongoeco accept readConcern and ignore it (one copy of the
+        // data: every read is `local`); a replica set honours them all.
+        read_concern: &[
+            ("ferretdb", &["local"]),
+            ("mongoeco", &["local"]),
+            (
+                "mongodb",
+                &["local", "available", "majority", "linearizable"],
+            ),
+        ],
+        // Each side reaches one server through its own proxy (directConnection).
+        read_preference: &["primary"],
+    },
     bench: BenchSpec {
         server: "mongoeco",
         checker_records: 3000,
@@ -355,6 +372,24 @@ impl Store for MongoStore {
         }
         if self.ctx.serves(Side::Secondary) {
             create_collection(&db, EVENTS, limit).await?;
+        }
+        if self.ctx.serves(Side::Secondary) && self.ctx.scenario.readers.is_some() {
+            // A reader's point read of an order's events (their ids may be fresh).
+            let index = IndexModel::builder().keys(doc! {"order_id": 1}).build();
+            bounded(
+                limit,
+                db.collection::<Document>(EVENTS)
+                    .create_index(index)
+                    .into_future(),
+            )
+            .await
+            .map_err(|f| {
+                anyhow::anyhow!(
+                    "cannot index {}.{EVENTS} on order_id: {}",
+                    db.name(),
+                    f.detail
+                )
+            })?;
         }
         if self.ctx.is_primary() && self.ctx.scenario.pattern.kind == PatternKind::Outbox {
             // The polling relay's query; also what `pending()` counts.

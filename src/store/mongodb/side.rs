@@ -12,14 +12,14 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Client, Collection, Database};
 use std::time::Duration;
 
-use super::wire::{bounded, event_doc, event_id, find_page, order_doc, record_of};
+use super::wire::{bounded, event_doc, event_id, find_page, order_doc, read_count, record_of};
 use super::{EVENTS, ORDERS, side_client};
 use crate::order::{Order, order_key};
 use crate::pattern::KeyPolicy;
 use crate::pattern::outcome::Attempt;
 use crate::scenario::Side;
 use crate::store::layout::{Id, Layout, number, service_writes};
-use crate::store::{Record, ScanSink, SideStore, StoreContext};
+use crate::store::{ReadOptions, ReadOutcome, Record, ScanSink, SideStore, StoreContext};
 use std::sync::Arc;
 
 const SCAN_PAGE: i32 = 5000;
@@ -100,6 +100,29 @@ impl SideStore for MongoSide {
         match bounded(limit, c.insert_many(docs).ordered(false).into_future()).await {
             Ok(_) => Attempt::Applied,
             Err(f) => f.attempt(),
+        }
+    }
+
+    async fn read(&self, record: &Record, how: &ReadOptions) -> ReadOutcome {
+        // Orders by `_id`; events by `order_id` (indexed in prepare when the
+        // scenario has readers), whatever their ids.
+        let key = if self.side == Side::Primary {
+            "_id"
+        } else {
+            "order_id"
+        };
+        let filter = doc! {key: order_key(record.order_id)};
+        match read_count(
+            &self.db(),
+            self.collection(),
+            filter,
+            how.consistency.read_concern.as_deref(),
+            self.op_timeout,
+        )
+        .await
+        {
+            Ok(n) => ReadOutcome::Ok(n),
+            Err(f) => ReadOutcome::failed(f.attempt()),
         }
     }
 

@@ -210,6 +210,34 @@ pub(crate) async fn find_page(
         .collect())
 }
 
+/// A reader's point read: how many documents match `filter` (ids only, one
+/// batch), with the read concern asked for (none: the server's default).
+pub(crate) async fn read_count(
+    db: &Database,
+    coll: &str,
+    filter: Document,
+    read_concern: Option<&str>,
+    bound: Duration,
+) -> Result<u32, Failure> {
+    let mut command = doc! {
+        "find": coll,
+        "filter": filter,
+        "projection": {"_id": 1},
+        "limit": 1000,
+        "batchSize": 1000,
+        "singleBatch": true,
+    };
+    if let Some(level) = read_concern {
+        command.insert("readConcern", doc! {"level": level});
+    }
+    let reply = bounded(bound, db.run_command(command).into_future()).await?;
+    let batch = reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .map_err(|e| Failure::reply(format!("find on {}.{coll}: {e}", db.name())))?;
+    Ok(batch.len() as u32)
+}
+
 /// `count` (a command, not an aggregation cursor: see [`find_page`]).
 pub(crate) async fn count(
     db: &Database,
