@@ -476,3 +476,6 @@ impl Accumulator {
         (stats, self.history)
     }
 }
+
+#[cfg(test)]
+mod tests;
