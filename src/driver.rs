@@ -4,15 +4,18 @@
 //! stalled store shows up as latency instead of silently lowering the rate
 //! (no coordinated omission).
 //!
-//! The cap is a fixed set of long-lived workers, one per unit of concurrency, polled
-//! in the caller's task: a worker takes the next operation id, waits for its
-//! intended start if it is early, runs it, records it, and takes the next. A free
+//! Two parts. The workers, a fixed set of long-lived futures polled in the caller's
+//! task, one per unit of the concurrency cap: a worker takes the next operation id,
+//! waits for its intended start if it is early, runs it, and takes the next. A free
 //! worker is a free slot, so an operation that finds every worker busy starts late
-//! and is counted as delayed. No task is spawned and nothing is sent per operation
-//! (a task and a channel message per operation were a quarter of the driver's
-//! instructions in callgrind); completions are recorded in place, under a lock no
-//! other thread contends for.
+//! and is counted as delayed. The completer, a thread of its own, records what the
+//! workers hand it (figures, timeline, history line, live counters), in batches
+//! when the workers are saturated. No task is spawned and no message is sent per
+//! operation: a task and a channel message per operation were a quarter of the
+//! driver's instructions in callgrind, and recording beside issuing uses a second
+//! core.
 
+use anyhow::Context;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -22,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::history::{History, HistoryWriter, OpReport, OpSummary, Outcome, SideOutcome};
 use crate::order::Order;
@@ -92,7 +95,16 @@ pub struct DriverStats {
     pub error_samples: std::collections::BTreeMap<String, String>,
 }
 
-/// One finished operation. Times are nanoseconds since `t0`.
+/// One finished operation as a worker hands it over: clock readings only, the
+/// arithmetic on them is the completer's.
+struct Finished {
+    id: u64,
+    start: Instant,
+    end: Instant,
+    report: OpReport,
+}
+
+/// One finished operation as it is recorded. Times are nanoseconds since `t0`.
 struct Completion {
     id: u64,
     intended_ns: u64,
@@ -133,42 +145,94 @@ struct Shared<'a> {
     live: &'a LiveCounters,
     /// The next operation id to take.
     next: AtomicU64,
-    /// Set when the history can no longer be written: issuing stops.
-    halted: AtomicBool,
-    sink: Mutex<Sink>,
+    /// Set by the completer when the history can no longer be written: issuing stops.
+    halted: Arc<AtomicBool>,
+    /// Completions not yet handed to the completer.
+    batch: Mutex<Vec<Finished>>,
+    /// Unbounded: a full queue would hold a worker back while tokio's paused clock
+    /// (tests) cannot see why, and the completer needs fewer instructions per
+    /// operation than the workers, so it keeps up.
+    completer: mpsc::UnboundedSender<Vec<Finished>>,
 }
 
-struct Sink {
-    acc: Accumulator,
-    writer: Option<HistoryWriter>,
-    failed: Option<std::io::Error>,
-}
+/// Completions handed to the completer at once when the driver is saturated.
+const BATCH: usize = 256;
 
 impl Shared<'_> {
-    fn complete(&self, c: Completion) {
-        match c.report.outcome {
-            Outcome::Ok => &self.live.ok,
-            Outcome::Fail => &self.live.fail,
-            Outcome::Unknown => &self.live.unknown,
-        }
-        .fetch_add(1, Ordering::Relaxed);
-        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
-        let sink = &mut *sink;
-        sink.acc.add(&c);
-        if let Some(w) = sink.writer.as_mut()
-            && let Err(e) = w.append_parts(
-                c.id,
-                c.intended_ns / 1000,
-                c.start_ns / 1000,
-                c.end_ns / 1000,
-                &c.report,
-            )
-        {
-            sink.failed = Some(e);
-            sink.writer = None;
-            self.halted.store(true, Ordering::Relaxed);
+    /// Queues a completion for the completer. A saturated driver hands them over
+    /// in batches; one that just waited (for a start time or for the store) hands
+    /// them over at once, so the progress line and the streamed history keep up.
+    fn complete(&self, f: Finished, waited: bool) {
+        let batch = {
+            let mut batch = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+            batch.push(f);
+            if batch.len() >= BATCH {
+                Some(std::mem::replace(&mut *batch, Vec::with_capacity(BATCH)))
+            } else {
+                waited.then(|| std::mem::take(&mut *batch))
+            }
+        };
+        if let Some(batch) = batch {
+            // Fails only when the completer is gone, and drive reports why.
+            let _ = self.completer.send(batch);
         }
     }
+
+    fn flush(&self) {
+        let batch = std::mem::take(&mut *self.batch.lock().unwrap_or_else(|e| e.into_inner()));
+        if !batch.is_empty() {
+            let _ = self.completer.send(batch);
+        }
+    }
+}
+
+/// What the completer hands back: the figures, the writer, and the first error
+/// writing the history.
+type Completed = (Accumulator, Option<HistoryWriter>, Option<std::io::Error>);
+
+/// Records every completion: figures, history line, live counters. Its own
+/// thread, so recording runs beside issuing on another core.
+fn completer(
+    mut rx: mpsc::UnboundedReceiver<Vec<Finished>>,
+    schedule: Schedule,
+    mut acc: Accumulator,
+    mut writer: Option<HistoryWriter>,
+    live: Arc<LiveCounters>,
+    halted: Arc<AtomicBool>,
+) -> Completed {
+    let mut failed = None;
+    while let Some(batch) = rx.blocking_recv() {
+        for f in batch {
+            let c = Completion {
+                id: f.id,
+                intended_ns: schedule.due_ns(f.id),
+                start_ns: schedule.since_t0_ns(f.start),
+                end_ns: schedule.since_t0_ns(f.end),
+                report: f.report,
+            };
+            match c.report.outcome {
+                Outcome::Ok => &live.ok,
+                Outcome::Fail => &live.fail,
+                Outcome::Unknown => &live.unknown,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+            acc.add(&c);
+            if let Some(w) = writer.as_mut()
+                && let Err(e) = w.append_parts(
+                    c.id,
+                    c.intended_ns / 1000,
+                    c.start_ns / 1000,
+                    c.end_ns / 1000,
+                    &c.report,
+                )
+            {
+                failed = Some(e);
+                writer = None;
+                halted.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    (acc, writer, failed)
 }
 
 /// True once the stop signal is set. The common case (no new value) is one atomic
@@ -202,18 +266,28 @@ pub async fn drive(
         t0,
         period_ns: 1e9 / spec.rate,
     };
+    let halted = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let recording = {
+        let (acc, live, halted) = (
+            Accumulator::new(spec.ops as usize),
+            live.clone(),
+            halted.clone(),
+        );
+        std::thread::Builder::new()
+            .name("dualwrite-completer".into())
+            .spawn(move || completer(rx, schedule, acc, writer, live, halted))
+            .context("starting the driver's completer thread")?
+    };
     let shared = Shared {
         client: &*client,
         spec: &spec,
         schedule,
         live: &live,
         next: AtomicU64::new(0),
-        halted: AtomicBool::new(false),
-        sink: Mutex::new(Sink {
-            acc: Accumulator::new(spec.ops as usize),
-            writer,
-            failed: None,
-        }),
+        halted,
+        batch: Mutex::new(Vec::new()),
+        completer: tx,
     };
     let workers = spec
         .concurrency
@@ -224,21 +298,25 @@ pub async fn drive(
         .collect();
     while pool.next().await.is_some() {}
     drop(pool);
+    shared.flush();
+    drop(shared);
 
-    let sink = shared.sink.into_inner().unwrap_or_else(|e| e.into_inner());
-    if let Some(e) = sink.failed {
+    let (acc, writer, failed) = tokio::task::spawn_blocking(move || recording.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the driver's completer panicked"))?;
+    if let Some(e) = failed {
         return Err(anyhow::Error::new(e).context("writing history.jsonl"));
     }
     // Every operation started has completed (or hit its deadline) by now, so the
     // completions count and date the issued operations.
-    let (issued, last_start_ns) = (sink.acc.completed, sink.acc.last_start_ns);
+    let (issued, last_start_ns) = (acc.completed, acc.last_start_ns);
     let load_s = if issued == 0 {
         0.0
     } else {
         last_start_ns as f64 / 1e9 + schedule.period_ns / 1e9
     };
-    let (stats, history) = sink.acc.finish(issued, load_s);
-    Ok((stats, history, sink.writer))
+    let (stats, history) = acc.finish(issued, load_s);
+    Ok((stats, history, writer))
 }
 
 /// One unit of the concurrency cap: takes the next operation until there are none
@@ -257,10 +335,12 @@ async fn worker(shared: &Shared<'_>, mut stop: watch::Receiver<bool>) {
         if id >= spec.ops {
             return;
         }
-        let intended_ns = schedule.due_ns(id);
-        let intended = schedule.t0 + Duration::from_nanos(intended_ns);
+        let intended = schedule.t0 + Duration::from_nanos(schedule.due_ns(id));
         let mut start = now();
-        if intended > start {
+        let mut waited = intended > start;
+        if waited {
+            // Idle until then: what has completed goes to the completer now.
+            shared.flush();
             tokio::select! {
                 biased;
                 _ = stop_requested(&mut stop) => return,
@@ -268,7 +348,6 @@ async fn worker(shared: &Shared<'_>, mut stop: watch::Receiver<bool>) {
             }
             start = now();
         }
-        let start_ns = schedule.since_t0_ns(start);
         shared.live.issued.fetch_add(1, Ordering::Relaxed);
         let order = Order::generate(spec.seed, id, spec.customers, spec.payload_bytes);
         // A panicking client is a bug, but it costs one operation (recorded as
@@ -281,6 +360,7 @@ async fn worker(shared: &Shared<'_>, mut stop: watch::Receiver<bool>) {
         let written = match first {
             Poll::Ready(r) => Ok(r),
             Poll::Pending => {
+                waited = true;
                 tokio::time::timeout_at((start + spec.op_deadline).into(), &mut write).await
             }
         };
@@ -289,14 +369,16 @@ async fn worker(shared: &Shared<'_>, mut stop: watch::Receiver<bool>) {
             Ok(Err(panic)) => unknown("panic", panic_message(&*panic)),
             Err(_) => unknown("deadline", None),
         };
-        let end_ns = schedule.since_t0_ns(now());
-        shared.complete(Completion {
-            id,
-            intended_ns,
-            start_ns,
-            end_ns,
-            report,
-        });
+        let end = now();
+        shared.complete(
+            Finished {
+                id,
+                start,
+                end,
+                report,
+            },
+            waited,
+        );
         // Against a store that answers at once (the bench's sink) nothing here
         // would ever be pending: give the runtime its turn (the nemesis shares
         // this task in a run).
