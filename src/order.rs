@@ -40,9 +40,9 @@ pub fn parse_order_key(key: &str) -> Option<u64> {
 }
 
 fn payload(mut state: u64, len: usize) -> String {
-    // 32 symbols, 5 bits each: one splitmix64 draw gives 12 characters. They are
-    // computed 8 at a time in one u64 (SWAR) instead of a table lookup per byte:
-    // order generation was 14 % of the driver's instructions in callgrind.
+    // 32 symbols, 5 bits each: one splitmix64 draw gives 12 characters, looked up
+    // two at a time (10 bits) instead of one per byte: order generation was 14 % of
+    // the driver's instructions in callgrind.
     let mut bytes = Vec::with_capacity(len);
     for _ in 0..len / 12 {
         state = splitmix64(state);
@@ -55,32 +55,27 @@ fn payload(mut state: u64, len: usize) -> String {
     String::from_utf8(bytes).expect("the alphabet is ASCII")
 }
 
+const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz012345";
+
+/// The two symbols of every 10-bit value, low 5 bits first (2 KiB).
+const PAIRS: [[u8; 2]; 1024] = {
+    let mut pairs = [[0u8; 2]; 1024];
+    let mut v = 0;
+    while v < 1024 {
+        pairs[v] = [ALPHABET[v & 31], ALPHABET[v >> 5]];
+        v += 1;
+    }
+    pairs
+};
+
 /// The 12 symbols of one draw: its twelve 5-bit fields, lowest first.
 #[inline]
 fn twelve(state: u64) -> [u8; 12] {
     let mut out = [0u8; 12];
-    out[..8].copy_from_slice(&symbols(spread(state)).to_le_bytes());
-    out[8..].copy_from_slice(&symbols(spread(state >> 40)).to_le_bytes()[..4]);
+    for (i, pair) in out.chunks_exact_mut(2).enumerate() {
+        pair.copy_from_slice(&PAIRS[((state >> (10 * i)) & 1023) as usize]);
+    }
     out
-}
-
-/// The low eight 5-bit fields of `bits`, one per byte (byte i = field i), by
-/// halving: 20-bit halves into 32-bit lanes, 10-bit into 16-bit, 5-bit into 8-bit.
-#[inline]
-fn spread(bits: u64) -> u64 {
-    let x = (bits & 0xF_FFFF) | ((bits & 0xFF_FFF0_0000) << 12);
-    let x = (x & 0x0000_03FF_0000_03FF) | ((x & 0x000F_FC00_000F_FC00) << 6);
-    (x & 0x001F_001F_001F_001F) | ((x & 0x03E0_03E0_03E0_03E0) << 3)
-}
-
-/// Maps each byte 0..=31 to `abcdefghijklmnopqrstuvwxyz012345`: 'a' + v below 26,
-/// '0' + (v - 26) from 26 (that is v + 97 - 75). No byte carries into the next:
-/// v + 102 <= 133 and v + 97 <= 128.
-#[inline]
-fn symbols(v: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    let digit = (((v + 102 * ONES) & (0x80 * ONES)) >> 7) * 75;
-    v + 97 * ONES - digit
 }
 
 pub fn splitmix64(mut x: u64) -> u64 {
@@ -105,10 +100,9 @@ mod tests {
         assert_eq!(parse_order_key("x1"), None);
     }
 
-    /// The per-byte version the SWAR one replaced: payloads must not change, or a
+    /// The per-byte version the pair lookup replaced: payloads must not change, or a
     /// run could not be reproduced from its seed by a later build.
     fn payload_per_byte(mut state: u64, len: usize) -> String {
-        const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz012345";
         let mut bytes = vec![0u8; len];
         for chunk in bytes.chunks_mut(12) {
             state = splitmix64(state);
@@ -132,7 +126,7 @@ mod tests {
                 );
             }
         }
-        // Every symbol appears (both arms of the SWAR mapping are exercised).
+        // Every symbol appears.
         let long = payload(7, 10_000);
         for c in "abcdefghijklmnopqrstuvwxyz012345".chars() {
             assert!(long.contains(c), "{c}");
