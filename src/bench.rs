@@ -2,6 +2,12 @@
 //! client, side by side in one run, reported as ratios (the machine is shared and
 //! noisy, so absolute numbers from different runs do not compare). Benchmarks
 //! report; they never assert wall-clock times in the test suite.
+//!
+//! `--json FILE` keeps the figures ([`figures`]); `--baseline FILE` judges this
+//! run's harness figures against an earlier file's ([`baseline`]).
+
+mod baseline;
+mod figures;
 
 use async_trait::async_trait;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -12,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+use self::figures::{BenchResult, PatternFigures, StoreFigures};
 use crate::checker::{self, CollectedScan};
 use crate::driver::{self, DriveSpec, LiveCounters};
 use crate::history::{History, HistoryWriter, OpReport, OpSummary, Outcome, SideOutcome};
@@ -53,6 +60,53 @@ pub struct BenchArgs {
     /// scripts/stack up --only cassandra-cluster).
     #[arg(long)]
     pub cluster: bool,
+    /// Only the harness's own figures, what --baseline judges: per store, skip the
+    /// rate-accuracy and pattern-overhead tables.
+    #[arg(long)]
+    pub harness_only: bool,
+    /// Write the figures to FILE as JSON (schema in docs/BENCH.md), atomically, and
+    /// again after every part measured.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// An earlier --json FILE: print each harness figure's ratio against it (driver
+    /// ceiling, history B/op, checker B/record, dualwrite vs the bare client per
+    /// store) and exit 1 when one regressed by more than its tolerance. Figures
+    /// missing from either file are listed and not judged.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Tolerated fall of the driver ceiling (ops/s and x the fastest store) below
+    /// the baseline, as a fraction: 0.5 passes down to half. Wide, because the
+    /// ceiling moves with whatever else runs; a task per operation cost about 4x.
+    #[arg(long, default_value_t = 0.5, value_name = "FRACTION")]
+    pub tolerance_ceiling: f64,
+    /// Tolerated rise of history B/op and checker B/record above the baseline, as a
+    /// fraction: 0.25 passes up to 1.25x.
+    #[arg(long, default_value_t = 0.25, value_name = "FRACTION")]
+    pub tolerance_memory: f64,
+    /// Tolerated fall of dualwrite vs bare-client throughput below the baseline,
+    /// as a fraction: 0.1 passes down to 0.9x. Compare runs on a quiet machine: a
+    /// core kept busy by another process once moved this figure by 20%.
+    #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
+    pub tolerance_overhead: f64,
+}
+
+impl BenchArgs {
+    fn tolerances(&self) -> Result<baseline::Tolerances, String> {
+        let check = |flag: &str, v: f64, max: f64| {
+            if (0.0..=max).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!(
+                    "--{flag} {v} is out of range; use a fraction from 0 to {max}"
+                ))
+            }
+        };
+        Ok(baseline::Tolerances {
+            ceiling: check("tolerance-ceiling", self.tolerance_ceiling, 1.0)?,
+            memory: check("tolerance-memory", self.tolerance_memory, 100.0)?,
+            overhead: check("tolerance-overhead", self.tolerance_overhead, 1.0)?,
+        })
+    }
 }
 
 /// A sink that does no I/O: benchmark only, never presented as a store.
@@ -76,12 +130,43 @@ fn rss_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-struct Summary(Vec<String>);
+/// What the bench has found so far: printed as it goes, kept as figures, and
+/// written to the --json file after every part.
+struct Summary {
+    lines: Vec<String>,
+    figures: BenchResult,
+    json: Option<PathBuf>,
+    /// The first failure to write the --json file.
+    unsaved: Option<String>,
+}
 
 impl Summary {
     fn add(&mut self, line: String) {
         println!("{line}");
-        self.0.push(line);
+        self.lines.push(line);
+    }
+
+    /// Rewrites the --json file with the figures so far (hyperfine's habit: a part
+    /// that fails later does not lose the ones before it).
+    fn save(&mut self) {
+        let Some(path) = &self.json else { return };
+        self.figures.summary = self
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("SUMMARY "))
+            .map(str::to_string)
+            .collect();
+        if let Err(e) = self.figures.write(path)
+            && self.unsaved.is_none()
+        {
+            let e = format!("cannot write {}: {e}", path.display());
+            eprintln!("error: {e}");
+            self.unsaved = Some(e);
+        }
+    }
+
+    fn store(&mut self, store: StoreKind) -> &mut StoreFigures {
+        self.figures.stores.entry(store.to_string()).or_default()
     }
 }
 
@@ -90,14 +175,15 @@ fn met(ok: bool) -> &'static str {
 }
 
 pub async fn main(args: BenchArgs) -> i32 {
-    let mut summary = Summary(Vec::new());
-    println!(
-        "# dualwrite bench ({} cores)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    let ceiling = driver_ceiling(args.sink_ops, &mut summary).await;
-    checker_memory(args.checker_records, &mut summary);
-    let mut fastest_store: f64 = 0.0;
+    // Everything that can be wrong with the flags is found before minutes of load.
+    let tolerances = match args.tolerances() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return crate::exit::BAD_INPUT;
+        }
+    };
+    let mut stores = Vec::new();
     for name in args.stores.iter().filter(|s| !s.is_empty()) {
         if name == "kafka" {
             // Kafka holds only a secondary side: its own rows (mod kafka_rows).
@@ -111,10 +197,45 @@ pub async fn main(args: BenchArgs) -> i32 {
             eprintln!("error: unknown store `{name}`; use dynamodb, cassandra, mongodb");
             return crate::exit::BAD_INPUT;
         };
+        stores.push(store);
+    }
+    let earlier = match args.baseline.as_deref().map(BenchResult::read).transpose() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return crate::exit::BAD_INPUT;
+        }
+    };
+    let mut summary = Summary {
+        lines: Vec::new(),
+        figures: BenchResult::new(
+            args.sink_ops,
+            args.checker_records,
+            args.quick,
+            args.harness_only,
+        ),
+        json: args.json.clone(),
+        unsaved: None,
+    };
+    summary.save();
+    if summary.unsaved.is_some() {
+        eprintln!("nothing was measured");
+        return crate::exit::INFRA;
+    }
+    println!("# dualwrite bench ({} cores)", summary.figures.cores);
+    let ceiling = driver_ceiling(args.sink_ops, &mut summary).await;
+    checker_memory(args.checker_records, &mut summary);
+    summary.save();
+    let mut fastest_store: f64 = 0.0;
+    for store in stores {
         match store_figures(store, &args, &mut summary).await {
             Ok(max) => fastest_store = fastest_store.max(max),
-            Err(e) => summary.add(format!("{store}: skipped ({e:#})")),
+            Err(e) => {
+                summary.add(format!("{store}: skipped ({e:#})"));
+                summary.store(store).skipped = Some(format!("{e:#}"));
+            }
         }
+        summary.save();
     }
     for name in args.app.iter().filter(|s| !s.is_empty()) {
         let Some(store) = StoreKind::parse(name) else {
@@ -131,18 +252,38 @@ pub async fn main(args: BenchArgs) -> i32 {
             Err(e) => summary.add(format!("cassandra cluster: skipped ({e:#})")),
         }
     }
-    if fastest_store > 0.0 {
+    if fastest_store > 0.0 && ceiling > 0.0 {
         let ratio = ceiling / fastest_store;
+        summary.figures.harness.fastest_store_ops_s = Some(fastest_store);
+        summary.figures.harness.driver_ceiling_x_fastest_store = Some(ratio);
         summary.add(format!(
             "SUMMARY driver ceiling: {ceiling:.0} ops/s = {ratio:.0}x the fastest store here ({fastest_store:.0} ops/s); goal >= 100x: {}",
             met(ratio >= 100.0)
         ));
     }
+    summary.save();
     println!("\n## Summary");
-    for line in summary.0.iter().filter(|l| l.starts_with("SUMMARY")) {
+    for line in summary.lines.iter().filter(|l| l.starts_with("SUMMARY")) {
         println!("{}", line.trim_start_matches("SUMMARY "));
     }
-    crate::exit::PASS
+    let mut code = crate::exit::PASS;
+    if let Some(earlier) = earlier {
+        let comparisons = baseline::compare(&earlier, &summary.figures, &tolerances);
+        println!(
+            "\n## Against the baseline {} ({})\n{}",
+            args.baseline.as_deref().unwrap_or(Path::new("")).display(),
+            earlier.started_at,
+            baseline::table(&comparisons)
+        );
+        if baseline::regressed(&comparisons) {
+            println!("a harness figure regressed beyond its tolerance");
+            code = crate::exit::REGRESSION;
+        }
+    }
+    if summary.unsaved.is_some() {
+        code = crate::exit::worst(code, crate::exit::INFRA);
+    }
+    code
 }
 
 /// Driver ceiling and history cost: the scheduler, history and histograms against a
@@ -187,6 +328,8 @@ async fn driver_ceiling(ops: u64, summary: &mut Summary) -> f64 {
     let rate = stats.issued as f64 / elapsed;
     let per_op = (after.saturating_sub(before) * 1024) as f64 / ops as f64;
     let file = std::fs::metadata(dir.join("history.jsonl")).map_or(0, |m| m.len());
+    summary.figures.harness.driver_ceiling_ops_s = Some(rate);
+    summary.figures.harness.history_bytes_per_op = Some(per_op);
     summary.add(format!(
         "driver ceiling: {} ops through the scheduler, history and histograms in {elapsed:.2}s = {rate:.0} ops/s (history file {:.0} MB streamed to disk)",
         stats.issued,
@@ -254,6 +397,7 @@ fn checker_memory(records: u64, summary: &mut Summary) {
     let elapsed = started.elapsed().as_secs_f64();
     let grew = rss_kb("VmHWM:").saturating_sub(hwm_before) * 1024;
     let per_record = grew as f64 / (2 * records) as f64;
+    summary.figures.harness.checker_bytes_per_record = Some(per_record);
     summary.add(format!(
         "SUMMARY checker memory: {records} records per side compared in {elapsed:.2}s ({:.0} records/s), peak memory {per_record:.1} B/record (incl. history); goal <= 64 B/record: {} (divergence found: {}, expected 0)",
         (2 * records) as f64 / elapsed,
@@ -404,6 +548,31 @@ async fn store_figures(
         met(tps_ratio >= 0.95 && p50_ratio <= 1.05)
     ));
     let max_tps = mean(&dw_tps).max(mean(&bare_tps));
+    let figures = summary.store(store);
+    figures.dualwrite_ops_s = Some(mean(&dw_tps));
+    figures.bare_ops_s = Some(mean(&bare_tps));
+    figures.dualwrite_vs_bare = Some(tps_ratio);
+    figures.p50_vs_bare = Some(p50_ratio);
+    summary.save();
+
+    if args.harness_only {
+        // The single write's maximum (the driver ceiling is judged against it) and
+        // the checker against a bare scan; no tables.
+        let (s, _) = store::connect_fresh(probe.clone()).await?;
+        let client = s
+            .bare_client(1)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no bare client for {store}"))?;
+        let (single_max, _) = bare_loop(client, 1000, 16).await;
+        let _ = s.drop_namespace().await;
+        summary.store(store).single_write_max_ops_s = Some(single_max);
+        summary.add(format!(
+            "single write maximum ({store}, 1000 ops at concurrency 16): {single_max:.0} ops/s"
+        ));
+        checker_on_store(store, probe, checker_records(args.quick, store), summary).await?;
+        return Ok(max_tps.max(single_max));
+    }
+
     readers_cost(store, args, max_tps, summary).await?;
 
     // Rate accuracy up to (and past) what the store absorbs.
@@ -452,6 +621,7 @@ async fn store_figures(
         ]);
     }
     println!("rate accuracy (naive, no faults, {secs}s per rate):\n{table}");
+    summary.store(store).rate_accuracy_worst = Some(worst_below);
     summary.add(format!(
         "SUMMARY rate accuracy ({store}): worst achieved/target {worst_below:.3} at rates up to 0.8x capacity ({max_tps:.0} ops/s); goal >= 0.99: {}",
         met(worst_below >= 0.99)
@@ -460,6 +630,14 @@ async fn store_figures(
     // Pattern-overhead table against the single-write baseline, same rate, no faults.
     let rate = (max_tps * 0.3 / 10.0).round().max(1.0) * 10.0;
     let single = bare_store_single(store, probe.clone(), rate, secs).await?;
+    summary.store(store).single_write_max_ops_s = Some(single.2);
+    summary.store(store).patterns.push(PatternFigures {
+        pattern: "single write (baseline)".into(),
+        p50_ms: Some(single.0),
+        p99_ms: Some(single.1),
+        max_ops_s: Some(single.2),
+        not_run: None,
+    });
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
         "pattern",
@@ -514,6 +692,22 @@ async fn store_figures(
                 args,
             )
             .await;
+            let row = PatternFigures {
+                pattern: name.clone(),
+                ..PatternFigures::default()
+            };
+            summary.store(store).patterns.push(match (&at_rate, &max) {
+                (Ok(a), Ok(m)) => PatternFigures {
+                    p50_ms: Some(a.latency_ms.p50),
+                    p99_ms: Some(a.latency_ms.p99),
+                    max_ops_s: Some(m.workload.achieved_tps),
+                    ..row
+                },
+                (Err(e), _) | (_, Err(e)) => PatternFigures {
+                    not_run: Some(first_line(e)),
+                    ..row
+                },
+            });
             match (at_rate, max) {
                 (Ok(a), Ok(m)) => table.add_row(vec![
                     name,
@@ -535,15 +729,7 @@ async fn store_figures(
     );
 
     // Checker cost on the real store: scan + compare versus a bare scan.
-    // Enough records that the scan takes seconds, not milliseconds (noise), within
-    // what the store writes in about a minute here (moto and mongoeco ~100-150
-    // ops/s, Cassandra thousands).
-    let records = if args.quick {
-        500
-    } else {
-        store.spec().bench.checker_records
-    };
-    checker_on_store(store, probe, records, summary).await?;
+    checker_on_store(store, probe, checker_records(args.quick, store), summary).await?;
     // The store's rate here is the fastest anything reached on it, the single-write
     // baseline included: the driver ceiling is judged against that.
     Ok(max_tps.max(single.2))
@@ -627,6 +813,17 @@ pub(crate) fn variants(store: StoreKind, kind: PatternKind) -> Vec<(&'static str
         v.push(("lwt", "lwt_insert = true\n"));
     }
     v
+}
+
+/// Records per side for the checker-vs-bare-scan figure: enough that the scan takes
+/// seconds, not milliseconds (noise), within what the store writes in about a
+/// minute here (moto and mongoeco ~100-150 ops/s, Cassandra thousands).
+fn checker_records(quick: bool, store: StoreKind) -> u64 {
+    if quick {
+        500
+    } else {
+        store.spec().bench.checker_records
+    }
 }
 
 pub(crate) fn first_line(e: &anyhow::Error) -> String {
@@ -735,6 +932,7 @@ async fn checker_on_store(
     let _ = s.drop_namespace().await;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let ratio = mean(&bare) / mean(&full);
+    summary.store(store).checker_vs_bare_scan = Some(ratio);
     summary.add(format!(
         "SUMMARY checker cost ({store}, {records} records per side, x2 interleaved): scan+compare {:.0} records/s vs bare scan {:.0} records/s = {ratio:.3}; goal >= 0.9: {}",
         (2 * records) as f64 / mean(&full),

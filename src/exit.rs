@@ -4,6 +4,9 @@
 pub const PASS: i32 = 0;
 /// Divergence beyond what the scenario allows: the CI gate.
 pub const DIVERGENCE: i32 = 1;
+/// `bench --baseline`: a harness figure regressed beyond its tolerance (the same
+/// gate, for the harness's own cost).
+pub const REGRESSION: i32 = 1;
 /// Bad input: scenario file or flags.
 pub const BAD_INPUT: i32 = 2;
 /// Infrastructure: store, proxy or results directory unusable; set-up failed.

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// What the client saw for the whole operation (Jepsen's ok / fail / info).
@@ -266,13 +266,103 @@ impl History {
 
 /// Appends history entries to a JSON-lines file.
 pub struct HistoryWriter {
-    out: BufWriter<File>,
+    file: File,
+    /// Lines not yet written to the file, `buf[..len]`. Lines are assembled in
+    /// place (fixed-size copies, digits written directly): a call per field into a
+    /// `BufWriter` was most of the history's cost in callgrind.
+    buf: Box<[u8]>,
+    len: usize,
+}
+
+/// The buffer's size: a write to the file every 64 KiB.
+const BUFFER: usize = 1 << 16;
+/// A line at its widest without the error class: the keys, five numbers of 20
+/// digits and three names padded to 8 bytes.
+const LINE_MAX: usize = 256;
+
+/// A name with its closing quote, padded to 8 bytes, and its length: a name is
+/// copied as one 8-byte word and the cursor advances by the length.
+const fn quoted(name: &str) -> ([u8; 8], usize) {
+    let mut out = [0u8; 8];
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out[i] = b'"';
+    (out, i + 1)
+}
+
+/// Indexed by `Outcome as usize` (the names of [`Outcome::name`]).
+const OUTCOMES: [([u8; 8], usize); 3] = [quoted("ok"), quoted("fail"), quoted("unknown")];
+/// Indexed by [`SideOutcome::code`] (the names of [`SideOutcome::name`]).
+const SIDES: [([u8; 8], usize); 5] = [
+    quoted("ok"),
+    quoted("fail"),
+    quoted("unknown"),
+    quoted("skipped"),
+    quoted("async"),
+];
+
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes into a slice the caller has sized for the line (indexing checks bounds).
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
+        self.pos += bytes.len();
+    }
+
+    #[inline]
+    fn put_name(&mut self, (word, len): &([u8; 8], usize)) {
+        self.buf[self.pos..self.pos + 8].copy_from_slice(word);
+        self.pos += len;
+    }
+
+    /// Decimal, two digits per step from the right into a scratch array, then one
+    /// copy of a fixed 20 bytes from the first digit (what lands past the number is
+    /// overwritten by the rest of the line, or lies past its end): a copy of the
+    /// number's own length was a call to memcpy.
+    #[inline]
+    fn put_u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 40];
+        let mut i = 20;
+        while n >= 100 {
+            let d = (n % 100) as usize * 2;
+            n /= 100;
+            i -= 2;
+            digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+        }
+        if n >= 10 {
+            let d = n as usize * 2;
+            i -= 2;
+            digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+        } else {
+            i -= 1;
+            digits[i] = b'0' + n as u8;
+        }
+        self.buf[self.pos..self.pos + 20].copy_from_slice(&digits[i..i + 20]);
+        self.pos += 20 - i;
+    }
 }
 
 impl HistoryWriter {
     pub fn create(path: &Path) -> std::io::Result<Self> {
         Ok(Self {
-            out: BufWriter::with_capacity(1 << 16, File::create(path)?),
+            file: File::create(path)?,
+            buf: vec![0; BUFFER].into_boxed_slice(),
+            len: 0,
         })
     }
 
@@ -280,38 +370,104 @@ impl HistoryWriter {
     /// (a test holds them equal), written by hand: serde's string escaping of the
     /// fixed enum names was the history writer's main cost in callgrind.
     pub fn append(&mut self, entry: &HistoryEntry) -> std::io::Result<()> {
-        let mut n = itoa::Buffer::new();
-        let out = &mut self.out;
-        out.write_all(b"{\"id\":")?;
-        out.write_all(n.format(entry.id).as_bytes())?;
-        out.write_all(b",\"intended_us\":")?;
-        out.write_all(n.format(entry.intended_us).as_bytes())?;
-        out.write_all(b",\"start_us\":")?;
-        out.write_all(n.format(entry.start_us).as_bytes())?;
-        out.write_all(b",\"end_us\":")?;
-        out.write_all(n.format(entry.end_us).as_bytes())?;
-        out.write_all(b",\"outcome\":\"")?;
-        out.write_all(entry.outcome.name().as_bytes())?;
-        out.write_all(b"\"")?;
-        if let Some(error) = &entry.error {
-            out.write_all(b",\"error\":")?;
-            serde_json::to_writer(&mut *out, error)?;
+        self.line(
+            entry.id,
+            [entry.intended_us, entry.start_us, entry.end_us],
+            entry.outcome,
+            entry.error.as_deref(),
+            [entry.primary, entry.secondary],
+            entry.retries,
+        )
+    }
+
+    /// The line of [`HistoryWriter::append`] from a client's report, without
+    /// building a [`HistoryEntry`] (the driver's path: no copy of the error class).
+    pub fn append_parts(
+        &mut self,
+        id: u64,
+        intended_us: u64,
+        start_us: u64,
+        end_us: u64,
+        report: &OpReport,
+    ) -> std::io::Result<()> {
+        self.line(
+            id,
+            [intended_us, start_us, end_us],
+            report.outcome,
+            report.error.as_deref(),
+            [report.primary, report.secondary],
+            report.retries,
+        )
+    }
+
+    fn line(
+        &mut self,
+        id: u64,
+        [intended_us, start_us, end_us]: [u64; 3],
+        outcome: Outcome,
+        error: Option<&str>,
+        [primary, secondary]: [SideOutcome; 2],
+        retries: u32,
+    ) -> std::io::Result<()> {
+        // Error classes are rare and arbitrary text: serde_json escapes them.
+        let error = error.map(serde_json::to_string).transpose()?;
+        let need = LINE_MAX + error.as_ref().map_or(0, |e| e.len() + 10);
+        if self.len + need > self.buf.len() {
+            self.flush()?;
+            if need > self.buf.len() {
+                self.buf = vec![0; need].into_boxed_slice();
+            }
         }
-        out.write_all(b",\"primary\":\"")?;
-        out.write_all(entry.primary.name().as_bytes())?;
-        out.write_all(b"\",\"secondary\":\"")?;
-        out.write_all(entry.secondary.name().as_bytes())?;
-        out.write_all(b"\"")?;
-        if entry.retries != 0 {
-            out.write_all(b",\"retries\":")?;
-            out.write_all(n.format(entry.retries).as_bytes())?;
+        let mut c = Cursor {
+            buf: &mut self.buf,
+            pos: self.len,
+        };
+        c.put(b"{\"id\":");
+        c.put_u64(id);
+        c.put(b",\"intended_us\":");
+        c.put_u64(intended_us);
+        c.put(b",\"start_us\":");
+        c.put_u64(start_us);
+        c.put(b",\"end_us\":");
+        c.put_u64(end_us);
+        c.put(b",\"outcome\":\"");
+        c.put_name(&OUTCOMES[outcome as usize]);
+        if let Some(error) = &error {
+            c.put(b",\"error\":");
+            c.put(error.as_bytes());
         }
-        out.write_all(b"}\n")
+        c.put(b",\"primary\":\"");
+        c.put_name(&SIDES[primary.code() as usize]);
+        c.put(b",\"secondary\":\"");
+        c.put_name(&SIDES[secondary.code() as usize]);
+        if retries != 0 {
+            c.put(b",\"retries\":");
+            c.put_u64(u64::from(retries));
+        }
+        c.put(b"}\n");
+        self.len = c.pos;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let written = self.file.write_all(&self.buf[..self.len]);
+        // Emptied also on error: the caller stops writing on the first error, and
+        // the drop must not retry a write that failed.
+        self.len = 0;
+        written
     }
 
     pub fn finish(mut self) -> std::io::Result<()> {
-        self.out.flush()?;
-        self.out.get_ref().sync_all()
+        self.flush()?;
+        self.file.sync_all()
+    }
+}
+
+impl Drop for HistoryWriter {
+    /// Like `BufWriter`: what is buffered reaches the file even without `finish`
+    /// (a run that failed midway keeps the history it has).
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
@@ -359,6 +515,32 @@ mod tests {
                 retries: u32::MAX,
             },
         ];
+        // Every outcome and side name, numbers of every width, and enough lines to
+        // cross the buffer's flushes; an error class longer than the buffer.
+        let mut entries = entries.to_vec();
+        let outcomes = [Outcome::Ok, Outcome::Fail, Outcome::Unknown];
+        let sides = [
+            SideOutcome::Ok,
+            SideOutcome::Fail,
+            SideOutcome::Unknown,
+            SideOutcome::Skipped,
+            SideOutcome::Async,
+        ];
+        for i in 0..5000u64 {
+            let wide = 10u64.pow((i % 20) as u32) - 1;
+            entries.push(HistoryEntry {
+                id: i,
+                intended_us: wide,
+                start_us: wide + 1,
+                end_us: i * 37,
+                outcome: outcomes[i as usize % 3],
+                error: (i % 7 == 0).then(|| format!("class {i}")),
+                primary: sides[i as usize % 5],
+                secondary: sides[(i / 5) as usize % 5],
+                retries: (i % 3) as u32,
+            });
+        }
+        entries[4000].error = Some("x".repeat(100_000));
         let mut w = HistoryWriter::create(&path).unwrap();
         for e in &entries {
             w.append(e).unwrap();
