@@ -184,13 +184,11 @@ pub async fn main(args: BenchArgs) -> i32 {
         }
     };
     let mut stores = Vec::new();
+    let mut kafka = false;
     for name in args.stores.iter().filter(|s| !s.is_empty()) {
         if name == "kafka" {
             // Kafka holds only a secondary side: its own rows (mod kafka_rows).
-            match kafka_rows::figures(&args, &mut summary).await {
-                Ok(max) => fastest_store = fastest_store.max(max),
-                Err(e) => summary.add(format!("kafka: skipped ({e:#})")),
-            }
+            kafka = true;
             continue;
         }
         let Some(store) = StoreKind::parse(name) else {
@@ -236,6 +234,12 @@ pub async fn main(args: BenchArgs) -> i32 {
             }
         }
         summary.save();
+    }
+    if kafka && !args.harness_only {
+        match kafka_rows::figures(&args, &mut summary).await {
+            Ok(max) => fastest_store = fastest_store.max(max),
+            Err(e) => summary.add(format!("kafka: skipped ({e:#})")),
+        }
     }
     for name in args.app.iter().filter(|s| !s.is_empty()) {
         let Some(store) = StoreKind::parse(name) else {
@@ -560,6 +564,7 @@ async fn store_figures(
         // the checker against a bare scan; no tables.
         let (s, _) = store::connect_fresh(probe.clone()).await?;
         let client = s
+            .primary
             .bare_client(1)
             .await
             .ok_or_else(|| anyhow::anyhow!("no bare client for {store}"))?;
@@ -1246,7 +1251,9 @@ async fn plain_http_loop(
     let toxiproxy = crate::fault::toxiproxy::Toxiproxy::new(&scenario.target.toxiproxy);
     let endpoints = store::resolve_endpoints(&scenario.target, &toxiproxy).await?;
     let (_, namespace) = run::new_run_id(&scenario.namespace.prefix);
-    let stores = store::Stores::connect(&scenario, &namespace, &endpoints).await?;
+    let stores =
+        store::Stores::connect(&scenario, &namespace, &endpoints, &store::stack_state_dir())
+            .await?;
     stores.prepare().await?;
     let logs = args.results_dir.join("plain-http-loop");
     std::fs::create_dir_all(&logs)?;

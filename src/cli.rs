@@ -335,7 +335,13 @@ pub fn list() -> String {
                 s.fault_kinds.join(", ")
             ));
         }
-        let r = &s.reads;
+        let Some(r) = &s.reads else {
+            out.push_str(&format!(
+                "  {:<10} reads: none ([readers] not supported)\n",
+                ""
+            ));
+            continue;
+        };
         let mut options: Vec<String> = Vec::new();
         if !r.consistency.is_empty() {
             options.push(format!("consistency {}", r.consistency.join("/")));

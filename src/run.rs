@@ -31,7 +31,7 @@ use crate::result::{
     self, Availability, Latency, Ops, RelayResult, ReplicaReport, RunDir, RunResult, ScenarioInfo,
     Tool, Verdict, WorkloadResult,
 };
-use crate::scenario::{FaultKind, Scenario, Side, SideEndpoint};
+use crate::scenario::{FaultKind, Scenario, Side};
 use crate::store::{self, ReadOptions, SideStore, Stores};
 use crate::verdict;
 use crate::writer::Writer;

@@ -466,7 +466,10 @@ fn faults_between_nodes_need_the_cluster_and_name_its_nodes() {
     .unwrap();
     assert_eq!(s.faults[0].short(), "partition@c3 2s+3s");
     let json = serde_json::to_value(&s.faults[0]).unwrap();
-    assert_eq!((json["kind"].as_str(), json["nodes"][0].as_str()), (Some("partition"), Some("c3")));
+    assert_eq!(
+        (json["kind"].as_str(), json["nodes"][0].as_str()),
+        (Some("partition"), Some("c3"))
+    );
     let s = parse(
         Path::new("c.toml"),
         &on("kind = \"partition\"\nfrom = \"c3\"\nto = \"c1\""),

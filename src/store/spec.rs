@@ -30,7 +30,7 @@ pub struct StoreSpec {
     /// Fault kinds this store injects itself, beside the network faults.
     pub fault_kinds: &'static [&'static str],
     /// What a reader (`[readers]`) can ask of a side of this store.
-    pub reads: ReadSupport,
+    pub reads: Option<ReadSupport>,
     /// How `dualwrite bench` measures it.
     pub bench: BenchSpec,
     pub connect: Connect,

@@ -223,9 +223,14 @@ async fn connect_run(scenario: &Arc<dualwrite::scenario::Scenario>, namespace: &
     let endpoints = store::resolve_endpoints(&scenario.target, &t)
         .await
         .unwrap();
-    Stores::connect(scenario, namespace, &endpoints)
-        .await
-        .unwrap()
+    Stores::connect(
+        scenario,
+        namespace,
+        &endpoints,
+        &dualwrite::store::stack_state_dir(),
+    )
+    .await
+    .unwrap()
 }
 
 fn drop_run(scenario: &Arc<dualwrite::scenario::Scenario>, namespace: &str) {

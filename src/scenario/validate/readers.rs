@@ -20,6 +20,11 @@ pub(super) fn readers(
     pattern: &Pattern,
     at: &Locator,
 ) -> Res<Readers> {
+    for side in [Side::Primary, Side::Secondary] {
+        if target.store_of(side).spec().reads.is_none() {
+            return Err(no_reads(side, target, at));
+        }
+    }
     let rate = match raw.rate {
         Some(r) if !r.is_finite() || r <= 0.0 || r > 1_000_000.0 => {
             return Err(at.error(
@@ -103,7 +108,9 @@ fn side(
     };
     let store = target.store_of(side);
     let server = target.server_of(side);
-    let reads = &store.spec().reads;
+    let Some(reads) = &store.spec().reads else {
+        return Err(no_reads(side, target, at));
+    };
     let path = |field: &str| format!("readers.{side}.{field}");
     let not_honoured = |field: &str, what: &str| {
         at.error(
@@ -186,4 +193,16 @@ fn side(
         out.read_preference = Some(v.clone());
     }
     Ok(out)
+}
+
+/// A side whose store has no point reads (a Kafka topic) cannot be followed.
+fn no_reads(side: Side, target: &Target, at: &Locator) -> super::super::error::ScenarioError {
+    at.error(
+        "readers",
+        format!(
+            "the {side} side is a {} topic, which has no point read by order",
+            target.store_of(side)
+        ),
+        "remove [readers], or put the side in a table or collection (dynamodb, cassandra, mongodb)",
+    )
 }

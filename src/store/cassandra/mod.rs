@@ -116,13 +116,13 @@ pub static SPEC: StoreSpec = StoreSpec {
     secondary_options: &["consistency"],
     secondary_appends: false,
     fault_kinds: &[],
-    reads: ReadSupport {
+    reads: Some(ReadSupport {
         how: "SELECT by the side's full partition key (orders_by_customer by customer and order)",
         consistency: &["one", "two", "quorum", "all", "local_quorum", "local_one"],
         not_through_index: &[],
         read_concern: &[],
         read_preference: &[],
-    },
+    }),
     bench: BenchSpec {
         server: "cassandra",
         checker_records: 20000,

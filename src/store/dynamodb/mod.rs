@@ -105,13 +105,13 @@ pub static SPEC: StoreSpec = StoreSpec {
     secondary_options: &["secondary_key"],
     secondary_appends: false,
     fault_kinds: &["sdk-error"],
-    reads: ReadSupport {
+    reads: Some(ReadSupport {
         how: "GetItem by key (the events table by its stable event id; by a GSI on order_id when event ids are fresh)",
         consistency: &["eventually", "strong"],
         not_through_index: &["strong"],
         read_concern: &[],
         read_preference: &[],
-    },
+    }),
     bench: BenchSpec {
         server: "moto",
         checker_records: 3000,
@@ -522,7 +522,7 @@ impl Store for DynamoStore {
     }
 
     async fn create_location(&self, _side: Side, layout: &Layout) -> anyhow::Result<()> {
-        create_table(self.admin(), &layout.table, &layout.key, false).await
+        create_table(self.admin(), &layout.table, &layout.key, false, false).await
     }
 
     async fn drop_location(&self, _side: Side, layout: &Layout) -> anyhow::Result<()> {

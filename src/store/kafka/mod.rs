@@ -72,6 +72,8 @@ pub static SPEC: StoreSpec = StoreSpec {
     secondary_options: &["idempotence", "relay.delivery"],
     secondary_appends: true,
     fault_kinds: &[],
+    // A topic has no point read by order: readers read tables and collections.
+    reads: None,
     bench: BenchSpec {
         server: "kafka",
         checker_records: 20000,

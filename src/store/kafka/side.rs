@@ -17,7 +17,7 @@ use super::read::{Raw, read_topic};
 use crate::order::{Order, order_key, parse_order_key};
 use crate::pattern::KeyPolicy;
 use crate::pattern::outcome::{Attempt, Failure};
-use crate::store::{Record, ScanSink, SideStore};
+use crate::store::{ReadOptions, ReadOutcome, Record, ScanSink, SideStore};
 
 /// The checker's scan is not bounded by op_timeout, only by this.
 pub(crate) const SCAN_LIMIT: Duration = Duration::from_secs(120);
@@ -97,6 +97,14 @@ impl SideStore for KafkaSide {
             .map(|r| (order_key(r.order_id), payload(r)))
             .collect();
         self.producer.produce_all(&self.topic, &items).await
+    }
+
+    async fn read(&self, _record: &Record, _how: &ReadOptions) -> ReadOutcome {
+        // Refused at validation (the registry's `reads: None`): never sent.
+        ReadOutcome::Fail(Failure::new(
+            "not-readable",
+            "a Kafka topic has no point read by order",
+        ))
     }
 
     async fn scan(&self, sink: &mut dyn ScanSink) -> anyhow::Result<()> {

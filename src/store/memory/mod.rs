@@ -73,13 +73,13 @@ pub static SPEC: StoreSpec = StoreSpec {
     secondary_options: &["secondary_key"],
     secondary_appends: false,
     fault_kinds: &["down", "latency", "timeout"],
-    reads: ReadSupport {
+    reads: Some(ReadSupport {
         how: "a lookup by order id under the tables' lock",
         consistency: &[],
         not_through_index: &[],
         read_concern: &[],
         read_preference: &[],
-    },
+    }),
     bench: BenchSpec {
         server: "memory",
         checker_records: 100000,

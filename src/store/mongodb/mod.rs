@@ -111,7 +111,7 @@ pub static SPEC: StoreSpec = StoreSpec {
     secondary_options: &["secondary_key"],
     secondary_appends: false,
     fault_kinds: &["fail-command"],
-    reads: ReadSupport {
+    reads: Some(ReadSupport {
         how: "find by _id (orders) or by an index on order_id (order_events)",
         consistency: &[],
         not_through_index: &[],
@@ -127,7 +127,7 @@ pub static SPEC: StoreSpec = StoreSpec {
         ],
         // Each side reaches one server through its own proxy (directConnection).
         read_preference: &["primary"],
-    },
+    }),
     bench: BenchSpec {
         server: "mongoeco",
         checker_records: 3000,
