@@ -16,6 +16,7 @@ pub mod fault;
 pub mod history;
 pub mod order;
 pub mod pattern;
+pub mod plan;
 pub mod progress;
 pub mod relay;
 pub mod report;

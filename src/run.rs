@@ -144,7 +144,8 @@ struct Load {
 impl<'a> Run<'a> {
     fn new(scenario: Scenario, opts: &'a RunOptions) -> anyhow::Result<Self> {
         let scenario = Arc::new(scenario);
-        let (run_id, namespace) = new_run_id(&scenario.namespace.prefix);
+        let (run_id, generated) = new_run_id(&scenario.namespace.prefix);
+        let namespace = scenario.namespace.for_run(&generated);
         let dir = RunDir::create(&opts.results_dir, &scenario.name, &run_id)?;
         result::write_atomic(&dir.scenario_file(), scenario.source.as_bytes())?;
         // A synchronous pattern never uses the relay connection: leave its proxy to others.

@@ -14,6 +14,8 @@ pub mod dynamodb;
 pub mod memory;
 pub mod mongodb;
 pub mod spec;
+pub mod tls;
+pub mod tunnel;
 
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -143,6 +145,13 @@ pub trait Store: Send + Sync {
 
     fn server_info(&self) -> ServerInfo;
 
+    /// What of this run's namespace already exists (`keyspace dw_x`, `table
+    /// dw_x_orders`), read before anything is created. Remembered, so that
+    /// [`Store::drop_namespace`] never drops what the run did not create.
+    async fn existing(&self) -> anyhow::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Creates the run's tables/collections (idempotent).
     async fn prepare(&self) -> anyhow::Result<()>;
 
@@ -185,15 +194,92 @@ pub trait Store: Send + Sync {
         None
     }
 
-    /// Drops the run's namespace.
+    /// Drops what the run created of its namespace (never what existed before).
     async fn drop_namespace(&self) -> anyhow::Result<()>;
 }
 
-/// Connects to one store and probes it. Errors here are infrastructure errors (exit 3).
+/// Connects to one store, refuses a namespace that already exists (unless the
+/// scenario reuses it), and probes it. Errors here are infrastructure errors (exit 3).
 pub async fn connect(kind: StoreKind, ctx: StoreContext) -> anyhow::Result<Box<dyn Store>> {
+    guard_loopback(&ctx)?;
+    let scenario = ctx.scenario.clone();
+    let namespace = ctx.namespace.clone();
     let mut store = (kind.spec().connect)(ctx).await?;
+    let existing = store.existing().await?;
+    if !existing.is_empty() && !scenario.namespace.reuse {
+        anyhow::bail!(
+            "refused: the run's namespace `{namespace}` already exists on {kind}: {}; dualwrite only creates, writes and drops its own tables\n  fix: leave [namespace] name unset (a new namespace per run), choose another name, or set [namespace] reuse = true to run in it (nothing that exists before the run is dropped)",
+            existing.join(", ")
+        );
+    }
     store.probe().await?;
     Ok(store)
+}
+
+/// A second line of defence behind validation: no connection of a scenario
+/// without `allow_remote` leaves the loopback range (a proxy's address is
+/// Toxiproxy's answer, so it is checked here too).
+fn guard_loopback(ctx: &StoreContext) -> anyhow::Result<()> {
+    if ctx.scenario.target.allow_remote {
+        return Ok(());
+    }
+    for (side, endpoint) in &ctx.endpoints {
+        if endpoint.is_empty() {
+            continue;
+        }
+        let hosts: Vec<String> = match crate::scenario::MongoUri::parse(endpoint) {
+            Ok(uri) if uri.srv => vec![uri.hosts[0].clone()],
+            Ok(uri) => uri
+                .hosts
+                .iter()
+                .map(|h| crate::scenario::split_host_port(h).0.to_string())
+                .collect(),
+            Err(_) if endpoint == crate::scenario::AWS_ENDPOINT => vec![endpoint.clone()],
+            Err(_) => vec![crate::scenario::host_of(endpoint)],
+        };
+        if let Some(host) = hosts.iter().find(|h| !crate::scenario::is_loopback_host(h)) {
+            anyhow::bail!(
+                "refused: the {side} connection would go to {host}, outside the loopback range, and the scenario does not allow remote endpoints\n  fix: set allow_remote = true in [target] or pass --allow-remote"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One store of a run and the connections it serves.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub store: StoreKind,
+    pub server: String,
+    pub sides: Vec<Side>,
+}
+
+/// The stores of a scenario, the primary's first: one when both sides share a
+/// store (it serves both, and the relay of an asynchronous pattern), else the
+/// primary's (with the relay) and the secondary's.
+pub fn placements(scenario: &Scenario) -> Vec<Placement> {
+    let t = &scenario.target;
+    let relay = scenario.pattern.kind.is_async();
+    let mut primary_sides = vec![Side::Primary];
+    if t.shared_store() {
+        primary_sides.push(Side::Secondary);
+    }
+    if relay {
+        primary_sides.push(Side::Relay);
+    }
+    let mut out = vec![Placement {
+        store: t.primary.store,
+        server: t.primary.server.clone(),
+        sides: primary_sides,
+    }];
+    if !t.shared_store() {
+        out.push(Placement {
+            store: t.secondary.store,
+            server: t.secondary.server.clone(),
+            sides: vec![Side::Secondary],
+        });
+    }
+    out
 }
 
 /// The stores of one run: one per system the scenario's sides live in (one when
@@ -212,50 +298,27 @@ impl Stores {
         namespace: &str,
         endpoints: &BTreeMap<Side, String>,
     ) -> anyhow::Result<Self> {
-        let t = &scenario.target;
-        let relay = scenario.pattern.kind.is_async();
-        let serve = |sides: &[Side]| -> BTreeMap<Side, String> {
-            sides
-                .iter()
-                .filter_map(|s| endpoints.get(s).map(|e| (*s, e.clone())))
-                .collect()
-        };
-        let ctx = |server: &str, sides: &[Side]| StoreContext {
-            scenario: scenario.clone(),
-            namespace: namespace.to_string(),
-            server: server.to_string(),
-            endpoints: serve(sides),
-        };
-        if t.shared_store() {
-            let mut sides = vec![Side::Primary, Side::Secondary];
-            if relay {
-                sides.push(Side::Relay);
-            }
-            let store: Arc<dyn Store> =
-                Arc::from(connect(t.primary.store, ctx(&t.primary.server, &sides)).await?);
-            return Ok(Self {
-                primary: store.clone(),
-                secondary: store,
-                shared: true,
-            });
+        let mut connected: Vec<Arc<dyn Store>> = Vec::new();
+        for p in placements(scenario) {
+            let ctx = StoreContext {
+                scenario: scenario.clone(),
+                namespace: namespace.to_string(),
+                server: p.server.clone(),
+                endpoints: p
+                    .sides
+                    .iter()
+                    .filter_map(|s| endpoints.get(s).map(|e| (*s, e.clone())))
+                    .collect(),
+            };
+            connected.push(Arc::from(connect(p.store, ctx).await?));
         }
-        let mut primary_sides = vec![Side::Primary];
-        if relay {
-            primary_sides.push(Side::Relay);
-        }
-        let primary: Arc<dyn Store> =
-            Arc::from(connect(t.primary.store, ctx(&t.primary.server, &primary_sides)).await?);
-        let secondary: Arc<dyn Store> = Arc::from(
-            connect(
-                t.secondary.store,
-                ctx(&t.secondary.server, &[Side::Secondary]),
-            )
-            .await?,
-        );
+        let shared = connected.len() == 1;
+        let primary = connected[0].clone();
+        let secondary = connected.last().expect("at least one store").clone();
         Ok(Self {
             primary,
             secondary,
-            shared: false,
+            shared,
         })
     }
 
@@ -357,7 +420,8 @@ pub async fn connect_fresh(scenario: Arc<Scenario>) -> anyhow::Result<(Stores, S
     } else {
         Side::ALL.iter().map(|s| (*s, String::new())).collect()
     };
-    let (_, namespace) = crate::run::new_run_id(&scenario.namespace.prefix);
+    let (_, generated) = crate::run::new_run_id(&scenario.namespace.prefix);
+    let namespace = scenario.namespace.for_run(&generated);
     let stores = Stores::connect(&scenario, &namespace, &endpoints).await?;
     stores.prepare().await?;
     Ok((stores, namespace))

@@ -9,6 +9,7 @@ use std::fmt;
 
 use super::{Store, StoreContext};
 use crate::pattern::PatternKind;
+use crate::scenario::{Scenario, Side};
 
 pub struct StoreSpec {
     pub name: &'static str,
@@ -26,9 +27,25 @@ pub struct StoreSpec {
     pub secondary_options: &'static [&'static str],
     /// Fault kinds this store injects itself, beside the network faults.
     pub fault_kinds: &'static [&'static str],
+    /// The connection keys of `[target]` / `[target.<side>]` it takes
+    /// (`scenario::validate::connection`), and one line on how it logs in.
+    pub connection_options: &'static [&'static str],
+    pub connection_note: &'static str,
+    /// What a run creates in this store and drops after the check, for the sides
+    /// it serves (`dualwrite plan`); the store's own set-up uses the same names.
+    pub layout: fn(&Scenario, &str, &[Side]) -> Layout,
     /// How `dualwrite bench` measures it.
     pub bench: BenchSpec,
     pub connect: Connect,
+}
+
+/// What a run creates in a store and drops after its check.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layout {
+    /// In order, each with what it is (`table dw_x_orders (key order_id, on-demand)`).
+    pub creates: Vec<String>,
+    /// What `drop_namespace` removes when none of it existed before the run.
+    pub drops: Vec<String>,
 }
 
 /// Connects to a store for one run (its connections are in the context).

@@ -2,7 +2,9 @@
 //! pattern, fault and option applies to which store (read from the store
 //! registry). One file per part of the scenario.
 
+mod connection;
 mod faults;
+mod namespace;
 mod pattern;
 mod target;
 mod workload;
@@ -16,7 +18,7 @@ use crate::store::StoreSpec;
 
 type Res<T> = Result<T, ScenarioError>;
 
-pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
+pub(super) fn validate(raw: RawScenario, at: &Locator, opts: LoadOptions) -> Res<Scenario> {
     if raw.name.trim().is_empty()
         || !raw
             .name
@@ -29,8 +31,9 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
             "use letters, digits, `-` and `_` only (it names the results directory), e.g. name = \"dynamo-naive\"",
         ));
     }
-    let target = target::target(&raw, at)?;
+    let mut target = target::target(&raw, at)?;
     let pattern = pattern::pattern(&raw.pattern, &target, at)?;
+    remote_allowed(&mut target, pattern.kind.is_async(), opts, at)?;
     let workload = workload::workload(&raw, at)?;
     let run = workload.planned_duration();
     let mut faults = Vec::new();
@@ -87,33 +90,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
             recovery: e.recovery,
         },
     };
-    let namespace = NamespaceSpec {
-        prefix: raw
-            .namespace
-            .as_ref()
-            .and_then(|n| n.prefix.clone())
-            .unwrap_or_else(|| "dw".into()),
-        keep: raw.namespace.as_ref().and_then(|n| n.keep).unwrap_or(false),
-    };
-    if namespace.prefix.is_empty()
-        || namespace.prefix.len() > 12
-        || !namespace
-            .prefix
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        || !namespace
-            .prefix
-            .starts_with(|c: char| c.is_ascii_lowercase())
-    {
-        return Err(at.error(
-            "namespace.prefix",
-            format!(
-                "`{}` cannot prefix table, keyspace and database names",
-                namespace.prefix
-            ),
-            "use 1 to 12 lowercase letters or digits, starting with a letter, e.g. prefix = \"dw\"",
-        ));
-    }
+    let namespace = namespace::namespace(&raw, at)?;
     let mut warnings = Vec::new();
     for f in &faults {
         if let FaultKind::ProcessKill { server } = &f.kind {
@@ -143,6 +120,38 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
         expect,
         warnings,
     })
+}
+
+/// The guard rail: an endpoint outside the loopback range needs `allow_remote =
+/// true` in `[target]` or `--allow-remote`. Decided here, from the text, before any
+/// client or socket exists.
+fn remote_allowed(target: &mut Target, relay: bool, opts: LoadOptions, at: &Locator) -> Res<()> {
+    // The relay connection exists only for asynchronous patterns.
+    target
+        .remote
+        .retain(|r| relay || r.side != Some(Side::Relay));
+    target.allow_remote |= opts.allow_remote;
+    let Some(first) = target.remote.first() else {
+        return Ok(());
+    };
+    if target.allow_remote {
+        return Ok(());
+    }
+    let mut seen = Vec::new();
+    for r in &target.remote {
+        let line = format!("{} ({})", r.host, r.field);
+        if !seen.contains(&line) {
+            seen.push(line);
+        }
+    }
+    Err(at.error(
+        &first.field,
+        format!(
+            "outside the loopback range: {}; a run creates, writes and drops tables there",
+            seen.join(", ")
+        ),
+        "if that is the deployment you mean, set allow_remote = true in [target] or pass --allow-remote (`dualwrite plan FILE --allow-remote` shows what a run would do there)",
+    ))
 }
 
 fn default_settle(pattern: &Pattern) -> Duration {

@@ -70,6 +70,12 @@ pub static SPEC: StoreSpec = StoreSpec {
     ],
     secondary_options: &["secondary_key"],
     fault_kinds: &["down", "latency", "timeout"],
+    connection_options: &[],
+    layout: |_, ns, _| super::spec::Layout {
+        creates: vec![format!("in-memory tables of {ns}, inside this process")],
+        drops: vec![format!("the in-memory tables of {ns}")],
+    },
+    connection_note: "The in-memory store lives inside dualwrite: it has no connection.",
     bench: BenchSpec {
         server: "memory",
         checker_records: 100000,

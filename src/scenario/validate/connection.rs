@@ -1,0 +1,351 @@
+//! Connection settings of `[target]` and `[target.<side>]`: login, TLS, a MongoDB
+//! connection string, the AWS region and profile. `[target]` holds defaults for
+//! every side whose store takes the key; a side's own key wins. Which keys a store
+//! takes is in its registry entry (`StoreSpec::connection_options`). Secrets are
+//! refused wherever they appear: a scenario file is copied into every run's
+//! results, so a password in it would be a password on disk, in CI artifacts and in
+//! reports.
+
+use std::net::IpAddr;
+
+use super::super::connection::{Connection, MongoUri, TlsSettings, default_var};
+use super::super::error::Locator;
+use super::super::raw::{RawSide, RawTarget};
+use super::super::{ScenarioError, StoreKind};
+use super::Res;
+
+/// Every connection key, in the order messages list them.
+pub(super) const KEYS: [&str; 10] = [
+    "username",
+    "password_env",
+    "tls",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_server_name",
+    "uri",
+    "region",
+    "profile",
+];
+
+/// The connection keys of one table, as written.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Keys<'a> {
+    username: Option<&'a str>,
+    password_env: Option<&'a str>,
+    tls: Option<bool>,
+    tls_ca_file: Option<&'a str>,
+    tls_cert_file: Option<&'a str>,
+    tls_key_file: Option<&'a str>,
+    tls_server_name: Option<&'a str>,
+    uri: Option<&'a str>,
+    region: Option<&'a str>,
+    profile: Option<&'a str>,
+    /// Secret keys present (`password`, `secret_access_key`, ...).
+    secrets: [(&'static str, bool); 4],
+}
+
+macro_rules! keys_of {
+    ($raw:expr) => {
+        Keys {
+            username: $raw.username.as_deref(),
+            password_env: $raw.password_env.as_deref(),
+            tls: $raw.tls,
+            tls_ca_file: $raw.tls_ca_file.as_deref(),
+            tls_cert_file: $raw.tls_cert_file.as_deref(),
+            tls_key_file: $raw.tls_key_file.as_deref(),
+            tls_server_name: $raw.tls_server_name.as_deref(),
+            uri: $raw.uri.as_deref(),
+            region: $raw.region.as_deref(),
+            profile: $raw.profile.as_deref(),
+            secrets: [
+                ("password", $raw.password.is_some()),
+                ("access_key_id", $raw.access_key_id.is_some()),
+                ("secret_access_key", $raw.secret_access_key.is_some()),
+                ("session_token", $raw.session_token.is_some()),
+            ],
+        }
+    };
+}
+
+impl<'a> Keys<'a> {
+    pub(super) fn of_target(t: &'a RawTarget) -> Self {
+        keys_of!(t)
+    }
+
+    pub(super) fn of_side(s: Option<&'a RawSide>) -> Self {
+        s.map(|s| keys_of!(s)).unwrap_or_default()
+    }
+
+    /// Takes every key `other` writes (the relay inherits the primary's settings).
+    pub(super) fn inherit(&mut self, other: &Keys<'a>) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(
+            username,
+            password_env,
+            tls,
+            tls_ca_file,
+            tls_cert_file,
+            tls_key_file,
+            tls_server_name,
+            uri,
+            region,
+            profile
+        );
+    }
+
+    /// Whether `key` is written in this table.
+    pub(super) fn has(&self, key: &str) -> bool {
+        match key {
+            "username" => self.username.is_some(),
+            "password_env" => self.password_env.is_some(),
+            "tls" => self.tls.is_some(),
+            "tls_ca_file" => self.tls_ca_file.is_some(),
+            "tls_cert_file" => self.tls_cert_file.is_some(),
+            "tls_key_file" => self.tls_key_file.is_some(),
+            "tls_server_name" => self.tls_server_name.is_some(),
+            "uri" => self.uri.is_some(),
+            "region" => self.region.is_some(),
+            "profile" => self.profile.is_some(),
+            _ => false,
+        }
+    }
+
+    fn text(&self, key: &str) -> Option<&'a str> {
+        match key {
+            "username" => self.username,
+            "password_env" => self.password_env,
+            "tls_ca_file" => self.tls_ca_file,
+            "tls_cert_file" => self.tls_cert_file,
+            "tls_key_file" => self.tls_key_file,
+            "tls_server_name" => self.tls_server_name,
+            "uri" => self.uri,
+            "region" => self.region,
+            "profile" => self.profile,
+            _ => None,
+        }
+    }
+
+    /// Refuses any secret written in this table (`path` is `target` or `target.primary`).
+    pub(super) fn refuse_secrets(
+        &self,
+        path: &str,
+        store: Option<StoreKind>,
+        at: &Locator,
+    ) -> Res<()> {
+        for (key, present) in self.secrets {
+            if !present {
+                continue;
+            }
+            let fix = if key == "password" {
+                let var = default_var(store.map_or("<store>", StoreKind::name), "PASSWORD");
+                format!(
+                    "delete the line, put the password in an environment variable and name the variable here: password_env = \"{var}\" ({var} is also the default)"
+                )
+            } else {
+                "delete the line: DynamoDB takes AWS credentials from the SDK (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN in the environment, or profile = \"name\" for the shared config and credentials files, SSO included)".to_string()
+            };
+            return Err(at.error(
+                &format!("{path}.{key}"),
+                "secrets are never read from scenario files: the file is copied into every run's results",
+                fix,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The error for a key a store does not take.
+pub(super) fn not_taken(path: &str, key: &str, store: StoreKind, at: &Locator) -> ScenarioError {
+    let spec = store.spec();
+    let takes = if spec.connection_options.is_empty() {
+        "no connection settings".to_string()
+    } else {
+        spec.connection_options.join(", ")
+    };
+    at.error(
+        &format!("{path}.{key}"),
+        format!("`{key}` is not used by {store}"),
+        format!("remove it; {store} takes {takes}. {}", spec.connection_note),
+    )
+}
+
+/// One side's connection: its own keys over `[target]`'s, checked for its store.
+pub(super) fn connection(
+    path: &str,
+    own: Keys,
+    defaults: Keys,
+    store: StoreKind,
+    at: &Locator,
+) -> Res<Connection> {
+    let takes = |key: &str| store.spec().connection_options.contains(&key);
+    for key in KEYS {
+        if own.has(key) && !takes(key) {
+            return Err(not_taken(path, key, store, at));
+        }
+    }
+    // The value of a key and the field it came from (for errors).
+    let pick = |key: &'static str| -> Option<(&str, String)> {
+        if let Some(v) = own.text(key) {
+            Some((v, format!("{path}.{key}")))
+        } else if takes(key) {
+            defaults.text(key).map(|v| (v, format!("target.{key}")))
+        } else {
+            None
+        }
+    };
+    let tls_flag = match own.tls {
+        Some(t) => Some((t, format!("{path}.tls"))),
+        None if takes("tls") => defaults.tls.map(|t| (t, "target.tls".to_string())),
+        None => None,
+    };
+    let nonempty = |key: &'static str| -> Res<Option<(String, String)>> {
+        match pick(key) {
+            Some((v, field)) if v.trim().is_empty() => Err(at.error(
+                &field,
+                "is empty",
+                format!("give a value or remove `{key}`"),
+            )),
+            Some((v, field)) => Ok(Some((v.to_string(), field))),
+            None => Ok(None),
+        }
+    };
+    let username = nonempty("username")?.map(|(v, _)| v);
+    let password_env = match nonempty("password_env")? {
+        Some((v, field)) if !is_env_name(&v) => {
+            return Err(at.error(
+                &field,
+                format!("`{v}` is not an environment variable name"),
+                format!(
+                    "name the variable that holds the password, e.g. password_env = \"{}\"",
+                    default_var(store.name(), "PASSWORD")
+                ),
+            ));
+        }
+        other => other.map(|(v, _)| v),
+    };
+    let ca = nonempty("tls_ca_file")?;
+    let cert = nonempty("tls_cert_file")?;
+    let key = nonempty("tls_key_file")?;
+    let server_name = match nonempty("tls_server_name")? {
+        Some((v, field)) if !is_server_name(&v) => {
+            return Err(at.error(
+                &field,
+                format!("`{v}` is not a host name or IP address"),
+                "give the name on the server's certificate, e.g. tls_server_name = \"cassandra.internal.example.com\"",
+            ));
+        }
+        other => other,
+    };
+    let tls_files = [&ca, &cert, &key, &server_name];
+    let tls = match tls_flag {
+        Some((false, field)) => {
+            if let Some((_, f)) = tls_files.iter().copied().flatten().next() {
+                return Err(at.error(
+                    f,
+                    "set while TLS is off",
+                    format!("remove it, or remove `{field} = false`"),
+                ));
+            }
+            None
+        }
+        flag => (flag.is_some() || tls_files.iter().any(|f| f.is_some())).then(|| TlsSettings {
+            ca_file: ca.as_ref().map(|(v, _)| at.path_beside(v)),
+            cert_file: cert.as_ref().map(|(v, _)| at.path_beside(v)),
+            key_file: key.as_ref().map(|(v, _)| at.path_beside(v)),
+            server_name: server_name.as_ref().map(|(v, _)| v.clone()),
+        }),
+    };
+    // A client certificate needs its key, unless the store reads both from one file.
+    if takes("tls_key_file") {
+        match (&cert, &key) {
+            (Some((_, field)), None) => {
+                return Err(at.error(
+                    field,
+                    "a client certificate without its private key",
+                    "add tls_key_file = \"client.key\" (PEM)",
+                ));
+            }
+            (None, Some((_, field))) => {
+                return Err(at.error(
+                    field,
+                    "a private key without its client certificate",
+                    "add tls_cert_file = \"client.pem\" (PEM)",
+                ));
+            }
+            _ => {}
+        }
+    }
+    let uri = match nonempty("uri")? {
+        Some((v, field)) => {
+            let parsed = MongoUri::parse(&v).map_err(|problem| {
+                at.error(&field, problem, "write mongodb://[user@]host[:port][/?options] or mongodb+srv://[user@]name[/?options]")
+            })?;
+            if parsed.has_password {
+                // Never echo the value: it holds the password.
+                return Err(at.error(
+                    &field,
+                    "the connection string holds a password (user:password@); secrets are never read from scenario files: the file is copied into every run's results",
+                    format!(
+                        "keep only the user (mongodb://user@host/...) and put the password in an environment variable named by password_env (default {})",
+                        default_var(store.name(), "PASSWORD")
+                    ),
+                ));
+            }
+            if let Some(option) = parsed.secret_option() {
+                return Err(at.error(
+                    &field,
+                    format!("the connection string option `{option}` holds a secret; secrets are never read from scenario files"),
+                    "remove the option (the environment and the SDK provide credentials)",
+                ));
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let region = match nonempty("region")? {
+        Some((v, field))
+            if !v
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') =>
+        {
+            return Err(at.error(
+                &field,
+                format!("`{v}` is not an AWS region"),
+                "write the region's code, e.g. region = \"eu-west-1\"",
+            ));
+        }
+        other => other.map(|(v, _)| v),
+    };
+    let profile = nonempty("profile")?.map(|(v, _)| v);
+    Ok(Connection {
+        username,
+        password_env,
+        tls,
+        uri,
+        region,
+        profile,
+    })
+}
+
+fn is_env_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A DNS name (letters, digits, `-`, dots; labels of 1 to 63) or an IP address.
+fn is_server_name(s: &str) -> bool {
+    if s.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
