@@ -225,13 +225,10 @@ impl<'a> Run<'a> {
             }
         }
         let processes = self.process_control().map_err(infra)?;
-        let endpoints = if self.scenario.target.uses_toxiproxy() {
-            store::resolve_endpoints(&self.scenario.target, &self.toxiproxy)
-                .await
-                .map_err(infra)?
-        } else {
-            Side::ALL.iter().map(|s| (*s, String::new())).collect()
-        };
+        // Toxiproxy is asked only for the proxies' addresses.
+        let endpoints = store::resolve_endpoints(&self.scenario.target, &self.toxiproxy)
+            .await
+            .map_err(infra)?;
         let stores = tokio::time::timeout(
             Duration::from_secs(10),
             Stores::connect(&self.scenario, &self.namespace, &endpoints),

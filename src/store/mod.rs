@@ -415,11 +415,7 @@ pub async fn resolve_endpoints(
 /// that plant or scan records outside a run.
 pub async fn connect_fresh(scenario: Arc<Scenario>) -> anyhow::Result<(Stores, String)> {
     let toxiproxy = crate::fault::toxiproxy::Toxiproxy::new(&scenario.target.toxiproxy);
-    let endpoints = if scenario.target.uses_toxiproxy() {
-        resolve_endpoints(&scenario.target, &toxiproxy).await?
-    } else {
-        Side::ALL.iter().map(|s| (*s, String::new())).collect()
-    };
+    let endpoints = resolve_endpoints(&scenario.target, &toxiproxy).await?;
     let (_, generated) = crate::run::new_run_id(&scenario.namespace.prefix);
     let namespace = scenario.namespace.for_run(&generated);
     let stores = Stores::connect(&scenario, &namespace, &endpoints).await?;

@@ -539,7 +539,12 @@ impl Store for MongoStore {
 /// What to check when a server refuses or cannot be reached.
 fn login_hint(detail: &str, connection: &crate::scenario::Connection) -> String {
     if detail.contains("uthenticat") || detail.contains("SCRAM") {
-        match connection.user(SPEC.name) {
+        let uri_user = connection
+            .uri
+            .as_deref()
+            .and_then(|u| crate::scenario::MongoUri::parse(u).ok())
+            .and_then(|u| u.user);
+        match connection.user(SPEC.name).or(uri_user) {
             Some(user) => format!(
                 "hint: check the user `{user}`, its password in {}, and the auth source and mechanism in `uri`",
                 connection.password_var(SPEC.name)
