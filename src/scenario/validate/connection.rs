@@ -349,3 +349,245 @@ fn is_server_name(s: &str) -> bool {
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::{LoadOptions, ScenarioError, SideEndpoint, parse, parse_with};
+    use std::path::Path;
+
+    fn scenario(store: &str, target: &str) -> String {
+        format!(
+            "name = \"c\"\n[target]\nstore = \"{store}\"\n{target}\n[pattern]\nname = \"naive\"\n[workload]\nrate = 10\nduration = \"2s\"\n"
+        )
+    }
+
+    fn err(text: &str) -> ScenarioError {
+        parse(Path::new("dir/c.toml"), text).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn secrets_are_refused_wherever_written_and_never_echoed() {
+        for (store, target, field) in [
+            (
+                "cassandra",
+                "password = \"hunter2-secret\"",
+                "target.password",
+            ),
+            (
+                "cassandra",
+                "[target.secondary]\npassword = \"hunter2-secret\"",
+                "target.secondary.password",
+            ),
+            ("cassandra", "password = 42", "target.password"),
+            (
+                "dynamodb",
+                "secret_access_key = \"hunter2-secret\"",
+                "target.secret_access_key",
+            ),
+            (
+                "dynamodb",
+                "[target.primary]\nsession_token = \"hunter2-secret\"",
+                "target.primary.session_token",
+            ),
+            (
+                "mongodb",
+                "uri = \"mongodb://dw:hunter2-secret@db.example.com/\"",
+                "target.uri",
+            ),
+            (
+                "mongodb",
+                "uri = \"mongodb://db.example.com/?tlsCertificateKeyFilePassword=hunter2-secret\"",
+                "target.uri",
+            ),
+        ] {
+            let e = err(&scenario(store, target));
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.line > 0, "{e}");
+            assert!(
+                !e.to_string().contains("hunter2"),
+                "the secret is echoed: {e}"
+            );
+            assert!(
+                e.problem.contains("secret") || e.problem.contains("password"),
+                "{e}"
+            );
+        }
+        let e = err(&scenario("cassandra", "password = \"x\""));
+        assert!(
+            e.fix
+                .contains("password_env = \"DUALWRITE_CASSANDRA_PASSWORD\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn remote_endpoints_need_allow_remote_from_the_file_or_the_command_line() {
+        for (store, target, field, host) in [
+            (
+                "cassandra",
+                "[target.primary]\nendpoint = \"10.0.0.5:9042\"",
+                "target.primary.endpoint",
+                "10.0.0.5",
+            ),
+            (
+                "dynamodb",
+                "[target.secondary]\nendpoint = \"aws\"",
+                "target.secondary.endpoint",
+                "the AWS endpoint",
+            ),
+            (
+                "dynamodb",
+                "[target.primary]\nendpoint = \"https://dynamodb.eu-west-1.amazonaws.com\"",
+                "target.primary.endpoint",
+                "dynamodb.eu-west-1.amazonaws.com",
+            ),
+            (
+                "mongodb",
+                "uri = \"mongodb+srv://dw@cluster0.example.net/\"",
+                "target.uri",
+                "cluster0.example.net (DNS SRV)",
+            ),
+            (
+                "dynamodb",
+                "toxiproxy = \"http://toxiproxy.internal:8474\"",
+                "target.toxiproxy",
+                "toxiproxy.internal",
+            ),
+        ] {
+            let text = scenario(store, target);
+            let e = err(&text);
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.problem.contains(host), "{e}");
+            assert!(
+                e.fix.contains("allow_remote = true") && e.fix.contains("--allow-remote"),
+                "{e}"
+            );
+            let allowed = parse_with(
+                Path::new("c.toml"),
+                &text,
+                LoadOptions { allow_remote: true },
+            )
+            .unwrap();
+            assert!(allowed.target.allow_remote && !allowed.target.remote.is_empty());
+            let in_file = text.replace("[target]\n", "[target]\nallow_remote = true\n");
+            parse(Path::new("c.toml"), &in_file).unwrap();
+        }
+        // Loopback in every spelling is local.
+        for local in [
+            "127.0.0.1:9042",
+            "localhost:9042",
+            "[::1]:9042",
+            "127.9.9.9:1",
+        ] {
+            let s = parse(
+                Path::new("c.toml"),
+                &scenario(
+                    "cassandra",
+                    &format!("[target.primary]\nendpoint = \"{local}\""),
+                ),
+            )
+            .unwrap();
+            assert!(s.target.remote.is_empty(), "{local}");
+        }
+        // A remote relay endpoint matters only where there is a relay.
+        let relay = "[target.relay]\nendpoint = \"10.0.0.5:9042\"";
+        parse(Path::new("c.toml"), &scenario("cassandra", relay)).unwrap();
+        let e = err(&scenario("cassandra", relay).replace("\"naive\"", "\"outbox\""));
+        assert_eq!(e.field, "target.relay.endpoint");
+    }
+
+    #[test]
+    fn each_store_takes_its_own_keys_and_says_which() {
+        let e = err(&scenario("dynamodb", "[target.primary]\nusername = \"dw\""));
+        assert_eq!(e.field, "target.primary.username");
+        assert!(e.fix.contains("region, profile"), "{e}");
+        let e = err(&scenario(
+            "mongodb",
+            "tls_cert_file = \"c.pem\"\ntls_key_file = \"c.key\"",
+        ));
+        assert_eq!(e.field, "target.tls_key_file");
+        assert!(e.fix.contains("one PEM file"), "{e}");
+        let e = err(&scenario("cassandra", "profile = \"staging\""));
+        assert_eq!(e.field, "target.profile");
+        // A [target] key applies to the sides whose store takes it.
+        let s = parse(
+            Path::new("c.toml"),
+            "name = \"c\"\n[target]\ntls_ca_file = \"/ca.pem\"\nusername = \"dw\"\n[target.primary]\nstore = \"cassandra\"\n[target.secondary]\nstore = \"dynamodb\"\n[pattern]\nname = \"naive\"\nsecondary_key = \"fresh\"\n[workload]\nrate = 10\nduration = \"2s\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.target.primary.connection.username.as_deref(), Some("dw"));
+        assert_eq!(s.target.secondary.connection.username, None);
+        assert!(s.target.secondary.connection.tls.is_some());
+    }
+
+    #[test]
+    fn tls_settings_are_consistent_and_files_are_read_beside_the_scenario() {
+        let e = err(&scenario(
+            "cassandra",
+            "tls = false\ntls_ca_file = \"ca.pem\"",
+        ));
+        assert_eq!(e.field, "target.tls_ca_file");
+        let e = err(&scenario("cassandra", "tls_cert_file = \"client.pem\""));
+        assert!(e.problem.contains("without its private key"), "{e}");
+        let e = err(&scenario("cassandra", "tls_server_name = \"not a name\""));
+        assert_eq!(e.field, "target.tls_server_name");
+        let s = parse(
+            Path::new("dir/c.toml"),
+            &scenario(
+                "cassandra",
+                "tls_ca_file = \"certs/ca.pem\"\n[target.primary]\ntls_server_name = \"db.example.com\"",
+            ),
+        )
+        .unwrap();
+        let tls = s.target.primary.connection.tls.clone().unwrap();
+        assert_eq!(tls.ca_file.unwrap(), Path::new("dir/certs/ca.pem"));
+        assert_eq!(tls.server_name.as_deref(), Some("db.example.com"));
+        // The relay reads the primary's store: it takes the primary's settings.
+        let s = parse(
+            Path::new("c.toml"),
+            &scenario(
+                "cassandra",
+                "[target.primary]\ntls_server_name = \"db.example.com\"",
+            )
+            .replace("\"naive\"", "\"outbox\""),
+        )
+        .unwrap();
+        assert_eq!(s.target.relay_connection, s.target.primary.connection);
+    }
+
+    #[test]
+    fn a_mongodb_uri_is_the_address_unless_a_proxy_stands_in_front_of_one_server() {
+        let s = parse(
+            Path::new("c.toml"),
+            &scenario(
+                "mongodb",
+                "allow_remote = true\nuri = \"mongodb://dw@db.example.com:27017/?tls=true\"",
+            ),
+        )
+        .unwrap();
+        assert!(
+            matches!(&s.target.primary.endpoint, SideEndpoint::Direct(u) if u.starts_with("mongodb://"))
+        );
+        let s = parse(
+            Path::new("c.toml"),
+            &scenario(
+                "mongodb",
+                "uri = \"mongodb://dw@db.example.com:27017/?tls=true\"\n[target.primary]\nproxy = \"mine_primary\"\n[target.secondary]\nproxy = \"mine_secondary\"",
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            s.target.primary.endpoint,
+            SideEndpoint::Proxy("mine_primary".into())
+        );
+        assert!(
+            s.target.remote.is_empty(),
+            "the uri's host is a name, not a destination"
+        );
+        let e = err(&scenario(
+            "mongodb",
+            "uri = \"mongodb+srv://cluster0.example.net/\"\n[target.primary]\nproxy = \"p\"",
+        ));
+        assert!(e.problem.contains("reaches one server"), "{e}");
+    }
+}

@@ -59,3 +59,33 @@ pub(super) fn namespace(raw: &RawScenario, at: &Locator) -> Res<NamespaceSpec> {
     }
     Ok(spec)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::parse;
+    use std::path::Path;
+
+    fn text(ns: &str) -> String {
+        format!(
+            "name = \"n\"\n[target]\nstore = \"memory\"\n[namespace]\n{ns}\n[pattern]\nname = \"naive\"\n[workload]\nrate = 10\nduration = \"1s\"\n"
+        )
+    }
+
+    #[test]
+    fn a_fixed_name_replaces_the_prefix_and_reuse_is_explicit() {
+        let s = parse(
+            Path::new("n.toml"),
+            &text("name = \"dualwrite\"\nreuse = true"),
+        )
+        .unwrap();
+        assert_eq!(s.namespace.for_run("dw_x_1"), "dualwrite");
+        assert!(s.namespace.reuse);
+        let s = parse(Path::new("n.toml"), &text("prefix = \"ci\"")).unwrap();
+        assert_eq!(s.namespace.for_run("ci_x_1"), "ci_x_1");
+        assert!(!s.namespace.reuse);
+        let e = parse(Path::new("n.toml"), &text("name = \"dw\"\nprefix = \"dw\"")).unwrap_err();
+        assert_eq!(e.field, "namespace.prefix");
+        let e = parse(Path::new("n.toml"), &text("name = \"Bad-Name\"")).unwrap_err();
+        assert_eq!(e.field, "namespace.name");
+    }
+}
