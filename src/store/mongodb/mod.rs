@@ -332,7 +332,7 @@ impl Store for MongoStore {
         let side = self.admin_side();
         let db = self.db(side);
         let limit = self.op_timeout().max(Duration::from_secs(3));
-        let names = bounded(limit, db.list_collection_names().into_future())
+        let names = wire::collection_names(&db, limit)
             .await
             .map_err(|f| {
                 anyhow::anyhow!(
