@@ -422,3 +422,44 @@ pub async fn connect_fresh(scenario: Arc<Scenario>) -> anyhow::Result<(Stores, S
     stores.prepare().await?;
     Ok((stores, namespace))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(allow_remote: bool, endpoint: &str) -> StoreContext {
+        let mut scenario = crate::scenario::tests::memory_scenario("");
+        scenario.target.allow_remote = allow_remote;
+        StoreContext {
+            scenario: Arc::new(scenario),
+            namespace: "dw_t".into(),
+            server: "memory".into(),
+            endpoints: BTreeMap::from([(Side::Primary, endpoint.to_string())]),
+        }
+    }
+
+    #[test]
+    fn no_connection_leaves_loopback_unless_the_scenario_allows_it() {
+        for local in [
+            "127.0.0.1:29042",
+            "localhost:5000",
+            "[::1]:9042",
+            "",
+            "mongodb://127.0.0.1:1/",
+        ] {
+            guard_loopback(&ctx(false, local)).unwrap();
+        }
+        for remote in [
+            "10.0.0.5:9042",
+            "0.0.0.0:9042",
+            "https://dynamodb.eu-west-1.amazonaws.com",
+            "aws",
+            "mongodb+srv://cluster0.example.net/",
+            "mongodb://127.0.0.1:1,db.example.com:2/",
+        ] {
+            let e = guard_loopback(&ctx(false, remote)).unwrap_err().to_string();
+            assert!(e.contains("outside the loopback range"), "{remote}: {e}");
+            guard_loopback(&ctx(true, remote)).unwrap();
+        }
+    }
+}
