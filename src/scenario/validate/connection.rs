@@ -590,4 +590,32 @@ mod tests {
         ));
         assert!(e.problem.contains("reaches one server"), "{e}");
     }
+
+    #[test]
+    fn tls_settings_the_way_in_would_ignore_are_refused() {
+        let e = err(&scenario(
+            "dynamodb",
+            "tls_ca_file = \"ca.pem\"\n[target.primary]\nendpoint = \"http://127.0.0.1:5000\"",
+        ));
+        assert_eq!(e.field, "target.primary.endpoint");
+        let e = err(&scenario(
+            "dynamodb",
+            "allow_remote = true\ntls_server_name = \"x.example.com\"\n[target.primary]\nendpoint = \"aws\"",
+        ));
+        assert_eq!(e.field, "target.tls_server_name");
+        let e = err(&scenario(
+            "mongodb",
+            "allow_remote = true\nuri = \"mongodb://db.example.com/?tls=true\"\n[target.primary]\ntls_server_name = \"x.example.com\"",
+        ));
+        assert_eq!(e.field, "target.primary.tls_server_name");
+        // Through a proxy, or to https://, the name is what makes TLS work.
+        parse(
+            Path::new("c.toml"),
+            &scenario(
+                "dynamodb",
+                "tls_server_name = \"dynamodb.example.com\"\n[target.primary]\nendpoint = \"https://127.0.0.1:5443\"",
+            ),
+        )
+        .unwrap();
+    }
 }

@@ -104,6 +104,13 @@ pub(super) fn validate(raw: RawScenario, at: &Locator, opts: LoadOptions) -> Res
             }
         }
     }
+    if target.allow_remote && !target.remote.is_empty() {
+        let hosts: Vec<String> = target.remote.iter().map(|r| r.host.clone()).collect();
+        warnings.push(format!(
+            "endpoints outside loopback, allowed: {}",
+            hosts.join(", ")
+        ));
+    }
     Ok(Scenario {
         name: raw.name.clone(),
         description: raw.description.clone().unwrap_or_default(),

@@ -107,6 +107,7 @@ pub(super) fn target(raw: &RawScenario, at: &Locator) -> Res<Target> {
             None => SideEndpoint::Proxy(format!("{}_{side}", server_spec.proxy_prefix)),
         };
         let endpoint = endpoint(raw, &path, default, store, &connection, at)?;
+        tls_reaches(raw, &path, &endpoint, &connection, store, at)?;
         Ok(SideTarget {
             store,
             server,
@@ -149,6 +150,14 @@ pub(super) fn target(raw: &RawScenario, at: &Locator) -> Res<Target> {
         relay_default,
         primary.store,
         &relay_connection,
+        at,
+    )?;
+    tls_reaches(
+        &t.relay,
+        "target.relay",
+        &relay,
+        &relay_connection,
+        primary.store,
         at,
     )?;
     // A `[target]` key no side's store takes would be silently ignored.
@@ -317,4 +326,52 @@ fn endpoint(
             "set proxy = \"<prefix>_<side>\" (see scripts/PORTS.md) or endpoint = \"host:port\"",
         )),
     }
+}
+
+/// TLS settings that this way of reaching the server would ignore are refused:
+/// a plain `http://` DynamoDB endpoint, and a server name where the client
+/// connects by the name it already has (DynamoDB's `aws`, a MongoDB connection
+/// string used directly).
+fn tls_reaches(
+    raw: &Option<RawSide>,
+    path: &str,
+    endpoint: &SideEndpoint,
+    connection: &Connection,
+    store: StoreKind,
+    at: &Locator,
+) -> Res<()> {
+    let Some(tls) = &connection.tls else {
+        return Ok(());
+    };
+    let SideEndpoint::Direct(e) = endpoint else {
+        return Ok(());
+    };
+    let own = |key: &str| {
+        let written = raw.as_ref().is_some_and(|r| match key {
+            "tls_server_name" => r.tls_server_name.is_some(),
+            _ => r.endpoint.is_some(),
+        });
+        if written {
+            format!("{path}.{key}")
+        } else {
+            format!("target.{key}")
+        }
+    };
+    if store.name() == "dynamodb" && e.starts_with("http://") {
+        return Err(at.error(
+            &own("endpoint"),
+            "TLS is set for a plain http:// endpoint",
+            "write the endpoint as https://..., or remove the tls keys",
+        ));
+    }
+    let by_name = (store.name() == "dynamodb" && e == AWS_ENDPOINT)
+        || (store.name() == "mongodb" && e.starts_with("mongodb"));
+    if by_name && tls.server_name.is_some() {
+        return Err(at.error(
+            &own("tls_server_name"),
+            "this side connects by the names in its endpoint, so their certificates are checked for those names",
+            "remove tls_server_name; it is for a proxy (or a host:port endpoint) in front of the server",
+        ));
+    }
+    Ok(())
 }
