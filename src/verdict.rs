@@ -11,6 +11,10 @@ use crate::scenario::Expect;
 /// warning in every report (and a failure under `--fail-on unavailable`).
 pub const WARN_INDETERMINATE: f64 = 0.2;
 
+/// After the faults, fewer acknowledged operations than this fraction is a
+/// partial recovery, worth a warning.
+pub const WARN_RECOVERED: f64 = 0.5;
+
 /// What fails a run besides the scenario's own `[expect]` (`--fail-on`, a comma
 /// list): `expect` (the default: nothing more), `any-divergence` (every divergence
 /// limit tightened to zero), `unavailable` (the availability warnings fail it).
@@ -140,11 +144,18 @@ pub fn availability_warnings(a: &Availability) -> Vec<String> {
             WARN_INDETERMINATE * 100.0
         ));
     }
-    if a.recovered == Some(false) {
-        warnings.push(format!(
+    match (&a.after_faults, a.recovered) {
+        (Some(after), Some(false)) => warnings.push(format!(
             "the store did not recover after the faults: {} operation(s) after the last window, none acknowledged",
-            a.after_faults.as_ref().map_or(0, |f| f.ops)
-        ));
+            after.ops
+        )),
+        (Some(after), Some(true)) if (after.ok as f64) < WARN_RECOVERED * after.ops as f64 => {
+            warnings.push(format!(
+                "the store recovered only partly after the faults: {} of {} operations after the last window acknowledged",
+                after.ok, after.ops
+            ))
+        }
+        _ => {}
     }
     warnings
 }
@@ -273,6 +284,20 @@ mod tests {
         assert_eq!(v, Verdict::Fail);
         assert_eq!(reasons.len(), 2, "{reasons:?}");
         assert!(availability_warnings(&availability(0.1, Some(true))).is_empty());
+        // Some operations succeeded after the faults, most did not.
+        let mut partial = availability(0.0, Some(true));
+        partial.after_faults = Some(AfterFaults {
+            ops: 79,
+            ok: 25,
+            fail: 54,
+            unknown: 0,
+        });
+        assert_eq!(
+            availability_warnings(&partial),
+            [
+                "the store recovered only partly after the faults: 25 of 79 operations after the last window acknowledged"
+            ]
+        );
     }
 
     #[test]

@@ -73,6 +73,8 @@ impl ProcessControl {
             tokio::process::Command::new(&self.script)
                 .args(["up", "--only", component])
                 .env("DUALWRITE_STATE", &self.state)
+                // Another run's restart may hold the stack's lock: wait for it.
+                .env("DUALWRITE_STACK_WAIT", "200")
                 .output(),
         )
         .await

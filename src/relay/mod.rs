@@ -35,6 +35,10 @@ pub enum RelayExit {
     Stopped,
 }
 
+/// The cause of a publication of an order whose outbox flag an application retry
+/// set again after the relay had cleared it.
+pub const REARMED: &str = "outbox re-armed by an application retry";
+
 /// An event a source hands to a worker: what to publish, and the source's own
 /// note of where it came from (a shard and sequence number, a claimed outbox key,
 /// a resume token), given back to [`RelaySource::done`].
@@ -69,9 +73,9 @@ pub trait RelaySource: Send + Sync {
     /// Events written to the primary but not yet published (0 = drained).
     async fn pending(&self) -> anyhow::Result<u64>;
 
-    /// Orders the source handed out again because the application set their
-    /// outbox flag again after it was cleared (the outbox re-arm hazard).
-    fn rearmed(&self) -> Vec<u64> {
+    /// Orders the source handed out again for a reason of its own, with the reason
+    /// (an outbox flag set again after it was cleared: [`REARMED`]).
+    fn causes(&self) -> Vec<(u64, &'static str)> {
         Vec::new()
     }
 }
@@ -364,8 +368,8 @@ impl Relay {
     /// published and unmarked, the outbox flag set again).
     pub fn causes(&self) -> crate::checker::Causes {
         let mut causes = self.shared.causes.lock().unwrap().clone();
-        for order in self.source.rearmed() {
-            causes.insert(order, "outbox re-armed by an application retry".into());
+        for (order, cause) in self.source.causes() {
+            causes.insert(order, cause.to_string());
         }
         causes
     }
@@ -384,7 +388,12 @@ impl Relay {
             delivered: deliveries.len() as u64,
             self_crashes: self.shared.self_crashes.load(Ordering::Relaxed),
             errors: self.shared.errors.load(Ordering::Relaxed),
-            rearmed: self.source.rearmed().len() as u64,
+            rearmed: self
+                .source
+                .causes()
+                .iter()
+                .filter(|(_, c)| *c == REARMED)
+                .count() as u64,
             ..RelayStats::default()
         };
         (deliveries, stats)

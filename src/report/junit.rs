@@ -51,6 +51,15 @@ pub fn render(runs: &[RunResult], policy: FailOn) -> String {
                 counts_line(r)
             ))
         ));
+        // Warnings that a pass proves little (most operations indeterminate, a
+        // store that never recovered) go where CI systems show a test's stderr.
+        if !r.warnings.is_empty() {
+            let lines: Vec<String> = r.warnings.iter().map(|w| format!("warning: {w}")).collect();
+            cases.push_str(&format!(
+                "      <system-err>{}</system-err>\n",
+                escape(&lines.join("\n"))
+            ));
+        }
         cases.push_str("    </testcase>\n");
     }
     let head = format!(

@@ -449,3 +449,29 @@ fn jepsen_history_matches_snapshot() {
         .collect();
     assert_eq!(procs, [0, 1, 0, 2]);
 }
+
+#[test]
+fn warnings_reach_junit_and_the_summary() {
+    let mut r = transaction();
+    r.availability.unknown_fraction = 0.73;
+    r.warnings = vec![
+        "73.0% of operations are indeterminate (over 20%): zero divergence over them proves little"
+            .into(),
+    ];
+    let xml = junit::render(std::slice::from_ref(&r), FailOn::default());
+    assert!(
+        xml.contains("<system-err>warning: 73.0% of operations are indeterminate"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("failures=\"0\""),
+        "a warning alone does not fail: {xml}"
+    );
+    let xml = junit::render(&[r.clone()], FailOn::parse("unavailable").unwrap());
+    assert!(
+        xml.contains("failures=\"1\""),
+        "--fail-on unavailable fails it: {xml}"
+    );
+    assert!(super::table::summary(&r).contains("warning: 73.0%"));
+    assert!(html::render(&r, None).contains("73.0% of operations are indeterminate"));
+}

@@ -129,6 +129,16 @@ impl StoreSpec {
     }
 }
 
+impl ServerSpec {
+    /// The Toxiproxy proxies of this server, one per connection.
+    pub fn proxy_names(&self) -> Vec<String> {
+        crate::scenario::Side::ALL
+            .iter()
+            .map(|side| format!("{}_{side}", self.proxy_prefix))
+            .collect()
+    }
+}
+
 impl fmt::Debug for StoreSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name)
@@ -176,5 +186,108 @@ impl fmt::Display for StoreKind {
 impl serde::Serialize for StoreKind {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.0.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn repo_file(path: &str) -> String {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// `| name | 127.0.0.1:PORT | upstream |` rows of scripts/PORTS.md: name -> port.
+    fn ports_md() -> BTreeMap<String, u16> {
+        repo_file("scripts/PORTS.md")
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let listen = cells.get(2)?.strip_prefix("127.0.0.1:")?;
+                Some((cells.get(1)?.to_string(), listen.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Every proxy of every local server exists in the stack scripts and in
+    /// scripts/PORTS.md; every proxy docker/toxiproxy.json makes is a registry
+    /// proxy on the port PORTS.md gives it. So the registry, the stack and the docs
+    /// cannot drift apart.
+    #[test]
+    fn the_stack_the_port_table_and_docker_agree_with_the_registry() {
+        let mut stack = repo_file("scripts/stack");
+        for entry in
+            std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lib"))
+                .unwrap()
+        {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "sh") {
+                stack.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+        let ports = ports_md();
+        let mut registry = Vec::new();
+        for spec in REGISTRY {
+            for server in spec.servers {
+                registry.extend(server.proxy_names());
+                if server.local.is_none() {
+                    continue;
+                }
+                for proxy in server.proxy_names() {
+                    assert!(
+                        stack.contains(&proxy),
+                        "{} server {}: proxy {proxy} is not made by scripts/stack",
+                        spec.name,
+                        server.name
+                    );
+                    assert!(
+                        ports.contains_key(&proxy),
+                        "{} server {}: proxy {proxy} is not in scripts/PORTS.md",
+                        spec.name,
+                        server.name
+                    );
+                }
+            }
+        }
+        let docker: Vec<serde_json::Value> =
+            serde_json::from_str(&repo_file("docker/toxiproxy.json")).unwrap();
+        assert!(!docker.is_empty());
+        for proxy in docker {
+            let name = proxy["name"].as_str().unwrap();
+            assert!(
+                registry.iter().any(|r| r == name),
+                "docker proxy {name} is in no store's registry entry"
+            );
+            let port: u16 = proxy["listen"]
+                .as_str()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(
+                ports.get(name),
+                Some(&port),
+                "docker proxy {name}: port differs from scripts/PORTS.md"
+            );
+        }
+    }
+
+    #[test]
+    fn every_store_names_its_servers_and_every_pattern() {
+        for spec in REGISTRY {
+            assert!(!spec.servers.is_empty(), "{}", spec.name);
+            assert_eq!(find(spec.name).map(|s| s.name), Some(spec.name));
+            for kind in PatternKind::ALL {
+                assert!(
+                    spec.patterns.iter().any(|(k, _)| *k == kind),
+                    "{} does not say whether it runs `{kind}`",
+                    spec.name
+                );
+            }
+        }
     }
 }

@@ -138,20 +138,22 @@ pub async fn check(stores: &Stores, history: &History, scenario: &Scenario) -> C
     )
 }
 
-/// Tests that fault one store's proxies must not overlap: one lock per store.
-/// Tests of different stores run in parallel.
+/// Tests that fault one store's proxies must not overlap: one lock per store of
+/// the registry. Tests of different stores run in parallel.
 pub fn lock(store: &str) -> std::sync::MutexGuard<'static, ()> {
     use std::sync::{Mutex, OnceLock};
-    static LOCKS: OnceLock<[Mutex<()>; 3]> = OnceLock::new();
-    let locks = LOCKS.get_or_init(|| [Mutex::new(()), Mutex::new(()), Mutex::new(())]);
-    let i = match store {
-        "dynamodb" => 0,
-        "cassandra" => 1,
-        _ => 2,
-    };
-    locks[i]
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    static LOCKS: OnceLock<Vec<(&'static str, Mutex<()>)>> = OnceLock::new();
+    let locks = LOCKS.get_or_init(|| {
+        dualwrite::store::REGISTRY
+            .iter()
+            .map(|s| (s.name, Mutex::new(())))
+            .collect()
+    });
+    let (_, lock) = locks
+        .iter()
+        .find(|(name, _)| *name == store)
+        .unwrap_or_else(|| panic!("no store `{store}` in the registry"));
+    lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The state of a Toxiproxy proxy: (enabled, names of its toxics).

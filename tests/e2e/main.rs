@@ -10,5 +10,7 @@ mod dynamodb;
 mod dynamodb_patterns;
 mod guard_rails;
 mod mongodb;
+mod outcomes;
 mod reliability;
 mod reports;
+mod two_stores;

@@ -159,9 +159,9 @@ duration = "1s"
 [[faults]]
 kind = "fail-command"
 side = "primary"
-commands = ["commitTransaction"]
+commands = ["insert"]
 error_code = 91
-error_labels = ["UnknownTransactionCommitResult"]
+close_connection = true
 start = "3s"
 duration = "1s"
 "#;
@@ -179,6 +179,17 @@ duration = "1s"
     // Operations inside the insert window were retried.
     let in_window = run.count(|e| (1_000_000..1_900_000).contains(&e.intended_us) && e.retries > 0);
     assert!(in_window > 0, "{}", run.explain());
+    // A body cut by a closed connection (mongoeco answers it with a reply the
+    // driver cannot read) never committed: retried, never left unknown.
+    assert_eq!(
+        run.count(|e| e.outcome == dualwrite::history::Outcome::Unknown),
+        0,
+        "{}",
+        run.explain()
+    );
+    let in_closing_window =
+        run.count(|e| (3_000_000..3_900_000).contains(&e.intended_us) && e.retries > 0);
+    assert!(in_closing_window > 0, "{}", run.explain());
     assert_eq!(
         run.result.server.capabilities.get("fail_point"),
         Some(&true)
@@ -363,4 +374,32 @@ async fn checker_counts_planted_divergence_exactly() {
             parse(&NAIVE.replace("server = \"ferretdb\"", &format!("server = \"{server}\"")));
         planted_divergence_is_counted_exactly(scenario, SideOutcome::Ok, server).await;
     }
+}
+
+/// mongoeco accepts `configureFailPoint` but its wire layer handles
+/// `commitTransaction` without consulting it: a commit window would fail nothing.
+/// dualwrite proves each targeted command fails before the run, and stops.
+#[test]
+fn a_commit_fail_point_the_server_ignores_stops_the_run_before_the_load() {
+    let _guard = lock("mongodb");
+    let s = Scratch::new();
+    let text = TRANSACTION
+        .replace("e2e-mongo-transaction", "e2e-mongo-commit-fp")
+        .split("[[faults]]")
+        .next()
+        .unwrap()
+        .to_string()
+        + "[[faults]]\nkind = \"fail-command\"\nside = \"primary\"\ncommands = [\"commitTransaction\"]\nerror_code = 91\nerror_labels = [\"UnknownTransactionCommitResult\"]\nstart = \"1s\"\nduration = \"1s\"\n";
+    let out = s.dualwrite(&["run", s.write("commit.toml", &text).to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("targets `commitTransaction`") && err.contains("ignores failCommand"),
+        "{err}"
+    );
+    // Nothing ran: no operation in the history.
+    let latest = s.results().join("e2e-mongo-commit-fp/latest");
+    let (_, history) =
+        dualwrite::history::History::read_jsonl(&latest.join("history.jsonl")).unwrap_or_default();
+    assert!(history.is_empty());
 }

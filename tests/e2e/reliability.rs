@@ -729,3 +729,140 @@ fn a_scan_that_fails_after_the_load_still_reports_the_load() {
     // And the proxy disabled behind its back was restored by the run itself.
     assert!(restored_by_the_run);
 }
+
+/// moto keeps its tables in memory: killed mid-run and restarted, it comes back
+/// empty. The run says the server lost its data and counts every acknowledged
+/// order as lost; it used to exit 3 with a checker block of zeros beside
+/// `checked: false`, so a CI job reading `lost_acks` saw 0.
+#[test]
+fn a_killed_in_memory_server_loses_its_data_and_every_acknowledged_order_is_lost() {
+    let _guard = lock("dynamodb");
+    let s = Scratch::new();
+    let text = r#"
+name = "e2e-kill-moto"
+seed = 3
+[target]
+store = "dynamodb"
+[pattern]
+name = "naive"
+on_secondary_failure = "log-and-continue"
+[workload]
+rate = 20
+duration = "8s"
+op_timeout = "1s"
+[[faults]]
+kind = "process-kill"
+server = "moto"
+start = "3s"
+duration = "2s"
+[expect]
+divergence = "any"
+orphans = "any"
+lost_acks = "any"
+"#;
+    let run = s.run(&s.write("kill-moto.toml", text));
+    use dualwrite::history::Outcome;
+    assert_eq!(run.code, 0, "{}", run.explain());
+    let r = &run.result;
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("keeps its data in memory")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains("its data is lost")),
+        "{:?}",
+        r.notes
+    );
+    let c = run.checker();
+    assert_eq!(c.scanned_primary + c.scanned_secondary, 0, "{c:?}");
+    let acknowledged = run.count(|e| e.outcome == Outcome::Ok);
+    assert!(acknowledged > 0);
+    assert_eq!(c.lost_acks, acknowledged, "{}", run.explain());
+    // The server came back (restarted by the stack's script), empty.
+    assert!(
+        r.faults[0].end_s.is_some() && r.faults[0].error.is_none(),
+        "{:?}",
+        r.faults
+    );
+}
+
+/// A process fault restarts its server with the stack's own script, found from
+/// the stack's state whatever directory dualwrite runs from; without the stack's
+/// state the run stops before the load (exit 3) instead of leaving a server down.
+#[test]
+fn process_faults_work_from_any_directory_or_stop_before_the_load() {
+    let _guard = lock("mongodb");
+    let s = Scratch::new();
+    let text = r#"
+name = "e2e-kill-elsewhere"
+seed = 3
+[target]
+store = "mongodb"
+server = "ferretdb"
+[pattern]
+name = "naive"
+on_secondary_failure = "log-and-continue"
+[workload]
+rate = 20
+duration = "5s"
+op_timeout = "1s"
+[[faults]]
+kind = "process-kill"
+server = "ferretdb"
+start = "1s"
+duration = "1s"
+[expect]
+divergence = "any"
+orphans = "any"
+lost_acks = "any"
+"#;
+    let file = s.write("kill.toml", text);
+    let state = std::env::var_os("DUALWRITE_STATE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo().join(".stack"));
+    let run = |state: &std::path::Path| {
+        std::process::Command::new(bin())
+            .arg("run")
+            .arg(&file)
+            .arg("--results-dir")
+            .arg(s.results())
+            .arg("--quiet")
+            .current_dir(s.path())
+            .env("DUALWRITE_STATE", state)
+            .env_remove("DUALWRITE_STACK_SCRIPT")
+            .output()
+            .unwrap()
+    };
+    // From a scratch directory, with the stack's state: killed and restarted.
+    let out = run(&state);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{err}");
+    let r =
+        dualwrite::result::RunResult::read(&s.results().join("e2e-kill-elsewhere/latest")).unwrap();
+    let w = &r.faults[0];
+    assert!(
+        w.end_s.is_some() && w.error.is_none(),
+        "restart failed: {w:?}"
+    );
+    assert!(
+        r.availability.recovered == Some(true),
+        "{:?}",
+        r.availability
+    );
+    // Without it: exit 3 before any operation, naming the missing pid file.
+    let empty = tempfile::tempdir().unwrap();
+    let out = run(empty.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("no pid for `ferretdb`") && err.contains("DUALWRITE_STATE"),
+        "{err}"
+    );
+    let r =
+        dualwrite::result::RunResult::read(&s.results().join("e2e-kill-elsewhere/latest")).unwrap();
+    assert_eq!(r.workload.ops.total, 0, "nothing ran");
+    assert!(r.checker.is_none());
+}

@@ -217,6 +217,14 @@ pub(super) fn fault(
                     "name the commands to fail, e.g. commands = [\"insert\"]",
                 ));
             }
+            let provable = crate::store::mongodb::FAIL_POINT_COMMANDS;
+            if let Some(c) = commands.iter().find(|c| !provable.contains(&c.as_str())) {
+                return Err(at.error(
+                    &p("commands"),
+                    format!("`{c}`: dualwrite proves a fail point fires before a run only for some commands"),
+                    format!("use any of {}", provable.join(", ")),
+                ));
+            }
             FaultKind::FailCommand {
                 commands,
                 error_code: f.error_code.unwrap_or(91) as i32,

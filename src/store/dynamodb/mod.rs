@@ -219,6 +219,8 @@ impl DynamoStore {
 
 /// Bound on one administrative call (probe, create/delete table, plant).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(8);
+/// The least bound on one call of the relay (as the MongoDB relay's).
+const RELAY_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn create_table(client: &Client, name: &str, key: &str, stream: bool) -> anyhow::Result<()> {
     let mut req = client
@@ -288,6 +290,7 @@ impl Store for DynamoStore {
             self.info.not_exercised.extend([
                 "Streams shard rollover and splits: moto keeps one shard per table, never closed, so the relay's multi-shard and closed-shard paths do not run".to_string(),
                 "Streams 24 h retention and 15 min iterator expiry: moto never trims records or expires iterators".to_string(),
+                "Streams of unchanged items: moto writes a MODIFY record for a put that changes nothing (DynamoDB writes none), so an application retry of an unchanged item can be relayed twice here; such duplicates are attributed to that cause".to_string(),
             ]);
         }
         Ok(())
@@ -375,14 +378,17 @@ impl Store for DynamoStore {
             PatternKind::Outbox => Feed::Outbox,
             other => anyhow::bail!("pattern `{other}` has no relay"),
         };
-        let op_timeout = self.ctx.scenario.workload.op_timeout;
+        // The relay is a background worker with its own bound, not the timed
+        // workload: a GetRecords page on a busy server takes longer than one write.
+        let limit = self.ctx.scenario.workload.op_timeout.max(RELAY_TIMEOUT);
+        let faults = &self.faults[&Side::Relay];
         let conn = self
             .conns
             .get(&Side::Relay)
             .ok_or_else(|| anyhow::anyhow!("this dynamodb store does not serve the relay"))?;
         Ok(Arc::new(StreamsSource::new(
-            conn.streams_client(op_timeout, Some(&self.faults[&Side::Relay])),
-            self.client(Side::Relay)?.clone(),
+            conn.streams_client(limit, Some(faults)),
+            conn.client(limit, Some(faults)),
             tables(&self.ctx.namespace).0,
             source,
         )))

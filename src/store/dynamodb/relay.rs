@@ -44,9 +44,11 @@ pub(crate) enum Feed {
 struct RelayState {
     /// Worker -> shard -> its next iterator (in flight: dropped on restart).
     iterators: BTreeMap<u32, BTreeMap<String, String>>,
-    /// Orders whose outbox flag was set again after the relay had cleared it (an
-    /// old image with `outbox_pending = false`, a new one with `true`).
-    rearmed: Vec<u64>,
+    /// Orders handed out again for a reason of the source's own: the outbox flag
+    /// set again after the relay had cleared it (an old image with
+    /// `outbox_pending = false`, a new one with `true`), or a record whose old and
+    /// new images are equal (moto writes one for a put that changes nothing).
+    causes: Vec<(u64, &'static str)>,
     stream_arn: Option<String>,
     /// Shard id -> last sequence number fully processed.
     checkpoints: BTreeMap<String, String>,
@@ -248,8 +250,21 @@ impl StreamsSource {
                     change.old_image().and_then(|old| old.get("outbox_pending")),
                     Some(StreamValue::Bool(false))
                 );
-                if self.source == Feed::Outbox && was_cleared {
-                    self.state.lock().unwrap().rearmed.push(record.order_id);
+                let unchanged =
+                    change.old_image().is_some() && change.old_image() == change.new_image();
+                let cause = if self.source == Feed::Outbox && was_cleared {
+                    Some(crate::relay::REARMED)
+                } else if unchanged {
+                    Some(UNCHANGED)
+                } else {
+                    None
+                };
+                if let Some(cause) = cause {
+                    self.state
+                        .lock()
+                        .unwrap()
+                        .causes
+                        .push((record.order_id, cause));
                 }
                 events.push(SourceEvent {
                     record,
@@ -326,6 +341,10 @@ impl StreamsSource {
         }
     }
 }
+
+/// The cause of a publication from a stream record whose images are equal.
+const UNCHANGED: &str =
+    "a stream record for a put that changed nothing (moto writes these; DynamoDB does not)";
 
 /// Which worker owns a shard (shards are spread over `workers` by a stable hash).
 fn owner(shard: &str, workers: u32) -> u32 {
@@ -430,7 +449,7 @@ impl RelaySource for StreamsSource {
         }
     }
 
-    fn rearmed(&self) -> Vec<u64> {
-        self.state.lock().unwrap().rearmed.clone()
+    fn causes(&self) -> Vec<(u64, &'static str)> {
+        self.state.lock().unwrap().causes.clone()
     }
 }

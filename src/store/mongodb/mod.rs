@@ -18,6 +18,7 @@
 //! commands, documents) in `wire.rs`.
 
 mod conn;
+mod fail_point;
 mod relay;
 mod side;
 mod wire;
@@ -26,7 +27,7 @@ mod writes;
 use anyhow::Context;
 use async_trait::async_trait;
 use futures::FutureExt;
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Document, doc};
 use mongodb::error::Error as MongoError;
 use mongodb::{Client, Database, IndexModel};
 use std::collections::BTreeMap;
@@ -149,6 +150,10 @@ pub static SPEC: StoreSpec = StoreSpec {
         async move { Ok(Box::new(MongoStore::connect(ctx).await?) as Box<dyn Store>) }.boxed()
     },
 };
+
+/// The commands a `fail-command` fault may target: those whose fail point
+/// dualwrite proves fires before the run.
+pub use fail_point::PROVABLE as FAIL_POINT_COMMANDS;
 
 pub(crate) const ORDERS: &str = "orders";
 pub(crate) const EVENTS: &str = "order_events";
@@ -321,6 +326,7 @@ impl Store for MongoStore {
                 );
             }
         }
+        self.prove_fail_points(&db, limit).await?;
         Ok(())
     }
 
@@ -456,34 +462,18 @@ impl Store for MongoStore {
                 fault.kind.name()
             );
         };
-        let command = if active {
-            let mut data = doc! {
-                "failCommands": commands.clone(),
-                "errorCode": *error_code,
-                "errorLabels": error_labels.clone(),
-                "closeConnection": *close_connection,
-            };
-            // The fail point is server-wide; the side picks the collection its CRUD
-            // commands act on (transaction commands have no collection).
-            const CRUD: [&str; 5] = ["insert", "update", "delete", "find", "findAndModify"];
-            let collection = match fault.side {
-                Side::Primary => Some(ORDERS),
-                Side::Secondary => Some(EVENTS),
+        let command = fail_point::command(active.then(|| fail_point::FailPoint {
+            commands,
+            error_code: *error_code,
+            error_labels,
+            close_connection: *close_connection,
+            times: *times,
+            namespace: match fault.side {
+                Side::Primary => Some(format!("{}.{ORDERS}", self.ctx.namespace)),
+                Side::Secondary => Some(format!("{}.{EVENTS}", self.ctx.namespace)),
                 Side::Relay => None,
-            };
-            if let Some(c) = collection
-                && commands.iter().all(|c| CRUD.contains(&c.as_str()))
-            {
-                data.insert("namespace", format!("{}.{c}", self.ctx.namespace));
-            }
-            let mode = match times {
-                Some(n) => Bson::Document(doc! {"times": *n as i32}),
-                None => Bson::String("alwaysOn".into()),
-            };
-            doc! {"configureFailPoint": "failCommand", "mode": mode, "data": data}
-        } else {
-            doc! {"configureFailPoint": "failCommand", "mode": "off"}
-        };
+            },
+        }));
         // Through the primary side's client; a network fault on that side at the
         // same moment would make this fail (reported on the fault window).
         let admin = self.client(Side::Primary).database("admin");
@@ -588,6 +578,43 @@ impl MongoStore {
         bounded(Duration::from_secs(3), run)
             .await
             .map_err(|f| f.detail)
+    }
+
+    /// Every command a `fail-command` fault targets must really fail when its fail
+    /// point is armed; a server that ignores it for one stops the run (exit 3).
+    async fn prove_fail_points(&mut self, db: &Database, limit: Duration) -> anyhow::Result<()> {
+        let mut commands: Vec<&str> = Vec::new();
+        for f in &self.ctx.scenario.faults {
+            if let FaultKind::FailCommand { commands: c, .. } = &f.kind {
+                commands.extend(c.iter().map(String::as_str));
+            }
+        }
+        commands.sort_unstable();
+        commands.dedup();
+        if commands.is_empty() || !self.ctx.is_primary() {
+            return Ok(());
+        }
+        let client = self.client(self.admin_side()).clone();
+        create_collection(db, PROBE, limit).await?;
+        let mut proven = Vec::new();
+        for command in commands {
+            let result = fail_point::prove_fires(&client, db, PROBE, command, limit).await;
+            if let Err(reason) = result {
+                let _ = bounded(limit, db.collection::<Document>(PROBE).drop().into_future()).await;
+                anyhow::bail!(
+                    "a fail-command fault targets `{command}`, but server `{}` does not fail it when its fail point is armed: {reason}\n  the window would exercise nothing; target other commands, or run against a real MongoDB. {ALTERNATIVE}",
+                    self.ctx.server
+                );
+            }
+            proven.push(command);
+        }
+        let _ = bounded(limit, db.collection::<Document>(PROBE).drop().into_future()).await;
+        for command in proven {
+            self.info
+                .capabilities
+                .insert(format!("fail_point_fires.{command}"), true);
+        }
+        Ok(())
     }
 
     async fn probe_fail_point(&self, limit: Duration) -> Result<(), String> {
