@@ -18,8 +18,10 @@ const AFTER_HELP: &str = "\
 Exit codes:
   0  expectations met
   1  divergence beyond what the scenario allows (the CI gate)
-  2  bad input (scenario file, flags)
-  3  infrastructure (store, proxy or results directory unusable)
+  2  bad input (scenario file, flags; an endpoint outside loopback without
+     allow_remote / --allow-remote)
+  3  infrastructure (store, proxy or results directory unusable, a login or
+     certificate refused, the run's namespace already there)
   130 interrupted (Ctrl-C / SIGTERM); the result is written with complete: false
 
 Examples:

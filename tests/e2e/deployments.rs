@@ -250,6 +250,13 @@ proxy = "cassandra_tls_secondary""#,
     );
     assert_down_verdict(&tls_run, "tls");
     assert_eq!(tls_run.result.verdict, plain_run.result.verdict);
+    for (label, run) in [("plain", &plain_run), ("tls", &tls_run)] {
+        let c = run.checker();
+        eprintln!(
+            "{label}: verdict {:?}, orphans {}, lost acks {}, p50 {} ms",
+            run.result.verdict, c.orphans, c.lost_acks, run.result.latency_ms.p50
+        );
+    }
     // The role has CREATE ON ALL KEYSPACES only: it made, used and dropped its keyspace.
     assert!(
         tls_run.result.notes.is_empty(),
