@@ -11,15 +11,17 @@ use crate::pattern::PatternKind;
 use crate::report::{self, Format};
 use crate::result::RunResult;
 use crate::run::{self, RunOptions};
-use crate::scenario::{self, FaultKind, Side};
+use crate::scenario::{self, FaultKind, LoadOptions, Side};
 use crate::verdict::FailOn;
 
 const AFTER_HELP: &str = "\
 Exit codes:
   0  expectations met
   1  divergence beyond what the scenario allows (the CI gate)
-  2  bad input (scenario file, flags)
-  3  infrastructure (store, proxy or results directory unusable)
+  2  bad input (scenario file, flags; an endpoint outside loopback without
+     allow_remote / --allow-remote)
+  3  infrastructure (store, proxy or results directory unusable, a login or
+     certificate refused, the run's namespace already there)
   130 interrupted (Ctrl-C / SIGTERM); the result is written with complete: false
 
 Examples:
@@ -30,6 +32,8 @@ Examples:
   dualwrite report results/dynamo-naive/latest --html report.html
   dualwrite history results/dynamo-naive/latest --format jepsen > history.jsonl
   dualwrite validate scenarios/*.toml
+  dualwrite plan scenarios/dynamo-naive.toml
+  dualwrite run staging.toml --allow-remote   (endpoints outside 127.0.0.0/8 need it)
   dualwrite list
 
 Colour: only on a terminal, never when NO_COLOR is set.";
@@ -66,6 +70,21 @@ pub enum Command {
     Validate {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Allow endpoints outside the loopback range (as `allow_remote = true`).
+        #[arg(long)]
+        allow_remote: bool,
+    },
+    /// Print what a run would create, write (rate x duration), fault and drop, and
+    /// where each connection goes; connects to nothing.
+    #[command(
+        after_help = "Examples:\n  dualwrite plan scenarios/dynamo-naive.toml\n  dualwrite plan staging.toml --allow-remote"
+    )]
+    Plan {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Allow endpoints outside the loopback range (as `allow_remote = true`).
+        #[arg(long)]
+        allow_remote: bool,
     },
     /// Patterns x stores, and fault kinds.
     List,
@@ -150,6 +169,10 @@ pub struct RunArgs {
     /// Scenario files (TOML).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// Allow endpoints outside the loopback range (as `allow_remote = true` in the
+    /// scenario): the run creates, writes and drops its tables there.
+    #[arg(long)]
+    pub allow_remote: bool,
     /// Where run directories are written.
     #[arg(long, default_value = "results", env = "DUALWRITE_RESULTS")]
     pub results_dir: PathBuf,
@@ -199,7 +222,14 @@ pub enum HistoryFormat {
 /// Runs the command; returns the process exit code.
 pub async fn main(cli: Cli) -> i32 {
     match cli.command {
-        Command::Validate { files } => validate(&files),
+        Command::Validate {
+            files,
+            allow_remote,
+        } => validate(&files, LoadOptions { allow_remote }),
+        Command::Plan {
+            files,
+            allow_remote,
+        } => plan(&files, LoadOptions { allow_remote }),
         Command::List => {
             print!("{}", list());
             exit::PASS
@@ -254,10 +284,10 @@ pub async fn main(cli: Cli) -> i32 {
     }
 }
 
-fn validate(files: &[PathBuf]) -> i32 {
+fn validate(files: &[PathBuf], opts: LoadOptions) -> i32 {
     let mut code = exit::PASS;
     for f in files {
-        match scenario::load(f) {
+        match scenario::load_with(f, opts) {
             Ok(s) => {
                 let readers = s.readers.as_ref().map_or(String::new(), |r| {
                     let delays: Vec<String> = r
@@ -279,6 +309,25 @@ fn validate(files: &[PathBuf]) -> i32 {
                 for w in &s.warnings {
                     println!("  warning: {w}");
                 }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = exit::BAD_INPUT;
+            }
+        }
+    }
+    code
+}
+
+fn plan(files: &[PathBuf], opts: LoadOptions) -> i32 {
+    let mut code = exit::PASS;
+    for (i, f) in files.iter().enumerate() {
+        match scenario::load_with(f, opts) {
+            Ok(s) => {
+                if i > 0 {
+                    println!();
+                }
+                print!("{}", crate::plan::render(&s));
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -402,8 +451,11 @@ async fn reset(url: &str, stack_state: &std::path::Path) -> i32 {
 async fn run(args: RunArgs) -> i32 {
     // Validate every file first: a typo in the fifth file should not wait for four runs.
     let mut scenarios = Vec::new();
+    let load = LoadOptions {
+        allow_remote: args.allow_remote,
+    };
     for f in &args.files {
-        match scenario::load(f) {
+        match scenario::load_with(f, load) {
             Ok(s) => scenarios.push(s),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -18,6 +18,7 @@ pub mod fault;
 pub mod history;
 pub mod order;
 pub mod pattern;
+pub mod plan;
 pub mod progress;
 pub mod reader;
 pub mod relay;

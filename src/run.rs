@@ -175,7 +175,8 @@ struct Load {
 impl<'a> Run<'a> {
     fn new(scenario: Scenario, opts: &'a RunOptions) -> anyhow::Result<Self> {
         let scenario = Arc::new(scenario);
-        let (run_id, namespace) = new_run_id(&scenario.namespace.prefix);
+        let (run_id, generated) = new_run_id(&scenario.namespace.prefix);
+        let namespace = scenario.namespace.for_run(&generated);
         let dir = RunDir::create(&opts.results_dir, &scenario.name, &run_id)?;
         result::write_atomic(&dir.scenario_file(), scenario.source.as_bytes())?;
         // A run that never uses the relay connection leaves its proxy to others.
@@ -259,13 +260,10 @@ impl<'a> Run<'a> {
         }
         let processes = self.process_control().map_err(infra)?;
         let cluster = self.take_cluster().await.map_err(infra)?;
-        let endpoints = if self.scenario.target.uses_toxiproxy() {
-            store::resolve_endpoints(&self.scenario.target, &self.toxiproxy)
-                .await
-                .map_err(infra)?
-        } else {
-            Side::ALL.iter().map(|s| (*s, String::new())).collect()
-        };
+        // Toxiproxy is asked only for the proxies' addresses.
+        let endpoints = store::resolve_endpoints(&self.scenario.target, &self.toxiproxy)
+            .await
+            .map_err(infra)?;
         let stores = tokio::time::timeout(
             Duration::from_secs(10),
             Stores::connect(

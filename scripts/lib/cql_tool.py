@@ -9,14 +9,25 @@ usage:
       prints each row's columns tab-separated (text columns decoded, others hex)
   python cql_tool.py HOST:PORT --drop-user-keyspaces
       drops every keyspace whose name does not start with "system"
+  python cql_tool.py HOST:PORT -
+      runs the one statement read from standard input (keeps a password in it
+      off the command line, which every user can read in `ps`)
+
+TLS and login (the node of scripts/lib/tls.sh) come from the environment, so no
+password is ever on a command line: CQL_TLS_CA (CA file: enables TLS),
+CQL_TLS_CERT / CQL_TLS_KEY (client certificate), CQL_TLS_NAME (the name the
+server's certificate must carry), CQL_USER and CQL_PASSWORD_FILE (SASL PLAIN).
 """
 
+import os
 import socket
+import ssl
 import struct
 import sys
 
 VERSION = 0x04  # protocol v4: supported by Cassandra 3.x-5.x
 OP_ERROR, OP_STARTUP, OP_READY, OP_AUTHENTICATE, OP_QUERY, OP_RESULT = 0x00, 0x01, 0x02, 0x03, 0x07, 0x08
+OP_AUTH_RESPONSE, OP_AUTH_SUCCESS = 0x0F, 0x10
 CONSISTENCY_ONE = 0x0001
 TEXT_TYPES = {0x0001, 0x000A, 0x000D}  # ascii, text, varchar
 
@@ -78,13 +89,41 @@ class Reader:
         return kind
 
 
+def _tls_context():
+    """A client TLS context from CQL_TLS_* (None: plain TCP)."""
+    ca = os.environ.get("CQL_TLS_CA")
+    if not ca:
+        return None
+    ctx = ssl.create_default_context(cafile=ca)
+    if os.environ.get("CQL_TLS_CERT"):
+        ctx.load_cert_chain(os.environ["CQL_TLS_CERT"], os.environ.get("CQL_TLS_KEY"))
+    return ctx
+
+
+def _login():
+    user, pw_file = os.environ.get("CQL_USER"), os.environ.get("CQL_PASSWORD_FILE")
+    if not user:
+        return None
+    with open(pw_file) as f:
+        return user, f.read().strip()
+
+
 class Connection:
     def __init__(self, host: str, port: int, timeout: float = 5.0):
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        tls = _tls_context()
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=os.environ.get("CQL_TLS_NAME", host))
         op, body = self.request(OP_STARTUP, struct.pack(">H", 1) + _string("CQL_VERSION") + _string("3.0.0"))
         if op == OP_AUTHENTICATE:
-            raise CqlError("server requires authentication (the stack runs AllowAllAuthenticator)")
-        if op != OP_READY:
+            login = _login()
+            if login is None:
+                raise CqlError("server requires authentication (set CQL_USER and CQL_PASSWORD_FILE)")
+            token = b"\0" + login[0].encode() + b"\0" + login[1].encode()
+            op, body = self.request(OP_AUTH_RESPONSE, struct.pack(">i", len(token)) + token)
+            if op != OP_AUTH_SUCCESS:
+                raise CqlError(f"unexpected AUTH_RESPONSE answer opcode {op:#x}")
+        elif op != OP_READY:
             raise CqlError(f"unexpected STARTUP answer opcode {op:#x}")
 
     def _recv(self, n: int) -> bytes:
@@ -149,7 +188,8 @@ def main(argv):
                     conn.query(f'DROP KEYSPACE IF EXISTS "{ks}"')
                     print(f"dropped keyspace {ks}")
         else:
-            for row in conn.query(argv[2]):
+            cql = sys.stdin.read().strip() if argv[2] == "-" else argv[2]
+            for row in conn.query(cql):
                 print("\t".join(row))
         conn.close()
     except (OSError, CqlError) as e:

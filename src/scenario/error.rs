@@ -50,6 +50,16 @@ impl<'a> Locator<'a> {
         }
     }
 
+    /// A file name as written in the scenario: relative names are read from the
+    /// scenario file's own directory, so a scenario works from any working directory.
+    pub(crate) fn path_beside(&self, name: &str) -> std::path::PathBuf {
+        let p = Path::new(name);
+        match self.file.parent() {
+            Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
     /// An error at `path` (e.g. `workload.rate` or `faults[1].start`).
     pub(crate) fn error(
         &self,

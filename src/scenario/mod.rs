@@ -3,10 +3,15 @@
 //! this module; every error names file, line, column, field and the fix.
 
 pub mod app;
+mod connection;
 mod error;
 mod raw;
 mod validate;
 
+pub use connection::{
+    AWS_ENDPOINT, Connection, MongoUri, Remote, TlsSettings, default_var, host_of,
+    is_loopback_host, split_host_port,
+};
 pub use error::ScenarioError;
 
 use serde::Serialize;
@@ -124,6 +129,8 @@ pub struct SideTarget {
     /// The server product behind the endpoint (`moto`, `ferretdb`, `mongoeco`, ...).
     pub server: String,
     pub endpoint: SideEndpoint,
+    /// How this side's connection logs in and encrypts.
+    pub connection: Connection,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,6 +144,11 @@ pub struct Target {
     /// consistency, serial_consistency, coordinator); absent = the defaults.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub cql: BTreeMap<Side, CqlSettings>,
+    pub relay_connection: Connection,
+    /// Every endpoint outside the loopback range (read from the text, never resolved).
+    pub remote: Vec<Remote>,
+    /// Whether those are allowed (`allow_remote = true` or `--allow-remote`).
+    pub allow_remote: bool,
 }
 
 /// Consistency levels a Cassandra connection can use for its requests.
@@ -180,6 +192,14 @@ impl Target {
     }
 
     /// The store a connection reaches (the relay reads the primary's store).
+    pub fn connection(&self, side: Side) -> &Connection {
+        match side {
+            Side::Primary => &self.primary.connection,
+            Side::Secondary => &self.secondary.connection,
+            Side::Relay => &self.relay_connection,
+        }
+    }
+
     pub fn store_of(&self, side: Side) -> StoreKind {
         match side {
             Side::Secondary => self.secondary.store,
@@ -258,6 +278,25 @@ pub struct NamespaceSpec {
     pub prefix: String,
     /// Keep the run's tables/collections after the check (default: drop them).
     pub keep: bool,
+    /// A fixed namespace instead of a new `<prefix>_<time>_<hex>` per run.
+    pub name: Option<String>,
+    /// Run in a namespace that already exists (else such a namespace is refused).
+    /// Nothing that existed before the run is dropped.
+    pub reuse: bool,
+}
+
+impl NamespaceSpec {
+    /// The namespace of one run: the fixed name, or `generated` (new per run).
+    pub fn for_run(&self, generated: &str) -> String {
+        self.name.clone().unwrap_or_else(|| generated.to_string())
+    }
+}
+
+/// What the command line adds to a scenario file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// `--allow-remote`: endpoints outside the loopback range are allowed.
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -721,6 +760,11 @@ fn durations_ms<S: serde::Serializer>(d: &[Duration], s: S) -> Result<S::Ok, S::
 
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    load_with(path, LoadOptions::default())
+}
+
+/// Reads and validates a scenario file with the command line's additions.
+pub fn load_with(path: &Path, opts: LoadOptions) -> Result<Scenario, ScenarioError> {
     let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
         file: path.to_path_buf(),
         line: 0,
@@ -729,11 +773,16 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         problem: format!("cannot read the file: {e}"),
         fix: "check the path; scenarios live in scenarios/*.toml".into(),
     })?;
-    parse(path, &source)
+    parse_with(path, &source, opts)
 }
 
-/// Parses and validates scenario text (`path` is used in messages only).
+/// Parses and validates scenario text (`path` is used in messages, and relative
+/// file names in it are read from its directory).
 pub fn parse(path: &Path, source: &str) -> Result<Scenario, ScenarioError> {
+    parse_with(path, source, LoadOptions::default())
+}
+
+pub fn parse_with(path: &Path, source: &str, opts: LoadOptions) -> Result<Scenario, ScenarioError> {
     let locator = error::Locator::new(path, source);
     let raw: raw::RawScenario = toml::from_str(source).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
@@ -755,7 +804,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Scenario, ScenarioError> {
         };
         locator.error_at(offset, &field, &message, fix)
     })?;
-    let mut scenario = validate::validate(raw, &locator)?;
+    let mut scenario = validate::validate(raw, &locator, opts)?;
     scenario.file = path.to_path_buf();
     scenario.source = source.to_string();
     scenario.sha256 = sha256_hex(source.as_bytes());

@@ -28,6 +28,25 @@ pub(crate) struct RawTarget {
     pub store: Option<String>,
     pub server: Option<String>,
     pub toxiproxy: Option<String>,
+    /// Endpoints outside the loopback range are refused unless this (or `--allow-remote`).
+    pub allow_remote: Option<bool>,
+    // How the connection logs in and encrypts (validate/connection.rs). Secrets are
+    // never read from here: the `password`-like keys exist only to be rejected with
+    // the fix, whatever their type.
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub tls: Option<bool>,
+    pub tls_ca_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub tls_server_name: Option<String>,
+    pub uri: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub password: Option<toml::Value>,
+    pub access_key_id: Option<toml::Value>,
+    pub secret_access_key: Option<toml::Value>,
+    pub session_token: Option<toml::Value>,
     pub primary: Option<RawSide>,
     pub secondary: Option<RawSide>,
     pub relay: Option<RawSide>,
@@ -44,6 +63,23 @@ pub(crate) struct RawSide {
     pub consistency: Option<String>,
     pub serial_consistency: Option<String>,
     pub coordinator: Option<String>,
+    // How the connection logs in and encrypts (validate/connection.rs). Secrets are
+    // never read from here: the `password`-like keys exist only to be rejected with
+    // the fix, whatever their type.
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub tls: Option<bool>,
+    pub tls_ca_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub tls_server_name: Option<String>,
+    pub uri: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub password: Option<toml::Value>,
+    pub access_key_id: Option<toml::Value>,
+    pub secret_access_key: Option<toml::Value>,
+    pub session_token: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +87,8 @@ pub(crate) struct RawSide {
 pub(crate) struct RawNamespace {
     pub prefix: Option<String>,
     pub keep: Option<bool>,
+    pub name: Option<String>,
+    pub reuse: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

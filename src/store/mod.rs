@@ -16,6 +16,8 @@ pub mod layout;
 pub mod memory;
 pub mod mongodb;
 pub mod spec;
+pub mod tls;
+pub mod tunnel;
 
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -239,6 +241,13 @@ pub trait Store: Send + Sync {
 
     fn server_info(&self) -> ServerInfo;
 
+    /// What of this run's namespace already exists (`keyspace dw_x`, `table
+    /// dw_x_orders`), read before anything is created. Remembered, so that
+    /// [`Store::drop_namespace`] never drops what the run did not create.
+    async fn existing(&self) -> anyhow::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Creates the run's tables/collections (idempotent).
     async fn prepare(&self) -> anyhow::Result<()>;
 
@@ -301,7 +310,7 @@ pub trait Store: Send + Sync {
         None
     }
 
-    /// Drops the run's namespace.
+    /// Drops what the run created of its namespace (never what existed before).
     async fn drop_namespace(&self) -> anyhow::Result<()>;
 
     /// `[app]`: the side as the service lays it out (scans and plants; the
@@ -338,11 +347,88 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// Connects to one store and probes it. Errors here are infrastructure errors (exit 3).
+/// Connects to one store, refuses a namespace that already exists (unless the
+/// scenario reuses it), and probes it. Errors here are infrastructure errors (exit 3).
 pub async fn connect(kind: StoreKind, ctx: StoreContext) -> anyhow::Result<Box<dyn Store>> {
+    guard_loopback(&ctx)?;
+    let scenario = ctx.scenario.clone();
+    let namespace = ctx.namespace.clone();
     let mut store = (kind.spec().connect)(ctx).await?;
+    let existing = store.existing().await?;
+    if !existing.is_empty() && !scenario.namespace.reuse {
+        anyhow::bail!(
+            "refused: the run's namespace `{namespace}` already exists on {kind}: {}; dualwrite only creates, writes and drops its own tables\n  fix: leave [namespace] name unset (a new namespace per run), choose another name, or set [namespace] reuse = true to run in it (nothing that exists before the run is dropped)",
+            existing.join(", ")
+        );
+    }
     store.probe().await?;
     Ok(store)
+}
+
+/// A second line of defence behind validation: no connection of a scenario
+/// without `allow_remote` leaves the loopback range (a proxy's address is
+/// Toxiproxy's answer, so it is checked here too).
+fn guard_loopback(ctx: &StoreContext) -> anyhow::Result<()> {
+    if ctx.scenario.target.allow_remote {
+        return Ok(());
+    }
+    for (side, endpoint) in &ctx.endpoints {
+        if endpoint.is_empty() {
+            continue;
+        }
+        let hosts: Vec<String> = match crate::scenario::MongoUri::parse(endpoint) {
+            Ok(uri) if uri.srv => vec![uri.hosts[0].clone()],
+            Ok(uri) => uri
+                .hosts
+                .iter()
+                .map(|h| crate::scenario::split_host_port(h).0.to_string())
+                .collect(),
+            Err(_) if endpoint == crate::scenario::AWS_ENDPOINT => vec![endpoint.clone()],
+            Err(_) => vec![crate::scenario::host_of(endpoint)],
+        };
+        if let Some(host) = hosts.iter().find(|h| !crate::scenario::is_loopback_host(h)) {
+            anyhow::bail!(
+                "refused: the {side} connection would go to {host}, outside the loopback range, and the scenario does not allow remote endpoints\n  fix: set allow_remote = true in [target] or pass --allow-remote"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One store of a run and the connections it serves.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub store: StoreKind,
+    pub server: String,
+    pub sides: Vec<Side>,
+}
+
+/// The stores of a scenario, the primary's first: one when both sides share a
+/// store (it serves both, and the relay of an asynchronous pattern), else the
+/// primary's (with the relay) and the secondary's.
+pub fn placements(scenario: &Scenario) -> Vec<Placement> {
+    let t = &scenario.target;
+    let relay = scenario.pattern.kind.is_async();
+    let mut primary_sides = vec![Side::Primary];
+    if t.shared_store() {
+        primary_sides.push(Side::Secondary);
+    }
+    if relay {
+        primary_sides.push(Side::Relay);
+    }
+    let mut out = vec![Placement {
+        store: t.primary.store,
+        server: t.primary.server.clone(),
+        sides: primary_sides,
+    }];
+    if !t.shared_store() {
+        out.push(Placement {
+            store: t.secondary.store,
+            server: t.secondary.server.clone(),
+            sides: vec![Side::Secondary],
+        });
+    }
+    out
 }
 
 /// The stores of one run: one per system the scenario's sides live in (one when
@@ -364,10 +450,8 @@ impl Stores {
         endpoints: &BTreeMap<Side, String>,
         stack_state: &std::path::Path,
     ) -> anyhow::Result<Self> {
-        let t = &scenario.target;
         // With [app] the stand-in pattern is synchronous: dualwrite has no relay
-        // connection of its own, it only reads both sides.
-        let relay = scenario.pattern.kind.is_async();
+        // connection of its own, it only reads both sides (see `placements`).
         let app = match &scenario.app {
             Some(a) => Some([
                 Arc::new(Layout::of(&a.primary, Side::Primary, namespace)?),
@@ -375,50 +459,28 @@ impl Stores {
             ]),
             None => None,
         };
-        let serve = |sides: &[Side]| -> BTreeMap<Side, String> {
-            sides
-                .iter()
-                .filter_map(|s| endpoints.get(s).map(|e| (*s, e.clone())))
-                .collect()
-        };
-        let ctx = |server: &str, sides: &[Side]| StoreContext {
-            scenario: scenario.clone(),
-            namespace: namespace.to_string(),
-            server: server.to_string(),
-            endpoints: serve(sides),
-            stack_state: stack_state.to_path_buf(),
-        };
-        if t.shared_store() {
-            let mut sides = vec![Side::Primary, Side::Secondary];
-            if relay {
-                sides.push(Side::Relay);
-            }
-            let store: Arc<dyn Store> =
-                Arc::from(connect(t.primary.store, ctx(&t.primary.server, &sides)).await?);
-            return Ok(Self {
-                primary: store.clone(),
-                secondary: store,
-                shared: true,
-                app,
-            });
+        let mut connected: Vec<Arc<dyn Store>> = Vec::new();
+        for p in placements(scenario) {
+            let ctx = StoreContext {
+                scenario: scenario.clone(),
+                namespace: namespace.to_string(),
+                server: p.server.clone(),
+                endpoints: p
+                    .sides
+                    .iter()
+                    .filter_map(|s| endpoints.get(s).map(|e| (*s, e.clone())))
+                    .collect(),
+                stack_state: stack_state.to_path_buf(),
+            };
+            connected.push(Arc::from(connect(p.store, ctx).await?));
         }
-        let mut primary_sides = vec![Side::Primary];
-        if relay {
-            primary_sides.push(Side::Relay);
-        }
-        let primary: Arc<dyn Store> =
-            Arc::from(connect(t.primary.store, ctx(&t.primary.server, &primary_sides)).await?);
-        let secondary: Arc<dyn Store> = Arc::from(
-            connect(
-                t.secondary.store,
-                ctx(&t.secondary.server, &[Side::Secondary]),
-            )
-            .await?,
-        );
+        let shared = connected.len() == 1;
+        let primary = connected[0].clone();
+        let secondary = connected.last().expect("at least one store").clone();
         Ok(Self {
             primary,
             secondary,
-            shared: false,
+            shared,
             app,
         })
     }
@@ -548,12 +610,9 @@ pub async fn resolve_endpoints(
 /// that plant or scan records outside a run.
 pub async fn connect_fresh(scenario: Arc<Scenario>) -> anyhow::Result<(Stores, String)> {
     let toxiproxy = crate::fault::toxiproxy::Toxiproxy::new(&scenario.target.toxiproxy);
-    let endpoints = if scenario.target.uses_toxiproxy() {
-        resolve_endpoints(&scenario.target, &toxiproxy).await?
-    } else {
-        Side::ALL.iter().map(|s| (*s, String::new())).collect()
-    };
-    let (_, namespace) = crate::run::new_run_id(&scenario.namespace.prefix);
+    let endpoints = resolve_endpoints(&scenario.target, &toxiproxy).await?;
+    let (_, generated) = crate::run::new_run_id(&scenario.namespace.prefix);
+    let namespace = scenario.namespace.for_run(&generated);
     let stores = Stores::connect(&scenario, &namespace, &endpoints, &stack_state_dir()).await?;
     stores.prepare().await?;
     Ok((stores, namespace))
@@ -565,4 +624,46 @@ pub fn stack_state_dir() -> std::path::PathBuf {
     std::env::var_os("DUALWRITE_STATE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(".stack"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(allow_remote: bool, endpoint: &str) -> StoreContext {
+        let mut scenario = crate::scenario::tests::memory_scenario("");
+        scenario.target.allow_remote = allow_remote;
+        StoreContext {
+            scenario: Arc::new(scenario),
+            namespace: "dw_t".into(),
+            server: "memory".into(),
+            endpoints: BTreeMap::from([(Side::Primary, endpoint.to_string())]),
+            stack_state: stack_state_dir(),
+        }
+    }
+
+    #[test]
+    fn no_connection_leaves_loopback_unless_the_scenario_allows_it() {
+        for local in [
+            "127.0.0.1:29042",
+            "localhost:5000",
+            "[::1]:9042",
+            "",
+            "mongodb://127.0.0.1:1/",
+        ] {
+            guard_loopback(&ctx(false, local)).unwrap();
+        }
+        for remote in [
+            "10.0.0.5:9042",
+            "0.0.0.0:9042",
+            "https://dynamodb.eu-west-1.amazonaws.com",
+            "aws",
+            "mongodb+srv://cluster0.example.net/",
+            "mongodb://127.0.0.1:1,db.example.com:2/",
+        ] {
+            let e = guard_loopback(&ctx(false, remote)).unwrap_err().to_string();
+            assert!(e.contains("outside the loopback range"), "{remote}: {e}");
+            guard_loopback(&ctx(true, remote)).unwrap();
+        }
+    }
 }

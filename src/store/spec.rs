@@ -9,6 +9,7 @@ use std::fmt;
 
 use super::{Store, StoreContext};
 use crate::pattern::PatternKind;
+use crate::scenario::{Scenario, Side};
 
 pub struct StoreSpec {
     pub name: &'static str,
@@ -31,9 +32,25 @@ pub struct StoreSpec {
     pub fault_kinds: &'static [&'static str],
     /// What a reader (`[readers]`) can ask of a side of this store.
     pub reads: Option<ReadSupport>,
+    /// The connection keys of `[target]` / `[target.<side>]` it takes
+    /// (`scenario::validate::connection`), and one line on how it logs in.
+    pub connection_options: &'static [&'static str],
+    pub connection_note: &'static str,
+    /// What a run creates in this store and drops after the check, for the sides
+    /// it serves (`dualwrite plan`); the store's own set-up uses the same names.
+    pub footprint: fn(&Scenario, &str, &[Side]) -> Footprint,
     /// How `dualwrite bench` measures it.
     pub bench: BenchSpec,
     pub connect: Connect,
+}
+
+/// What a run creates in a store and drops after its check.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Footprint {
+    /// In order, each with what it is (`table dw_x_orders (key order_id, on-demand)`).
+    pub creates: Vec<String>,
+    /// What `drop_namespace` removes when none of it existed before the run.
+    pub drops: Vec<String>,
 }
 
 /// Connects to a store for one run (its connections are in the context).

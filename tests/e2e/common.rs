@@ -227,3 +227,45 @@ pub async fn planted_divergence_is_counted_exactly(
         "{label}: {c:?}"
     );
 }
+
+/// Every file under a directory (symbolic links not followed).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(files_under(&p));
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Asserts that no secret appears in a command's output nor in any file it left
+/// under `dir` (result, history, scenario copy, reports). Panics naming the
+/// place, never the secret.
+pub fn assert_no_secrets(out: &Output, dir: &Path, secrets: &[&str]) {
+    let mut places = vec![
+        (
+            "stdout".to_string(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        ),
+        (
+            "stderr".to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        ),
+    ];
+    for f in files_under(dir) {
+        places.push((
+            f.display().to_string(),
+            String::from_utf8_lossy(&std::fs::read(&f).unwrap_or_default()).to_string(),
+        ));
+    }
+    for (i, secret) in secrets.iter().enumerate() {
+        assert!(secret.len() >= 8, "secret #{i} is too short to search for");
+        for (place, text) in &places {
+            assert!(!text.contains(secret), "secret #{i} leaked into {place}");
+        }
+    }
+}

@@ -3,8 +3,10 @@
 //! registry). One file per part of the scenario.
 
 mod app;
+mod connection;
 mod cql;
 mod faults;
+mod namespace;
 mod pattern;
 mod readers;
 mod target;
@@ -19,7 +21,7 @@ use crate::store::StoreSpec;
 
 type Res<T> = Result<T, ScenarioError>;
 
-pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
+pub(super) fn validate(raw: RawScenario, at: &Locator, opts: LoadOptions) -> Res<Scenario> {
     if raw.name.trim().is_empty()
         || !raw
             .name
@@ -57,6 +59,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
         }
     };
     cql::cql(&raw, &mut target, &pattern, at)?;
+    remote_allowed(&mut target, pattern.kind.is_async(), opts, at)?;
     let run = workload.planned_duration();
     let mut faults = Vec::new();
     for (i, f) in raw.faults.iter().enumerate() {
@@ -163,33 +166,7 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
             }
         }
     }
-    let namespace = NamespaceSpec {
-        prefix: raw
-            .namespace
-            .as_ref()
-            .and_then(|n| n.prefix.clone())
-            .unwrap_or_else(|| "dw".into()),
-        keep: raw.namespace.as_ref().and_then(|n| n.keep).unwrap_or(false),
-    };
-    if namespace.prefix.is_empty()
-        || namespace.prefix.len() > 12
-        || !namespace
-            .prefix
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        || !namespace
-            .prefix
-            .starts_with(|c: char| c.is_ascii_lowercase())
-    {
-        return Err(at.error(
-            "namespace.prefix",
-            format!(
-                "`{}` cannot prefix table, keyspace and database names",
-                namespace.prefix
-            ),
-            "use 1 to 12 lowercase letters or digits, starting with a letter, e.g. prefix = \"dw\"",
-        ));
-    }
+    let namespace = namespace::namespace(&raw, at)?;
     let mut warnings = Vec::new();
     for f in &faults {
         if let FaultKind::ProcessKill { server } = &f.kind {
@@ -202,6 +179,13 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
                 ));
             }
         }
+    }
+    if target.allow_remote && !target.remote.is_empty() {
+        let hosts: Vec<String> = target.remote.iter().map(|r| r.host.clone()).collect();
+        warnings.push(format!(
+            "endpoints outside loopback, allowed: {}",
+            hosts.join(", ")
+        ));
     }
     Ok(Scenario {
         name: raw.name.clone(),
@@ -221,6 +205,38 @@ pub(super) fn validate(raw: RawScenario, at: &Locator) -> Res<Scenario> {
         readers,
         warnings,
     })
+}
+
+/// The guard rail: an endpoint outside the loopback range needs `allow_remote =
+/// true` in `[target]` or `--allow-remote`. Decided here, from the text, before any
+/// client or socket exists.
+fn remote_allowed(target: &mut Target, relay: bool, opts: LoadOptions, at: &Locator) -> Res<()> {
+    // The relay connection exists only for asynchronous patterns.
+    target
+        .remote
+        .retain(|r| relay || r.side != Some(Side::Relay));
+    target.allow_remote |= opts.allow_remote;
+    let Some(first) = target.remote.first() else {
+        return Ok(());
+    };
+    if target.allow_remote {
+        return Ok(());
+    }
+    let mut seen = Vec::new();
+    for r in &target.remote {
+        let line = format!("{} ({})", r.host, r.field);
+        if !seen.contains(&line) {
+            seen.push(line);
+        }
+    }
+    Err(at.error(
+        &first.field,
+        format!(
+            "outside the loopback range: {}; a run creates, writes and drops tables there",
+            seen.join(", ")
+        ),
+        "if that is the deployment you mean, set allow_remote = true in [target] or pass --allow-remote (`dualwrite plan FILE --allow-remote` shows what a run would do there)",
+    ))
 }
 
 fn default_settle(is_async: bool) -> Duration {

@@ -44,13 +44,13 @@ use std::time::Duration;
 use self::relay::OutboxSource;
 use self::side::{CassandraSide, Table};
 use self::writes::{BareClient, BatchWrite};
-use super::spec::{BenchSpec, LocalServer, ReadSupport, ServerSpec, StoreSpec, Support};
+use super::spec::{BenchSpec, Footprint, LocalServer, ReadSupport, ServerSpec, StoreSpec, Support};
 use super::{Layout, ServerInfo, SideStore, Store, StoreContext};
 use crate::pattern::PatternKind;
 use crate::pattern::atomic::AtomicWrite;
 use crate::pattern::outcome::{Attempt, Failure};
 use crate::relay::RelaySource;
-use crate::scenario::Side;
+use crate::scenario::{Connection, Side};
 use crate::writer::Writer;
 
 pub static SPEC: StoreSpec = StoreSpec {
@@ -123,6 +123,26 @@ pub static SPEC: StoreSpec = StoreSpec {
         read_concern: &[],
         read_preference: &[],
     }),
+    connection_options: &[
+        "username",
+        "password_env",
+        "tls",
+        "tls_ca_file",
+        "tls_cert_file",
+        "tls_key_file",
+        "tls_server_name",
+    ],
+    footprint: |scenario, ns, _| Footprint {
+        creates: std::iter::once(if scenario.target.primary.server == CLUSTER_SERVER {
+            format!("keyspace {ns} (replication factor 3 on the three-node cluster)")
+        } else {
+            format!("keyspace {ns} (SimpleStrategy, replication_factor 1)")
+        })
+        .chain(Tables::NAMES.iter().map(|t| format!("table {ns}.{t}")))
+        .collect(),
+        drops: vec![format!("keyspace {ns} (with its tables)")],
+    },
+    connection_note: "Cassandra logs in with `username` and the password in the environment variable `password_env` (PasswordAuthenticator); TLS with a CA file, an optional client certificate and key, and the certificate's name.",
     bench: BenchSpec {
         server: "cassandra",
         checker_records: 20000,
@@ -157,6 +177,15 @@ pub struct CassandraStore {
     /// On the cluster: where its nodes are, and the checker's per-replica reads.
     cluster: Option<cluster::ClusterLink>,
     replicas: Option<Arc<cluster::ClusterReplicas>>,
+    /// What of the namespace existed before the run (never dropped).
+    before: std::sync::Mutex<Before>,
+}
+
+/// The keyspace and tables of the run that existed before it.
+#[derive(Debug, Default)]
+struct Before {
+    keyspace: bool,
+    tables: Vec<String>,
 }
 
 /// Fully qualified table names of one run.
@@ -171,6 +200,15 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
+    /// Every table of a run, unqualified (what `prepare` creates).
+    pub(crate) const NAMES: [&'static str; 5] = [
+        "orders",
+        "orders_by_customer",
+        "order_audit",
+        "order_outbox",
+        "events",
+    ];
+
     fn of(keyspace: &str) -> Self {
         Self {
             keyspace: keyspace.to_string(),
@@ -215,10 +253,12 @@ struct Wiring {
     pinned: Option<Arc<cluster::Pinned>>,
 }
 
-/// Opens a session through one proxy (`host:port`).
+/// Opens a session through one proxy (`host:port`), logging in and encrypting as
+/// the side's connection says.
 async fn open_session(
     side: Side,
     endpoint: &str,
+    connection: &Connection,
     op_timeout: Duration,
     wiring: Wiring,
 ) -> anyhow::Result<Session> {
@@ -242,7 +282,28 @@ async fn open_session(
         Some(per_node) => Arc::new(per_node),
         None => Arc::new(ThroughProxy(addr)),
     };
-    let builder = SessionBuilder::new()
+    let mut builder = SessionBuilder::new();
+    let mut login = None;
+    if let Some(user) = connection.user(SPEC.name) {
+        let password = connection.password(SPEC.name, &user)?;
+        builder = builder.user(user.clone(), password);
+        login = Some((user, connection.password_var(SPEC.name)));
+    }
+    if let Some(tls) = &connection.tls {
+        // The driver connects by address and sends no SNI: the certificate is
+        // checked against the configured name, else the endpoint's host name.
+        let host = crate::scenario::host_of(endpoint);
+        let name = tls.server_name.clone().or_else(|| {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            bare.parse::<std::net::IpAddr>()
+                .is_err()
+                .then(|| bare.to_string())
+        });
+        let config = crate::store::tls::client_config(tls, name.as_deref())
+            .with_context(|| format!("TLS for the Cassandra {side} side"))?;
+        builder = builder.tls_context(Some(config));
+    }
+    let builder = builder
         .known_node_addr(addr)
         .address_translator(translator)
         .connection_timeout(Duration::from_secs(2))
@@ -256,7 +317,24 @@ async fn open_session(
     let hint = "hint: is the local stack up (scripts/stack up) and the proxy enabled? see scripts/PORTS.md";
     match tokio::time::timeout(Duration::from_secs(10), build).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => anyhow::bail!("Cassandra at {endpoint} ({side} side): {e}\n  {hint}"),
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            let hint = if text.contains("uthenticat") {
+                match &login {
+                    Some((user, var)) => format!(
+                        "hint: check the user `{user}` and the password in {var} (PasswordAuthenticator)"
+                    ),
+                    None => "hint: the server requires a login: set [target] username and export its password (DUALWRITE_CASSANDRA_PASSWORD, or the variable named by password_env)".to_string(),
+                }
+            } else if text.to_ascii_lowercase().contains("certificate")
+                || text.to_ascii_lowercase().contains("tls")
+            {
+                "hint: check tls_ca_file, tls_server_name (the name on the server's certificate) and the client certificate".to_string()
+            } else {
+                hint.to_string()
+            };
+            anyhow::bail!("Cassandra at {endpoint} ({side} side): {text}\n  {hint}")
+        }
         Err(_) => {
             anyhow::bail!("Cassandra at {endpoint} ({side} side): no session within 10s\n  {hint}")
         }
@@ -372,7 +450,9 @@ impl CassandraStore {
                     wiring.pinned = Some(link.pinned(side, node)?);
                 }
             }
-            let session = open_session(side, ctx.endpoint(side), op_timeout, wiring).await?;
+            let connection = ctx.scenario.target.connection(side);
+            let session =
+                open_session(side, ctx.endpoint(side), connection, op_timeout, wiring).await?;
             sessions.insert(side, Arc::new(session));
         }
         let mut store = Self {
@@ -381,6 +461,7 @@ impl CassandraStore {
             info: ServerInfo::default(),
             cluster,
             replicas: None,
+            before: Default::default(),
         };
         if let Some(link) = &store.cluster {
             let (via, session) = store.admin();
@@ -504,17 +585,78 @@ impl Store for CassandraStore {
         self.info.clone()
     }
 
+    async fn existing(&self) -> anyhow::Result<Vec<String>> {
+        let ks = self.tables().keyspace;
+        let (side, session) = self.admin();
+        let endpoint = self.ctx.endpoint(side).to_string();
+        let query = |cql: &'static str| {
+            let mut s = Statement::new(cql);
+            s.set_request_timeout(Some(Duration::from_secs(5)));
+            s
+        };
+        let names =
+            |r: scylla::response::query_result::QueryResult| -> anyhow::Result<Vec<String>> {
+                Ok(r.into_rows_result()?
+                    .rows::<(String,)>()?
+                    .filter_map(Result::ok)
+                    .map(|(n,)| n)
+                    .collect())
+            };
+        let read = async {
+            let keyspace = session
+                .query_unpaged(
+                    query(
+                        "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
+                    ),
+                    (ks.as_str(),),
+                )
+                .await?;
+            let tables = session
+                .query_unpaged(
+                    query("SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?"),
+                    (ks.as_str(),),
+                )
+                .await?;
+            anyhow::Ok((!names(keyspace)?.is_empty(), names(tables)?))
+        };
+        let (keyspace, tables) = read.await.with_context(|| {
+            format!("Cassandra at {endpoint} ({side} side): cannot read system_schema to check the run's keyspace `{ks}`")
+        })?;
+        let ours: Vec<String> = tables
+            .into_iter()
+            .filter(|t| Tables::NAMES.contains(&t.as_str()))
+            .collect();
+        let mut found = Vec::new();
+        if keyspace {
+            found.push(format!("keyspace {ks}"));
+        }
+        found.extend(ours.iter().map(|t| format!("table {ks}.{t}")));
+        *self.before.lock().expect("not poisoned") = Before {
+            keyspace,
+            tables: ours,
+        };
+        Ok(found)
+    }
+
     async fn prepare(&self) -> anyhow::Result<()> {
         let t = self.tables();
+        let (keyspace_before, tables_before) = {
+            let b = self.before.lock().expect("not poisoned");
+            (b.keyspace, b.tables.clone())
+        };
         let replication = match &self.cluster {
             Some(link) => link.replication(),
             None => "{'class': 'SimpleStrategy', 'replication_factor': 1}".to_string(),
         };
-        self.ddl(&format!(
-            "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {replication}",
-            t.keyspace
-        ))
-        .await?;
+        // What existed is left alone: a role may lack CREATE on a keyspace its
+        // administrator made for it, and IF NOT EXISTS is checked after that.
+        if !keyspace_before {
+            self.ddl(&format!(
+                "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {replication}",
+                t.keyspace
+            ))
+            .await?;
+        }
         // On the cluster a read at ONE must ask exactly one replica (the
         // per-replica scans): no speculative retry to another.
         let options = if self.cluster.is_some() {
@@ -522,6 +664,7 @@ impl Store for CassandraStore {
         } else {
             ""
         };
+        // In the order of `Tables::NAMES`.
         let tables = [
             format!(
                 "CREATE TABLE IF NOT EXISTS {} (order_id text PRIMARY KEY, customer_id bigint, amount_cents bigint, payload text){options}",
@@ -544,8 +687,10 @@ impl Store for CassandraStore {
                 t.events
             ),
         ];
-        for cql in &tables {
-            self.ddl(cql).await?;
+        for (name, cql) in Tables::NAMES.iter().zip(&tables) {
+            if !tables_before.iter().any(|b| b == name) {
+                self.ddl(cql).await?;
+            }
         }
         if let Some(link) = &self.cluster {
             let (side, session) = self.admin();
@@ -650,11 +795,21 @@ impl Store for CassandraStore {
     }
 
     async fn drop_namespace(&self) -> anyhow::Result<()> {
-        self.ddl(&format!(
-            "DROP KEYSPACE IF EXISTS {}",
-            self.tables().keyspace
-        ))
-        .await
+        let ks = self.tables().keyspace;
+        let (keyspace_before, tables_before) = {
+            let b = self.before.lock().expect("not poisoned");
+            (b.keyspace, b.tables.clone())
+        };
+        if !keyspace_before {
+            return self.ddl(&format!("DROP KEYSPACE IF EXISTS {ks}")).await;
+        }
+        // A keyspace someone else made (reuse): only the tables this run made.
+        for t in Tables::NAMES {
+            if !tables_before.iter().any(|b| b == t) {
+                self.ddl(&format!("DROP TABLE IF EXISTS {ks}.{t}")).await?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 //! `side.rs`, the atomic writes in `writes.rs`, the Streams relay source in
 //! `relay.rs`, the SDK-side fault source in `faults.rs`.
 
+mod conn;
 mod faults;
 mod relay;
 mod side;
@@ -14,25 +15,23 @@ mod writes;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
-use aws_smithy_types::retry::RetryConfig;
-use aws_smithy_types::timeout::TimeoutConfig;
 use futures::FutureExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use self::faults::{FaultInterceptor, SideFaults};
+pub use self::conn::DynamoConn;
+use self::faults::SideFaults;
 use self::relay::{Feed, StreamsSource};
 use self::side::{DynamoSide, Table, error_text};
 use self::writes::{BareClient, OutboxWrite, TransactionWrite};
-use super::spec::{BenchSpec, LocalServer, ReadSupport, ServerSpec, StoreSpec, Support};
+use super::spec::{BenchSpec, Footprint, LocalServer, ReadSupport, ServerSpec, StoreSpec, Support};
 use super::{Layout, ServerInfo, SideStore, Store, StoreContext};
 use crate::pattern::PatternKind;
 use crate::pattern::atomic::AtomicWrite;
@@ -112,17 +111,43 @@ pub static SPEC: StoreSpec = StoreSpec {
         read_concern: &[],
         read_preference: &[],
     }),
+    connection_options: &["region", "profile", "tls", "tls_ca_file", "tls_server_name"],
+    footprint: |scenario, ns, sides| {
+        let (orders, events) = tables(ns);
+        let mut layout = Footprint::default();
+        if sides.contains(&Side::Primary) {
+            let stream = if scenario.pattern.kind.is_async() {
+                ", stream of new and old images"
+            } else {
+                ""
+            };
+            layout
+                .creates
+                .push(format!("table {orders} (key order_id, on-demand{stream})"));
+            layout.drops.push(format!("table {orders}"));
+        }
+        if sides.contains(&Side::Secondary) {
+            layout
+                .creates
+                .push(format!("table {events} (key event_id, on-demand)"));
+            layout.drops.push(format!("table {events}"));
+        }
+        layout
+    },
+    connection_note: "DynamoDB signs requests with AWS credentials from the SDK (environment, `profile` of the shared config and credentials files, SSO, web identity, container or instance role), never a user and password or a client certificate.",
     bench: BenchSpec {
         server: "moto",
         checker_records: 3000,
     },
     connect: |ctx| {
-        async move { Ok(Box::new(DynamoStore::connect(ctx)?) as Box<dyn Store>) }.boxed()
+        async move { Ok(Box::new(DynamoStore::connect(ctx).await?) as Box<dyn Store>) }.boxed()
     },
 };
 
 pub struct DynamoStore {
     ctx: StoreContext,
+    /// Each connection's endpoint, credentials and region.
+    conns: BTreeMap<Side, DynamoConn>,
     /// The workload's clients, one per connection this store serves.
     clients: BTreeMap<Side, Client>,
     /// Set-up, probe, scans, planting and clean-up: not part of the workload, so
@@ -130,6 +155,8 @@ pub struct DynamoStore {
     admin: BTreeMap<Side, Client>,
     /// SDK-side fault state per connection, shared with its interceptors.
     faults: BTreeMap<Side, Arc<SideFaults>>,
+    /// The run's tables that existed before it (never deleted).
+    before: std::sync::Mutex<Vec<String>>,
     info: ServerInfo,
 }
 
@@ -139,31 +166,48 @@ pub fn tables(namespace: &str) -> (String, String) {
 }
 
 impl DynamoStore {
-    pub fn connect(ctx: StoreContext) -> anyhow::Result<Self> {
+    pub async fn connect(ctx: StoreContext) -> anyhow::Result<Self> {
         let op_timeout = ctx.scenario.workload.op_timeout;
         let sides: Vec<Side> = ctx.sides().collect();
         let faults: BTreeMap<Side, Arc<SideFaults>> = sides
             .iter()
             .map(|side| (*side, SideFaults::new(ctx.scenario.seed ^ *side as u64)))
             .collect();
+        let mut conns = BTreeMap::new();
+        for side in &sides {
+            let conn = DynamoConn::new(ctx.endpoint(*side), *side, &ctx.scenario).await?;
+            conns.insert(*side, conn);
+        }
         let clients = sides
             .iter()
-            .map(|side| {
-                let client = sdk_client(ctx.endpoint(*side), op_timeout, Some(&faults[side]));
-                (*side, client)
-            })
+            .map(|side| (*side, conns[side].client(op_timeout, Some(&faults[side]))))
             .collect();
         let admin = sides
             .iter()
-            .map(|side| (*side, sdk_client(ctx.endpoint(*side), ADMIN_TIMEOUT, None)))
+            .map(|side| (*side, conns[side].client(ADMIN_TIMEOUT, None)))
             .collect();
         Ok(Self {
             ctx,
+            conns,
             clients,
             admin,
             faults,
+            before: Default::default(),
             info: ServerInfo::default(),
         })
+    }
+
+    /// The tables of the run this store holds: orders (primary), events (secondary).
+    fn own_tables(&self) -> Vec<String> {
+        let (orders, events) = tables(&self.ctx.namespace);
+        let mut own = Vec::new();
+        if self.ctx.serves(Side::Primary) {
+            own.push(orders);
+        }
+        if self.ctx.serves(Side::Secondary) {
+            own.push(events);
+        }
+        own
     }
 
     fn client(&self, side: Side) -> anyhow::Result<&Client> {
@@ -181,88 +225,10 @@ impl DynamoStore {
     }
 }
 
-/// The SDK settings every client of this store shares, for one endpoint.
-/// Credentials come from the environment when set (never from scenario files); the
-/// local stack accepts any.
-pub fn sdk_config(endpoint: &str, op_timeout: Duration) -> aws_config::SdkConfig {
-    let credentials = match (
-        std::env::var("AWS_ACCESS_KEY_ID"),
-        std::env::var("AWS_SECRET_ACCESS_KEY"),
-    ) {
-        (Ok(id), Ok(secret)) => Credentials::new(
-            id,
-            secret,
-            std::env::var("AWS_SESSION_TOKEN").ok(),
-            None,
-            "environment",
-        ),
-        _ => Credentials::new(
-            "dualwrite-local",
-            "dualwrite-local",
-            None,
-            None,
-            "local-stack",
-        ),
-    };
-    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-    let url = if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    };
-    aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region))
-        .credentials_provider(aws_credential_provider(credentials))
-        .endpoint_url(url)
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .operation_attempt_timeout(op_timeout)
-                .operation_timeout(op_timeout)
-                .build(),
-        )
-        .build()
-}
-
-fn aws_credential_provider(
-    credentials: Credentials,
-) -> aws_sdk_dynamodb::config::SharedCredentialsProvider {
-    aws_sdk_dynamodb::config::SharedCredentialsProvider::new(credentials)
-}
-
 /// Bound on one administrative call (probe, create/delete table, plant).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(8);
 /// The least bound on one call of the relay (as the MongoDB relay's).
 const RELAY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A DynamoDB client for one endpoint, with the side's SDK fault source installed.
-pub fn sdk_client(
-    endpoint: &str,
-    op_timeout: Duration,
-    faults: Option<&Arc<SideFaults>>,
-) -> Client {
-    let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk_config(endpoint, op_timeout));
-    if let Some(f) = faults {
-        config = config.interceptor(FaultInterceptor::new(f.clone()));
-    }
-    Client::from_conf(config.build())
-}
-
-/// A DynamoDB Streams client for one endpoint (moto serves Streams on the same one).
-pub fn streams_client(
-    endpoint: &str,
-    op_timeout: Duration,
-    faults: Option<&Arc<SideFaults>>,
-) -> aws_sdk_dynamodbstreams::Client {
-    let mut config =
-        aws_sdk_dynamodbstreams::config::Builder::from(&sdk_config(endpoint, op_timeout));
-    if let Some(f) = faults {
-        config = config.interceptor(FaultInterceptor::new(f.clone()));
-    }
-    aws_sdk_dynamodbstreams::Client::from_conf(config.build())
-}
 
 /// Creates a table keyed by `key`, with a stream, and with a keys-only index on
 /// `order_id` (readers of events with fresh ids) when asked.
@@ -335,14 +301,8 @@ async fn create_table(
 #[async_trait]
 impl Store for DynamoStore {
     async fn probe(&mut self) -> anyhow::Result<()> {
-        let side = self.ctx.sides().next().unwrap_or(Side::Primary);
-        let endpoint = self.ctx.endpoint(side).to_string();
-        self.admin().list_tables().limit(1).send().await.map_err(|e| {
-            anyhow::anyhow!(
-                "DynamoDB at {endpoint} ({side} side) does not answer: {}\n  hint: start the local stack (scripts/stack up) or check [target] in the scenario",
-                error_text(&e)
-            )
-        })?;
+        // Reachability and credentials were proven by `existing` (DescribeTable on
+        // the run's own tables: no account-wide ListTables permission needed).
         let server = self.ctx.server.clone();
         let moto = server == "moto";
         self.info = ServerInfo {
@@ -385,6 +345,31 @@ impl Store for DynamoStore {
 
     fn server_info(&self) -> ServerInfo {
         self.info.clone()
+    }
+
+    async fn existing(&self) -> anyhow::Result<Vec<String>> {
+        let side = self.ctx.sides().next().unwrap_or(Side::Primary);
+        let endpoint = self.ctx.endpoint(side).to_string();
+        let mut found = Vec::new();
+        for table in self.own_tables() {
+            match self
+                .admin()
+                .describe_table()
+                .table_name(&table)
+                .send()
+                .await
+            {
+                Ok(_) => found.push(table),
+                Err(e) if e.code() == Some("ResourceNotFoundException") => {}
+                Err(e) => anyhow::bail!(
+                    "DynamoDB at {endpoint} ({side} side) does not answer DescribeTable {table}: {}\n  hint: start the local stack (scripts/stack up) or check [target] in the scenario; credentials from {}",
+                    error_text(&e),
+                    self.conns[&side].credentials_source
+                ),
+            }
+        }
+        *self.before.lock().expect("not poisoned") = found.clone();
+        Ok(found.into_iter().map(|t| format!("table {t}")).collect())
     }
 
     async fn prepare(&self) -> anyhow::Result<()> {
@@ -445,14 +430,17 @@ impl Store for DynamoStore {
             PatternKind::Outbox => Feed::Outbox,
             other => anyhow::bail!("pattern `{other}` has no relay"),
         };
-        let endpoint = self.ctx.endpoint(Side::Relay);
         // The relay is a background worker with its own bound, not the timed
         // workload: a GetRecords page on a busy server takes longer than one write.
         let limit = self.ctx.scenario.workload.op_timeout.max(RELAY_TIMEOUT);
         let faults = &self.faults[&Side::Relay];
+        let conn = self
+            .conns
+            .get(&Side::Relay)
+            .ok_or_else(|| anyhow::anyhow!("this dynamodb store does not serve the relay"))?;
         Ok(Arc::new(StreamsSource::new(
-            streams_client(endpoint, limit, Some(faults)),
-            sdk_client(endpoint, limit, Some(faults)),
+            conn.streams_client(limit, Some(faults)),
+            conn.client(limit, Some(faults)),
             tables(&self.ctx.namespace).0,
             source,
         )))
@@ -544,10 +532,9 @@ impl Store for DynamoStore {
     }
 
     async fn drop_namespace(&self) -> anyhow::Result<()> {
-        let (orders, events) = tables(&self.ctx.namespace);
-        let mine = [(Side::Primary, orders), (Side::Secondary, events)];
-        for (side, table) in mine {
-            if self.ctx.serves(side) {
+        let before = self.before.lock().expect("not poisoned").clone();
+        for table in self.own_tables() {
+            if !before.contains(&table) {
                 let _ = self.admin().delete_table().table_name(table).send().await;
             }
         }

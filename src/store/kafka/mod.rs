@@ -39,7 +39,7 @@ use std::time::Duration;
 use self::exactly_once::ExactlyOnce;
 use self::produce::Producer;
 use self::side::KafkaSide;
-use super::spec::{BenchSpec, LocalServer, ServerSpec, StoreSpec, Support};
+use super::spec::{BenchSpec, Footprint, LocalServer, ServerSpec, StoreSpec, Support};
 use super::{ServerInfo, SideStore, Store, StoreContext};
 use crate::pattern::PatternKind;
 use crate::relay::ExactlyOnceSink;
@@ -74,6 +74,23 @@ pub static SPEC: StoreSpec = StoreSpec {
     fault_kinds: &[],
     // A topic has no point read by order: readers read tables and collections.
     reads: None,
+    // Plain connections only: the broker's listeners here have no TLS or SASL.
+    connection_options: &[],
+    connection_note: "Kafka is reached in plain text without a login (the local broker's listeners); TLS and SASL are not supported yet.",
+    footprint: |_, ns, _| Footprint {
+        creates: vec![
+            format!("topic {} (1 partition)", events_topic(ns)),
+            format!(
+                "topic {} (compacted: an exactly-once relay's committed source positions)",
+                positions_topic(ns)
+            ),
+        ],
+        drops: vec![format!(
+            "topics {} and {}",
+            events_topic(ns),
+            positions_topic(ns)
+        )],
+    },
     bench: BenchSpec {
         server: "kafka",
         checker_records: 20000,

@@ -80,6 +80,12 @@ pub static SPEC: StoreSpec = StoreSpec {
         read_concern: &[],
         read_preference: &[],
     }),
+    connection_options: &[],
+    footprint: |_, ns, _| super::spec::Footprint {
+        creates: vec![format!("in-memory tables of {ns}, inside this process")],
+        drops: vec![format!("the in-memory tables of {ns}")],
+    },
+    connection_note: "The in-memory store lives inside dualwrite: it has no connection.",
     bench: BenchSpec {
         server: "memory",
         checker_records: 100000,

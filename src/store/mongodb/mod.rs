@@ -17,6 +17,7 @@
 //! `relay.rs`, the wire helpers (error classification, bounded calls, find/count
 //! commands, documents) in `wire.rs`.
 
+mod conn;
 mod fail_point;
 mod relay;
 mod side;
@@ -28,17 +29,17 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use mongodb::bson::{Document, doc};
 use mongodb::error::Error as MongoError;
-use mongodb::options::{ClientOptions, Credential};
 use mongodb::{Client, Database, IndexModel};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use self::conn::MongoConn;
 use self::relay::{ChangeStreamSource, OutboxPollSource};
 use self::side::MongoSide;
 use self::wire::bounded;
 use self::writes::{BareClient, MongoWriter, OutboxWrite, TransactionWrite};
-use super::spec::{BenchSpec, LocalServer, ReadSupport, ServerSpec, StoreSpec, Support};
+use super::spec::{BenchSpec, Footprint, LocalServer, ReadSupport, ServerSpec, StoreSpec, Support};
 use super::{Layout, ServerInfo, SideStore, Store, StoreContext};
 use crate::pattern::atomic::AtomicWrite;
 use crate::pattern::{PatternKind, RelayMode};
@@ -128,6 +129,37 @@ pub static SPEC: StoreSpec = StoreSpec {
         // Each side reaches one server through its own proxy (directConnection).
         read_preference: &["primary"],
     }),
+    connection_options: &[
+        "uri",
+        "username",
+        "password_env",
+        "tls",
+        "tls_ca_file",
+        "tls_cert_file",
+        "tls_server_name",
+    ],
+    footprint: |scenario, ns, sides| {
+        let mut creates = vec![
+            format!("database {ns}"),
+            format!(
+                "collection {ns}.{PROBE} (scratch: created and dropped while probing the server)"
+            ),
+        ];
+        if sides.contains(&Side::Primary) {
+            creates.push(format!("collection {ns}.{ORDERS}"));
+            if scenario.pattern.kind == PatternKind::Outbox {
+                creates.push(format!("index on {ns}.{ORDERS} (_outbox.published)"));
+            }
+        }
+        if sides.contains(&Side::Secondary) {
+            creates.push(format!("collection {ns}.{EVENTS}"));
+        }
+        Footprint {
+            creates,
+            drops: vec![format!("database {ns} (with its collections)")],
+        }
+    },
+    connection_note: "MongoDB takes any connection string the driver does (`uri`, without the password: that comes from `password_env`); a client certificate and its key are read from one PEM file, `tls_cert_file`, as tlsCertificateKeyFile.",
     bench: BenchSpec {
         server: "mongoeco",
         checker_records: 3000,
@@ -150,23 +182,32 @@ const ALTERNATIVE: &str = "alternative: a real MongoDB replica set (transactions
 
 pub struct MongoStore {
     ctx: StoreContext,
+    /// Each side's client settings (and tunnel), for fresh clients.
+    conns: BTreeMap<Side, Arc<MongoConn>>,
     clients: BTreeMap<Side, Client>,
     info: ServerInfo,
+    /// The run database's collections before the run (`None`: not read yet);
+    /// a database that had any is never dropped, only what the run created.
+    before: std::sync::Mutex<Option<Vec<String>>>,
 }
 
 impl MongoStore {
     pub async fn connect(ctx: StoreContext) -> anyhow::Result<Self> {
         let mut clients = BTreeMap::new();
+        let mut conns = BTreeMap::new();
         for side in ctx.sides().collect::<Vec<_>>() {
-            let client = side_client(ctx.endpoint(side), side, &ctx)
+            let conn = MongoConn::new(ctx.endpoint(side), side, &ctx)
                 .await
                 .with_context(|| format!("MongoDB client for the {side} side"))?;
-            clients.insert(side, client);
+            clients.insert(side, conn.client()?);
+            conns.insert(side, Arc::new(conn));
         }
         Ok(Self {
             ctx,
+            conns,
             clients,
             info: ServerInfo::default(),
+            before: Default::default(),
         })
     }
 
@@ -225,54 +266,6 @@ impl MongoStore {
     }
 }
 
-/// A client for one side. Credentials only from the environment, never logged.
-pub(crate) async fn side_client(
-    endpoint: &str,
-    side: Side,
-    ctx: &StoreContext,
-) -> anyhow::Result<Client> {
-    let op_timeout = ctx.scenario.workload.op_timeout;
-    let uri = if endpoint.starts_with("mongodb://") {
-        endpoint.to_string()
-    } else {
-        format!("mongodb://{endpoint}/?directConnection=true")
-    };
-    let mut opts = ClientOptions::parse(&uri)
-        .await
-        .with_context(|| format!("bad MongoDB endpoint `{endpoint}`"))?;
-    opts.direct_connection = Some(true);
-    opts.app_name = Some(format!("dualwrite-{side}"));
-    // Selection fails before the operation's own bound, so a down proxy reads as
-    // "not sent" (fail) rather than as a timeout (unknown).
-    opts.server_selection_timeout = Some(op_timeout.mul_f64(0.8).max(Duration::from_millis(200)));
-    opts.connect_timeout = Some(if side == Side::Relay {
-        // The relay is a background worker with its own bound (at least 2 s), not
-        // the timed workload. The monitor's hello is bounded by this timeout, and
-        // one slow hello under load clears the pool, interrupting the relay's
-        // batch in flight.
-        Duration::from_secs(2)
-    } else {
-        op_timeout
-            .mul_f64(0.5)
-            .clamp(Duration::from_millis(100), Duration::from_secs(2))
-    });
-    opts.heartbeat_freq = Some(Duration::from_millis(500));
-    opts.retry_writes = Some(false);
-    opts.max_pool_size = Some((ctx.scenario.workload.concurrency as u32).clamp(4, 256));
-    if let (Ok(user), Ok(password)) = (
-        std::env::var("DUALWRITE_MONGODB_USER"),
-        std::env::var("DUALWRITE_MONGODB_PASSWORD"),
-    ) {
-        opts.credential = Some(
-            Credential::builder()
-                .username(user)
-                .password(password)
-                .build(),
-        );
-    }
-    Ok(Client::with_options(opts)?)
-}
-
 async fn create_collection(db: &Database, name: &str, limit: Duration) -> anyhow::Result<()> {
     match bounded(limit, db.create_collection(name).into_future()).await {
         Ok(()) => Ok(()),
@@ -298,8 +291,9 @@ impl Store for MongoStore {
             .await
             .map_err(|f| {
                 anyhow::anyhow!(
-                    "MongoDB server `{server}` at {endpoint} ({side} side) does not answer: {}\n  hint: start the local stack (scripts/stack up) or check [target] in the scenario",
-                    f.detail
+                    "MongoDB server `{server}` at {endpoint} ({side} side) does not answer: {}\n  {}",
+                    f.detail,
+                    login_hint(&f.detail, self.ctx.scenario.target.connection(side))
                 )
             })?;
         let build = bounded(
@@ -364,6 +358,34 @@ impl Store for MongoStore {
         self.info.clone()
     }
 
+    async fn existing(&self) -> anyhow::Result<Vec<String>> {
+        let side = self.admin_side();
+        let db = self.db(side);
+        let limit = self.op_timeout().max(Duration::from_secs(3));
+        let names = wire::collection_names(&db, limit)
+            .await
+            .map_err(|f| {
+                anyhow::anyhow!(
+                    "MongoDB server `{}` at {} ({side} side): cannot list the collections of the run's database `{}`: {}\n  {}",
+                    self.ctx.server,
+                    self.ctx.endpoint(side),
+                    db.name(),
+                    f.detail,
+                    login_hint(&f.detail, self.ctx.scenario.target.connection(side)),
+                )
+            })?;
+        *self.before.lock().expect("not poisoned") = Some(names.clone());
+        Ok(if names.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "database {} (collections: {})",
+                db.name(),
+                names.join(", ")
+            )]
+        })
+    }
+
     async fn prepare(&self) -> anyhow::Result<()> {
         let db = self.db(self.admin_side());
         let limit = self.op_timeout().max(Duration::from_secs(5));
@@ -415,8 +437,15 @@ impl Store for MongoStore {
     }
 
     async fn side(&self, side: Side) -> anyhow::Result<Arc<dyn SideStore>> {
+        let conn = self
+            .conns
+            .get(&side)
+            .or_else(|| self.conns.values().next())
+            .expect("a store serves at least one connection")
+            .clone();
         Ok(Arc::new(MongoSide {
             client: self.client(side).clone(),
+            conn,
             side,
             ctx: self.ctx.clone(),
             op_timeout: self.op_timeout(),
@@ -429,8 +458,15 @@ impl Store for MongoStore {
         side: Side,
         layout: Arc<Layout>,
     ) -> anyhow::Result<Arc<dyn SideStore>> {
+        let conn = self
+            .conns
+            .get(&side)
+            .or_else(|| self.conns.values().next())
+            .expect("a store serves at least one connection")
+            .clone();
         Ok(Arc::new(MongoSide {
             client: self.client(side).clone(),
+            conn,
             side,
             ctx: self.ctx.clone(),
             op_timeout: self.op_timeout(),
@@ -553,9 +589,52 @@ impl Store for MongoStore {
 
     async fn drop_namespace(&self) -> anyhow::Result<()> {
         let db = self.db(self.admin_side());
-        bounded(Duration::from_secs(10), db.drop().into_future())
-            .await
-            .map_err(|f| anyhow::anyhow!("dropping database {}: {}", db.name(), f.detail))
+        let limit = Duration::from_secs(10);
+        let before = self.before.lock().expect("not poisoned").clone();
+        match before {
+            Some(names) if !names.is_empty() => {
+                // A database that held collections before the run (reuse): only
+                // the collections this run created.
+                for c in [ORDERS, EVENTS] {
+                    if !names.iter().any(|n| n == c) {
+                        bounded(limit, db.collection::<Document>(c).drop().into_future())
+                            .await
+                            .map_err(|f| {
+                                anyhow::anyhow!("dropping {}.{c}: {}", db.name(), f.detail)
+                            })?;
+                    }
+                }
+                Ok(())
+            }
+            _ => bounded(limit, db.drop().into_future())
+                .await
+                .map_err(|f| anyhow::anyhow!("dropping database {}: {}", db.name(), f.detail)),
+        }
+    }
+}
+
+/// What to check when a server refuses or cannot be reached.
+fn login_hint(detail: &str, connection: &crate::scenario::Connection) -> String {
+    if detail.contains("uthenticat") || detail.contains("SCRAM") {
+        let uri_user = connection
+            .uri
+            .as_deref()
+            .and_then(|u| crate::scenario::MongoUri::parse(u).ok())
+            .and_then(|u| u.user);
+        match connection.user(SPEC.name).or(uri_user) {
+            Some(user) => format!(
+                "hint: check the user `{user}`, its password in {}, and the auth source and mechanism in `uri`",
+                connection.password_var(SPEC.name)
+            ),
+            None => "hint: the server requires a login: set username (or the user in `uri`) and export its password (DUALWRITE_MONGODB_PASSWORD, or the variable named by password_env)".to_string(),
+        }
+    } else if detail.to_ascii_lowercase().contains("certificate")
+        || detail.to_ascii_lowercase().contains("tls")
+    {
+        "hint: check tls_ca_file, tls_server_name (the name on the server's certificate) and tls_cert_file".to_string()
+    } else {
+        "hint: start the local stack (scripts/stack up) or check [target] in the scenario"
+            .to_string()
     }
 }
 

@@ -12,8 +12,9 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Client, Collection, Database};
 use std::time::Duration;
 
+use super::conn::MongoConn;
 use super::wire::{bounded, event_doc, event_id, find_page, order_doc, read_count, record_of};
-use super::{EVENTS, ORDERS, side_client};
+use super::{EVENTS, ORDERS};
 use crate::order::{Order, order_key};
 use crate::pattern::KeyPolicy;
 use crate::pattern::outcome::Attempt;
@@ -26,6 +27,7 @@ const SCAN_PAGE: i32 = 5000;
 
 pub(crate) struct MongoSide {
     pub(crate) client: Client,
+    pub(crate) conn: std::sync::Arc<MongoConn>,
     pub(crate) side: Side,
     pub(crate) ctx: StoreContext,
     pub(crate) op_timeout: Duration,
@@ -137,7 +139,7 @@ impl SideStore for MongoSide {
         // A fresh client, so no pooled session is reused: mongoeco answers reads
         // on a session whose transaction was cut by a fault from that transaction's
         // snapshot (seen here: a scan returned 83 of 334 orders).
-        let client = side_client(self.ctx.endpoint(self.side), self.side, &self.ctx).await?;
+        let client = self.conn.client()?;
         let db = client.database(self.db().name());
         let mut skip = 0;
         loop {

@@ -238,6 +238,26 @@ pub(crate) async fn read_count(
     Ok(batch.len() as u32)
 }
 
+/// The collection names of a database, read from the `listCollections` reply (the
+/// driver's cursor rejects mongoeco's Int32 cursor id, see [`find_page`]). The
+/// first batch is enough for what it is used for: whether any exist, and which of
+/// the run's own names do.
+pub(crate) async fn collection_names(
+    db: &Database,
+    bound: Duration,
+) -> Result<Vec<String>, Failure> {
+    let command = doc! {"listCollections": 1, "nameOnly": true};
+    let reply = bounded(bound, db.run_command(command).into_future()).await?;
+    let batch = reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .map_err(|e| Failure::reply(format!("listCollections on {}: {e}", db.name())))?;
+    Ok(batch
+        .iter()
+        .filter_map(|d| d.as_document()?.get_str("name").ok().map(str::to_string))
+        .collect())
+}
+
 /// `count` (a command, not an aggregation cursor: see [`find_page`]).
 pub(crate) async fn count(
     db: &Database,
