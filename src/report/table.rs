@@ -24,7 +24,7 @@ pub fn comparison(cmp: &Comparison, color: bool) -> String {
             let text = v.display();
             let cell = Cell::new(&text);
             let cell = match v {
-                Value::Number(_) => cell.set_alignment(CellAlignment::Right),
+                Value::Number(_) | Value::Spread(_) => cell.set_alignment(CellAlignment::Right),
                 Value::Text(_) => cell,
             };
             match (color, text.as_str()) {
