@@ -558,8 +558,7 @@ async fn run(args: RunArgs) -> i32 {
         let opts2 = opts.clone();
         let rx = interrupt_rx.clone();
         // Spawned so a panic is caught here and the proxies are still restored.
-        let joined =
-            tokio::spawn(async move { run::run_repeat(s, &opts2, rep, rx).await }).await;
+        let joined = tokio::spawn(async move { run::run_repeat(s, &opts2, rep, rx).await }).await;
         let this = match joined {
             Ok(Ok((result, dir))) => {
                 if !json {

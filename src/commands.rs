@@ -95,7 +95,11 @@ fn series_of(scenario_dir: &Path) -> Vec<PathBuf> {
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n != "latest" && n.get(..16).unwrap_or("") >= since))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n != "latest" && n.get(..16).unwrap_or("") >= since)
+        })
         .map(|e| e.path().join("result.json"))
         .filter_map(|f| match repeat_of(&f) {
             Some(r) if r.group == group => Some((r.index, f)),

@@ -252,7 +252,9 @@ impl Value {
             Value::Number(None) => serde_json::Value::Null,
             Value::Number(Some(n)) => json_number(*n),
             Value::Spread(s) => {
-                let (lo, hi) = s.interval().map_or((None, None), |(l, h)| (Some(l), Some(h)));
+                let (lo, hi) = s
+                    .interval()
+                    .map_or((None, None), |(l, h)| (Some(l), Some(h)));
                 serde_json::json!({
                     "n": s.n,
                     "mean": json_number(round(s.mean)),

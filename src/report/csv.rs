@@ -33,7 +33,9 @@ pub fn comparison(cmp: &Comparison) -> String {
             match v {
                 Value::Number(None) => cells.push(String::new()),
                 Value::Spread(x) => {
-                    let (lo, hi) = x.interval().map_or((None, None), |(l, h)| (Some(l), Some(h)));
+                    let (lo, hi) = x
+                        .interval()
+                        .map_or((None, None), |(l, h)| (Some(l), Some(h)));
                     cells.push(raw(Some(x.mean)));
                     for n in [Some(x.min), Some(x.max), lo, hi] {
                         cells.push(raw(n));
