@@ -546,10 +546,20 @@ async fn run(args: RunArgs) -> i32 {
             (s, rep)
         })
     });
+    // A series whose run could not start or finish for the environment (proxies
+    // held by another run, a store down) stops there: the next runs would only
+    // fail the same way.
+    let mut stopped_group: Option<String> = None;
     for (s, rep) in runs {
         if *interrupt_rx.borrow() {
             break;
         }
+        if let Some(r) = &rep
+            && stopped_group.as_ref() == Some(&r.group)
+        {
+            continue;
+        }
+        let this_repeat = rep.clone();
         let proxies: Vec<String> = Side::ALL
             .iter()
             .flat_map(|side| s.target.proxies(*side))
@@ -608,6 +618,18 @@ async fn run(args: RunArgs) -> i32 {
                 exit::INFRA
             }
         };
+        if this == exit::INFRA
+            && let Some(r) = this_repeat.filter(|r| r.index < r.of)
+        {
+            eprintln!(
+                "error: stopping the series after repeat {}/{} (an infrastructure error); runs {}..{} not started",
+                r.index,
+                r.of,
+                r.index + 1,
+                r.of
+            );
+            stopped_group = Some(r.group);
+        }
         code = exit::worst(code, this);
     }
     let cmp = report::compare::compare(&finished, None, &Default::default());
