@@ -82,6 +82,15 @@ pub fn summary(r: &RunResult) -> String {
     for (k, v) in rows {
         t.add_row(vec![Cell::new(k), Cell::new(v)]);
     }
+    if let Some(x) = &r.repeat {
+        t.add_row(vec![
+            Cell::new("repeat"),
+            Cell::new(format!(
+                "{} of {}, seed {} (series {})",
+                x.index, x.of, r.seed, x.group
+            )),
+        ]);
+    }
     if let Some(relay) = &r.relay {
         let ttc = &relay.time_to_consistency_ms;
         t.add_row(vec![
