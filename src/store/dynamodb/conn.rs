@@ -32,6 +32,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::capacity::{CapacityCounter, CapacityInterceptor};
 use super::faults::{FaultInterceptor, SideFaults};
 use crate::scenario::{AWS_ENDPOINT, Connection, Scenario, Side, SideEndpoint, host_of};
 use crate::store::tunnel::{Protocol, Tunnel};
@@ -99,11 +100,20 @@ impl DynamoConn {
             .build()
     }
 
-    /// A DynamoDB client, with the side's SDK fault source installed.
-    pub fn client(&self, op_timeout: Duration, faults: Option<&Arc<SideFaults>>) -> Client {
+    /// A DynamoDB client, with the side's SDK fault source installed, and
+    /// counting its capacity (the workload's and the relay's clients).
+    pub fn client(
+        &self,
+        op_timeout: Duration,
+        faults: Option<&Arc<SideFaults>>,
+        capacity: Option<(&Arc<CapacityCounter>, Side)>,
+    ) -> Client {
         let mut config = aws_sdk_dynamodb::config::Builder::from(&self.tuned(op_timeout));
         if let Some(f) = faults {
             config = config.interceptor(FaultInterceptor::new(f.clone()));
+        }
+        if let Some((c, side)) = capacity {
+            config = config.interceptor(CapacityInterceptor::new(c.clone(), side));
         }
         Client::from_conf(config.build())
     }
@@ -113,10 +123,14 @@ impl DynamoConn {
         &self,
         op_timeout: Duration,
         faults: Option<&Arc<SideFaults>>,
+        capacity: Option<(&Arc<CapacityCounter>, Side)>,
     ) -> aws_sdk_dynamodbstreams::Client {
         let mut config = aws_sdk_dynamodbstreams::config::Builder::from(&self.tuned(op_timeout));
         if let Some(f) = faults {
             config = config.interceptor(FaultInterceptor::new(f.clone()));
+        }
+        if let Some((c, side)) = capacity {
+            config = config.interceptor(CapacityInterceptor::new(c.clone(), side));
         }
         aws_sdk_dynamodbstreams::Client::from_conf(config.build())
     }
