@@ -461,6 +461,21 @@ fn reported_dynamodb(output: &Output) -> Option<(f64, f64)> {
     None
 }
 
+/// Whether an attempt's error proves the request never reached the server: the
+/// connection was refused (a proxy that is down), so it cost nothing.
+fn never_sent(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// Installed on every workload and relay client of one side (never the admin's).
 #[derive(Debug, Clone)]
 pub struct CapacityInterceptor {
@@ -547,6 +562,12 @@ impl Intercept for CapacityInterceptor {
             return Ok(());
         };
         let answered = context.response().is_some();
+        if !answered
+            && let Some(Err(e)) = context.output_or_error()
+            && never_sent(e)
+        {
+            return Ok(()); // the connection was refused: nothing reached the server
+        }
         let reported = match context.output_or_error() {
             Some(Ok(output)) => reported_dynamodb(output),
             _ => None,
