@@ -105,6 +105,10 @@ pub enum Command {
         /// Comma-separated columns to show, in this order.
         #[arg(long, value_name = "a,b,c")]
         columns: Option<String>,
+        /// A price table (TOML: per million capacity units, or per node-hour) that
+        /// adds the cost of a million orders; none is built in.
+        #[arg(long, value_name = "FILE")]
+        prices: Option<PathBuf>,
     },
     /// Rebuild the reports of one run from its directory (HTML, JUnit, summary).
     #[command(
@@ -124,6 +128,10 @@ pub enum Command {
         /// `table` prints the summary; `json` prints the result document.
         #[arg(long, value_enum, default_value = "table")]
         format: SummaryFormat,
+        /// A price table (TOML: per million capacity units, or per node-hour): the
+        /// HTML report adds the cost of a million orders; none is built in.
+        #[arg(long, value_name = "FILE")]
+        prices: Option<PathBuf>,
     },
     /// Export a run's history for other checkers (docs/HISTORY.md).
     #[command(
@@ -245,12 +253,14 @@ pub async fn main(cli: Cli) -> i32 {
             baseline,
             sort,
             columns,
+            prices,
         } => commands::compare(commands::CompareArgs {
             inputs: &inputs,
             format,
             baseline: baseline.as_deref(),
             sort: sort.as_deref(),
             columns: columns.as_deref(),
+            prices: prices.as_deref(),
         }),
         Command::Report {
             run,
@@ -258,12 +268,14 @@ pub async fn main(cli: Cli) -> i32 {
             junit,
             fail_on,
             format,
+            prices,
         } => commands::report(commands::ReportArgs {
             run: &run,
             html: html.as_deref(),
             junit: junit.as_deref(),
             fail_on,
             json: format == SummaryFormat::Json,
+            prices: prices.as_deref(),
         }),
         Command::History {
             run,

@@ -5,6 +5,7 @@
 
 use anyhow::bail;
 
+use super::capacity::{self, FIGURES, Prices};
 use crate::result::RunResult;
 
 /// One column of the comparison. The order here is the default order.
@@ -37,6 +38,12 @@ pub enum Column {
     ReadTtcP99,
     /// Anomalous reads of every kind.
     ReadAnomalies,
+    /// A capacity figure per order (an index of `capacity::FIGURES`).
+    Capacity(usize),
+    /// Where the run's capacity figures come from.
+    CapacitySource,
+    /// Cost of a million orders at the `--prices` table.
+    Cost,
     Verdict,
 }
 
@@ -73,6 +80,7 @@ impl Column {
     pub fn key(self) -> String {
         match self {
             Column::Partial(ms) => format!("partial_{}", delay(ms)),
+            Column::Capacity(i) => FIGURES[i].key.to_string(),
             other => other.static_key().to_string(),
         }
     }
@@ -80,6 +88,9 @@ impl Column {
     fn static_key(self) -> &'static str {
         match self {
             Column::Partial(_) => "partial",
+            Column::Capacity(_) => "capacity",
+            Column::CapacitySource => "capacity_source",
+            Column::Cost => "cost_per_million_orders",
             Column::ReadTtcP99 => "read_ttc_p99_ms",
             Column::ReadAnomalies => "read_anomalies",
             Column::Scenario => "scenario",
@@ -110,6 +121,7 @@ impl Column {
     pub fn header(self) -> String {
         match self {
             Column::Partial(ms) => format!("partial @{}", delay(ms)),
+            Column::Capacity(i) => FIGURES[i].header.to_string(),
             other => other.static_header().to_string(),
         }
     }
@@ -117,6 +129,9 @@ impl Column {
     fn static_header(self) -> &'static str {
         match self {
             Column::Partial(_) => "partial",
+            Column::Capacity(_) => "capacity",
+            Column::CapacitySource => "capacity",
+            Column::Cost => "cost/M orders",
             Column::ReadTtcP99 => "read ttc p99 ms",
             Column::ReadAnomalies => "read anomalies",
             Column::Scenario => "scenario",
@@ -150,19 +165,29 @@ impl Column {
         {
             return Ok(Column::Partial(d.as_millis() as u64));
         }
+        if let Some(i) = FIGURES.iter().position(|f| f.key == name) {
+            return Ok(Column::Capacity(i));
+        }
+        for c in [Column::CapacitySource, Column::Cost] {
+            if c.key() == name {
+                return Ok(c);
+            }
+        }
         match Column::ALL.iter().find(|c| c.key() == name) {
             Some(c) => Ok(*c),
             None => bail!(
-                "unknown column '{name}'; use one of: {}, partial_<delay> (e.g. partial_100ms)",
-                Column::ALL.map(|c| c.key()).join(", ")
+                "unknown column '{name}'; use one of: {}, partial_<delay> (e.g. partial_100ms), {}, capacity_source, cost_per_million_orders",
+                Column::ALL.map(|c| c.key()).join(", "),
+                FIGURES.map(|f| f.key).join(", ")
             ),
         }
     }
 
     /// Columns shown when `--columns` is not given: every column the issue lists,
     /// the ratios only when there is a baseline, the readers' only when a run
-    /// had readers (a partial-read column per delay any run read at).
-    pub fn defaults(runs: &[RunResult], with_baseline: bool) -> Vec<Column> {
+    /// had readers (a partial-read column per delay any run read at), a capacity
+    /// column per figure some run has (the cost with a price table).
+    pub fn defaults(runs: &[RunResult], with_baseline: bool, priced: bool) -> Vec<Column> {
         let mut delays: Vec<u64> = runs
             .iter()
             .filter_map(|r| r.readers.as_ref())
@@ -178,6 +203,19 @@ impl Column {
                 Column::LatencyRatio | Column::ThroughputRatio if !with_baseline => continue,
                 Column::ReadTtcP99 | Column::ReadAnomalies if !readers => continue,
                 Column::ReadTtcP99 => columns.extend(delays.iter().map(|d| Column::Partial(*d))),
+                Column::Verdict => {
+                    let figures: Vec<Column> = (0..FIGURES.len())
+                        .filter(|i| capacity::shown(runs, *i))
+                        .map(Column::Capacity)
+                        .collect();
+                    if !figures.is_empty() {
+                        columns.extend(figures);
+                        columns.push(Column::CapacitySource);
+                        if priced {
+                            columns.push(Column::Cost);
+                        }
+                    }
+                }
                 _ => {}
             }
             columns.push(c);
@@ -231,6 +269,8 @@ pub struct CompareOptions {
     pub columns: Option<Vec<Column>>,
     /// Sort by this column; `true` = descending.
     pub sort: Option<(Column, bool)>,
+    /// `--prices`: turns capacity into money.
+    pub prices: Option<Prices>,
 }
 
 impl CompareOptions {
@@ -257,7 +297,11 @@ impl CompareOptions {
                 Ok((Column::parse(name)?, desc))
             })
             .transpose()?;
-        Ok(Self { columns, sort })
+        Ok(Self {
+            columns,
+            sort,
+            prices: None,
+        })
     }
 }
 
@@ -268,6 +312,8 @@ pub struct Comparison {
     pub rows: Vec<Vec<Value>>,
     /// The baseline's scenario and run id, when there is one.
     pub baseline: Option<String>,
+    /// The price table's currency, when costs were computed.
+    pub currency: Option<String>,
 }
 
 /// Builds the comparison of `runs` (in the given order unless sorted).
@@ -279,23 +325,32 @@ pub fn compare(
     let columns = opts
         .columns
         .clone()
-        .unwrap_or_else(|| Column::defaults(runs, baseline.is_some()));
+        .unwrap_or_else(|| Column::defaults(runs, baseline.is_some(), opts.prices.is_some()));
     let mut order: Vec<&RunResult> = runs.iter().collect();
     if let Some((col, desc)) = opts.sort {
         // Stable: equal keys keep the input order.
         order.sort_by(|a, b| {
-            let ord = cmp_values(&value(a, baseline, col), &value(b, baseline, col));
+            let ord = cmp_values(
+                &value(a, baseline, col, opts.prices.as_ref()),
+                &value(b, baseline, col, opts.prices.as_ref()),
+            );
             if desc { ord.reverse() } else { ord }
         });
     }
     let rows = order
         .iter()
-        .map(|r| columns.iter().map(|c| value(r, baseline, *c)).collect())
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| value(r, baseline, *c, opts.prices.as_ref()))
+                .collect()
+        })
         .collect();
     Comparison {
         columns,
         rows,
         baseline: baseline.map(|b| format!("{} ({})", b.scenario.name, b.run_id)),
+        currency: opts.prices.as_ref().map(|p| p.currency.clone()),
     }
 }
 
@@ -322,7 +377,12 @@ fn count(r: &RunResult, n: impl Fn(&crate::checker::CheckerReport) -> u64) -> Va
 }
 
 /// One cell of one run.
-pub fn value(r: &RunResult, baseline: Option<&RunResult>, col: Column) -> Value {
+pub fn value(
+    r: &RunResult,
+    baseline: Option<&RunResult>,
+    col: Column,
+    prices: Option<&Prices>,
+) -> Value {
     let num = |n: f64| Value::Number(Some(n));
     match col {
         Column::Scenario => Value::Text(r.scenario.name.clone()),
@@ -369,6 +429,17 @@ pub fn value(r: &RunResult, baseline: Option<&RunResult>, col: Column) -> Value 
         Column::ReadAnomalies => {
             Value::Number(r.readers.as_ref().map(|x| x.anomalous_reads() as f64))
         }
+        Column::Capacity(i) => match capacity::figure(r, i) {
+            // Never a zero for what the server does not report.
+            Some(f) if f.missing.is_some() => Value::Text("not reported".into()),
+            Some(f) => Value::Number(capacity::number(f)),
+            None => Value::Number(None),
+        },
+        Column::CapacitySource => match capacity::sources(r) {
+            Some(s) => Value::Text(s),
+            None => Value::Number(None),
+        },
+        Column::Cost => Value::Number(prices.and_then(|p| p.per_million_orders(r))),
         Column::Verdict => Value::Text(r.verdict.name().to_uppercase()),
     }
 }
@@ -393,6 +464,17 @@ pub fn legend(cmp: &Comparison) -> String {
              reader first saw both sides; read anomalies = read-your-write violations, visible \
              ghosts, non-monotonic reads, visible records of failed writes.",
         );
+    }
+    if cmp
+        .columns
+        .iter()
+        .any(|c| matches!(c, Column::Capacity(_) | Column::Cost))
+    {
+        let prices = cmp.currency.as_ref().map(|c| Prices {
+            currency: c.clone(),
+            ..Prices::default()
+        });
+        s.push_str(&capacity::legend(prices.as_ref()));
     }
     if let Some(b) = &cmp.baseline {
         s.push_str(&format!(

@@ -837,6 +837,10 @@ pub struct CapacityFigure {
     /// The model's total for every call, beside a reported one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modelled_total: Option<f64>,
+    /// What the server reported for the calls it reported on, beside a modelled
+    /// figure (a server whose reports are not the real accounting: moto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_total: Option<f64>,
     /// The total by operation and side (`PutItem@primary`) or by counter.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub parts: BTreeMap<String, f64>,

@@ -156,6 +156,9 @@ pub struct Tally {
     /// The model's figure for every attempt, for comparison.
     pub write_modelled: f64,
     pub read_modelled: f64,
+    /// The server's figures alone (reported attempts only).
+    pub write_reported: f64,
+    pub read_reported: f64,
     pub stream_requests: f64,
 }
 
@@ -168,12 +171,19 @@ pub struct CapacityCounter {
     sizes: Mutex<HashMap<String, usize>>,
     /// Tables with a global secondary index, and the index key attribute.
     indexes: Vec<(String, String)>,
+    /// Whether the server's `ConsumedCapacity` is DynamoDB's accounting. moto's
+    /// is not (read in its dynamodb responses, 5.2.5: a constant 1.0 per PutItem,
+    /// 0.5 per GetItem and UpdateItem whatever the size or consistency, none for
+    /// TransactWriteItems), so on moto the figures are modelled and its report
+    /// is kept beside them.
+    trust_reports: bool,
 }
 
 impl CapacityCounter {
-    pub fn new(indexes: Vec<(String, String)>) -> Arc<Self> {
+    pub fn new(indexes: Vec<(String, String)>, trust_reports: bool) -> Arc<Self> {
         Arc::new(Self {
             indexes,
+            trust_reports,
             ..Self::default()
         })
     }
@@ -334,6 +344,8 @@ impl CapacityCounter {
                 t.reported_attempts += 1;
                 t.write += w;
                 t.read += r;
+                t.write_reported += w;
+                t.read_reported += r;
             }
             None => {
                 t.write += m.write;
@@ -345,21 +357,28 @@ impl CapacityCounter {
     /// The store's figures for the result: write units, read units, stream read
     /// requests (each only when some call was made), per `orders`.
     pub fn figures(&self, orders: u64) -> Vec<CapacityFigure> {
-        figures_of(&self.tallies(), orders)
+        figures_of(&self.tallies(), orders, self.trust_reports)
     }
 }
 
-/// The figures of a set of tallies (pure: tested below).
+/// The figures of a set of tallies (pure: tested below). `trust`: the server's
+/// reports are DynamoDB's accounting, so they win over the model where present.
 pub fn figures_of(
     tallies: &BTreeMap<(&'static str, Side), Tally>,
     orders: u64,
+    trust: bool,
 ) -> Vec<CapacityFigure> {
-    type Pick = fn(&Tally) -> (f64, f64);
+    /// (figure where reported, modelled, the server's alone)
+    type Pick = fn(&Tally) -> (f64, f64, f64);
     let kinds: [(&str, &str, Pick); 3] = [
-        ("write_units", "WCU", |t| (t.write, t.write_modelled)),
-        ("read_units", "RCU", |t| (t.read, t.read_modelled)),
+        ("write_units", "WCU", |t| {
+            (t.write, t.write_modelled, t.write_reported)
+        }),
+        ("read_units", "RCU", |t| {
+            (t.read, t.read_modelled, t.read_reported)
+        }),
         ("stream_read_requests", "requests", |t| {
-            (t.stream_requests, t.stream_requests)
+            (t.stream_requests, t.stream_requests, 0.0)
         }),
     ];
     let mut out = Vec::new();
@@ -371,27 +390,30 @@ pub fn figures_of(
         if used.is_empty() {
             continue;
         }
-        let total: f64 = used.iter().map(|(_, t)| pick(t).0).sum();
-        let modelled: f64 = used.iter().map(|(_, t)| pick(t).1).sum();
+        let counted = name == "stream_read_requests";
         let attempts: u64 = used.iter().map(|(_, t)| t.attempts).sum();
-        let reported: u64 = if name == "stream_read_requests" {
-            // Counted calls, not a server's figure: exact, not a model.
-            attempts
+        let reported: u64 = if counted {
+            0
         } else {
             used.iter().map(|(_, t)| t.reported_attempts).sum()
         };
-        let source = if name == "stream_read_requests" {
+        let use_reports = trust && !counted;
+        let value = |t: &Tally| if use_reports { pick(t).0 } else { pick(t).1 };
+        let total: f64 = used.iter().map(|(_, t)| value(t)).sum();
+        let modelled: f64 = used.iter().map(|(_, t)| pick(t).1).sum();
+        let server: f64 = used.iter().map(|(_, t)| pick(t).2).sum();
+        let source = if counted {
             CapacitySource::Counted
+        } else if !use_reports || reported == 0 {
+            CapacitySource::Modelled
         } else if reported == attempts {
             CapacitySource::Reported
-        } else if reported == 0 {
-            CapacitySource::Modelled
         } else {
             CapacitySource::Mixed
         };
         let parts = used
             .iter()
-            .map(|((op, side), t)| (format!("{op}@{side}"), round(pick(t).0)))
+            .map(|((op, side), t)| (format!("{op}@{side}"), round(value(t))))
             .collect();
         let unanswered: u64 = used.iter().map(|(_, t)| t.unanswered).sum();
         out.push(CapacityFigure {
@@ -404,9 +426,11 @@ pub fn figures_of(
             server_wide: false,
             missing: None,
             attempts: Some(attempts),
-            reported_attempts: Some(reported),
+            reported_attempts: (!counted).then_some(reported),
             unanswered: Some(unanswered),
-            modelled_total: Some(round(modelled)),
+            modelled_total: (source != CapacitySource::Modelled && !counted)
+                .then(|| round(modelled)),
+            reported_total: (reported > 0).then(|| round(server)),
             parts,
         });
     }
@@ -666,7 +690,7 @@ mod tests {
         let mut t = BTreeMap::new();
         t.insert(("PutItem", Side::Primary), tally(10, 10, 10.0, 10.0));
         t.insert(("PutItem", Side::Secondary), tally(12, 12, 12.0, 12.0));
-        let f = figures_of(&t, 10);
+        let f = figures_of(&t, 10, true);
         assert_eq!(f.len(), 1, "no reads, no stream: only write units");
         assert_eq!(f[0].source, CapacitySource::Reported);
         assert_eq!(f[0].per_order, Some(2.2));
@@ -675,18 +699,28 @@ mod tests {
             ("TransactWriteItems", Side::Primary),
             tally(5, 0, 20.0, 20.0),
         );
-        let f = figures_of(&t, 10);
+        let f = figures_of(&t, 10, true);
         assert_eq!(f[0].source, CapacitySource::Mixed);
         assert_eq!(f[0].total, Some(42.0));
+        // A server whose reports are not DynamoDB's (moto): the model, with the
+        // server's own figures beside it.
+        t.get_mut(&("PutItem", Side::Primary)).unwrap().write = 5.0;
+        t.get_mut(&("PutItem", Side::Primary))
+            .unwrap()
+            .write_reported = 5.0;
+        let f = figures_of(&t, 10, false);
+        assert_eq!(f[0].source, CapacitySource::Modelled);
+        assert_eq!(f[0].total, Some(42.0));
+        assert_eq!(f[0].reported_total, Some(5.0));
         let only: BTreeMap<_, _> = [(
             ("TransactWriteItems", Side::Primary),
             tally(5, 0, 20.0, 20.0),
         )]
         .into();
-        assert_eq!(figures_of(&only, 5)[0].source, CapacitySource::Modelled);
-        assert_eq!(figures_of(&only, 5)[0].per_order, Some(4.0));
+        assert_eq!(figures_of(&only, 5, true)[0].source, CapacitySource::Modelled);
+        assert_eq!(figures_of(&only, 5, true)[0].per_order, Some(4.0));
         assert_eq!(
-            figures_of(&only, 0)[0].per_order,
+            figures_of(&only, 0, true)[0].per_order,
             None,
             "no orders: no ratio"
         );
@@ -694,7 +728,7 @@ mod tests {
 
     #[test]
     fn counting_adds_attempts_and_prefers_the_reported_figure() {
-        let c = CapacityCounter::new(vec![("ev".into(), "order_id".into())]);
+        let c = CapacityCounter::new(vec![("ev".into(), "order_id".into())], true);
         let put = |table: &str, item: HashMap<String, AttributeValue>| {
             let input = PutItemInput::builder()
                 .table_name(table)

@@ -100,9 +100,14 @@ impl DynamoConn {
             .build()
     }
 
-    /// A DynamoDB client, with the side's SDK fault source installed, and
-    /// counting its capacity (the workload's and the relay's clients).
-    pub fn client(
+    /// A DynamoDB client, with the side's SDK fault source installed.
+    pub fn client(&self, op_timeout: Duration, faults: Option<&Arc<SideFaults>>) -> Client {
+        self.counted_client(op_timeout, faults, None)
+    }
+
+    /// A DynamoDB client that also counts its capacity (the workload's and the
+    /// relay's clients, `capacity.rs`).
+    pub(crate) fn counted_client(
         &self,
         op_timeout: Duration,
         faults: Option<&Arc<SideFaults>>,
@@ -118,8 +123,9 @@ impl DynamoConn {
         Client::from_conf(config.build())
     }
 
-    /// A DynamoDB Streams client (moto serves Streams on the same endpoint).
-    pub fn streams_client(
+    /// A DynamoDB Streams client (moto serves Streams on the same endpoint),
+    /// counting its GetRecords calls when given a counter.
+    pub(crate) fn streams_client(
         &self,
         op_timeout: Duration,
         faults: Option<&Arc<SideFaults>>,

@@ -1,0 +1,169 @@
+//! Capacity per order on the real stack (moto behind proxies of this test's own):
+//! the figures are what the history proves. Without faults, naive costs the
+//! modelled units of its two items per order and a transaction twice that; with
+//! retries, every attempt the history records is paid for.
+//!
+//! Item sizes by hand (DynamoDB's rules, src/store/dynamodb/capacity.rs): the
+//! order item with a 2,100-byte payload is between 2,100 and 2,200 bytes (its
+//! other attributes' names and values are under 100 bytes), so 3 WCU; the event
+//! item is under 1 KB, so 1 WCU. moto answers ConsumedCapacity 1.0 for any
+//! PutItem and nothing for TransactWriteItems, so the figures are modelled there.
+
+use dualwrite::history::Outcome;
+use dualwrite::result::{CapacityFigure, CapacitySource};
+
+use crate::common::*;
+
+const TOXIPROXY: &str = "http://127.0.0.1:8474";
+const MOTO: &str = "127.0.0.1:5000";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Three proxies of this test's own in front of moto; deleted when dropped.
+struct OwnProxies {
+    names: [String; 3],
+}
+
+impl OwnProxies {
+    fn new(tag: &str) -> Self {
+        let base = format!(
+            "dwcap_{tag}_{}_{:04x}",
+            std::process::id(),
+            rand::random::<u16>()
+        );
+        let names = ["primary", "secondary", "relay"].map(|s| format!("{base}_{s}"));
+        let client = reqwest::Client::new();
+        rt().block_on(async {
+            for name in &names {
+                let r = client
+                    .post(format!("{TOXIPROXY}/proxies"))
+                    .json(&serde_json::json!({
+                        "name": name, "listen": "127.0.0.1:0", "upstream": MOTO, "enabled": true
+                    }))
+                    .send()
+                    .await
+                    .expect("Toxiproxy up (scripts/stack up)");
+                assert!(r.status().is_success(), "creating {name}: {}", r.status());
+            }
+        });
+        Self { names }
+    }
+
+    fn target(&self) -> String {
+        let [p, s, r] = &self.names;
+        format!(
+            "[target]\nstore = \"dynamodb\"\n[target.primary]\nproxy = \"{p}\"\n[target.secondary]\nproxy = \"{s}\"\n[target.relay]\nproxy = \"{r}\"\n"
+        )
+    }
+}
+
+impl Drop for OwnProxies {
+    fn drop(&mut self) {
+        let client = reqwest::Client::new();
+        rt().block_on(async {
+            for name in &self.names {
+                let _ = client
+                    .delete(format!("{TOXIPROXY}/proxies/{name}"))
+                    .send()
+                    .await;
+            }
+        });
+    }
+}
+
+fn write_units(run: &Run) -> &CapacityFigure {
+    run.result
+        .capacity
+        .as_ref()
+        .and_then(|c| c.figure("dynamodb", "write_units"))
+        .unwrap_or_else(|| panic!("no write_units figure\n{}", run.explain()))
+}
+
+/// Runs `pattern` lines with a 2,100-byte payload and no faults.
+fn run_without_faults(tag: &str, pattern: &str) -> Run {
+    let proxies = OwnProxies::new(tag);
+    let s = Scratch::new();
+    let text = format!(
+        "name = \"capacity-{tag}\"\nseed = 7\n{}\n[pattern]\n{pattern}\n[workload]\nrate = 20\nduration = \"2s\"\nconcurrency = 4\nop_timeout = \"5s\"\npayload_bytes = 2100\n",
+        proxies.target()
+    );
+    let path = s.write("capacity.toml", &text);
+    s.run(&path)
+}
+
+#[test]
+fn naive_costs_the_model_of_its_two_items_and_a_transaction_twice_that() {
+    let _guard = lock("dynamodb");
+    let naive = run_without_faults("naive", "name = \"naive\"");
+    assert_eq!(naive.code, 0, "{}", naive.explain());
+    let ops = naive.result.workload.ops.total;
+    // The history proves one write per side per order: every operation ok,
+    // none retried.
+    assert!(ops > 0);
+    assert_eq!(naive.count(|e| e.outcome == Outcome::Ok), ops);
+    assert_eq!(naive.count(|e| e.retries > 0), 0);
+    let w = write_units(&naive);
+    assert_eq!(w.attempts, Some(2 * ops), "{w:?}");
+    // 3 WCU for the order item, 1 for the event: 4 per order, modelled on moto,
+    // whose own report (1.0 per PutItem) is kept beside it.
+    assert_eq!(w.source, CapacitySource::Modelled, "{w:?}");
+    assert_eq!(w.per_order, Some(4.0), "{w:?}");
+    assert_eq!(w.total, Some(4.0 * ops as f64));
+    assert_eq!(w.parts["PutItem@primary"], 3.0 * ops as f64, "{w:?}");
+    assert_eq!(w.parts["PutItem@secondary"], ops as f64, "{w:?}");
+    assert_eq!(w.reported_total, Some(2.0 * ops as f64), "{w:?}");
+
+    let txn = run_without_faults("txn", "name = \"transaction\"");
+    assert_eq!(txn.code, 0, "{}", txn.explain());
+    let ops = txn.result.workload.ops.total;
+    assert_eq!(txn.count(|e| e.outcome == Outcome::Ok), ops);
+    assert_eq!(txn.count(|e| e.retries > 0), 0);
+    let t = write_units(&txn);
+    assert_eq!(
+        t.attempts,
+        Some(ops),
+        "one TransactWriteItems per order: {t:?}"
+    );
+    // Transactional writes cost twice: 2 x (3 + 1).
+    assert_eq!(t.per_order, Some(8.0), "{t:?}");
+    assert_eq!(t.per_order.unwrap(), 2.0 * w.per_order.unwrap());
+    // moto reports nothing for TransactWriteItems.
+    assert_eq!(t.reported_total, None, "{t:?}");
+}
+
+#[test]
+fn every_retry_of_a_transaction_is_paid_for() {
+    let _guard = lock("dynamodb");
+    let proxies = OwnProxies::new("retry");
+    let s = Scratch::new();
+    // Token misuse: a fresh token per retry, answers delayed past the timeout
+    // for 2 s, so attempts whose answer was lost are retried (and applied again).
+    let text = format!(
+        "name = \"capacity-retries\"\nseed = 7\n{}\n[pattern]\nname = \"transaction\"\nconditions = false\nidempotency_token = \"fresh\"\nsecondary_key = \"fresh\"\nretries = 3\nbackoff = \"20ms\"\n[workload]\nrate = 20\nduration = \"4s\"\nconcurrency = 16\nop_timeout = \"500ms\"\n[[faults]]\nkind = \"latency\"\nside = \"primary\"\ndirection = \"downstream\"\nlatency = \"1500ms\"\nstart = \"1s\"\nduration = \"2s\"\n",
+        proxies.target()
+    );
+    let path = s.write("retries.toml", &text);
+    let run = s.run(&path);
+    let ops = run.result.workload.ops.total;
+    let attempts: u64 = run.history.iter().map(|e| 1 + u64::from(e.retries)).sum();
+    assert!(
+        attempts > ops,
+        "the fault caused retries\n{}",
+        run.explain()
+    );
+    let w = write_units(&run);
+    // Every attempt the history records reached moto (a delayed answer, not a
+    // refused connection), and each costs 2 x (1 + 1) WCU (small items).
+    assert_eq!(w.attempts, Some(attempts), "{w:?}\n{}", run.explain());
+    assert_eq!(w.total, Some(4.0 * attempts as f64), "{w:?}");
+    assert!(w.unanswered.unwrap() > 0, "lost answers counted: {w:?}");
+    assert!(
+        w.per_order.unwrap() > 4.0,
+        "retries cost more than 4 per order: {w:?}"
+    );
+}
