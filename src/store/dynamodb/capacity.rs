@@ -717,7 +717,10 @@ mod tests {
             tally(5, 0, 20.0, 20.0),
         )]
         .into();
-        assert_eq!(figures_of(&only, 5, true)[0].source, CapacitySource::Modelled);
+        assert_eq!(
+            figures_of(&only, 5, true)[0].source,
+            CapacitySource::Modelled
+        );
         assert_eq!(figures_of(&only, 5, true)[0].per_order, Some(4.0));
         assert_eq!(
             figures_of(&only, 0, true)[0].per_order,
