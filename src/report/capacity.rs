@@ -61,7 +61,7 @@ pub const FIGURES: [FigureColumn; 8] = [
         name: "mutations",
         key: "mutations_per_order",
         header: "mutations/order",
-        unit: "mutations",
+        unit: "local writes",
     },
     FigureColumn {
         store: "cassandra",
@@ -72,10 +72,10 @@ pub const FIGURES: [FigureColumn; 8] = [
     },
     FigureColumn {
         store: "cassandra",
-        name: "paxos_rounds",
+        name: "paxos_writes",
         key: "paxos_per_order",
-        header: "paxos/order",
-        unit: "Paxos rounds",
+        header: "paxos writes/order",
+        unit: "system.paxos writes",
     },
     FigureColumn {
         store: "mongodb",
@@ -257,7 +257,7 @@ pub fn legend(prices: Option<&Prices>) -> String {
     let mut s = String::from(
         " Capacity per order over every attempt (retries and the relay included): WCU/RCU = \
          DynamoDB write/read capacity units, stream reads = GetRecords calls; mutations, \
-         batchlog, paxos = Cassandra's counters; docs, txns = MongoDB serverStatus; \
+         batchlog, paxos writes = Cassandra's local writes to the run's tables, system.batches and system.paxos; docs, txns = MongoDB serverStatus; \
          capacity = where each figure comes from (reported by the server, modelled from \
          the published sizing rules, server-wide counters include other clients).",
     );

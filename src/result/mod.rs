@@ -808,7 +808,7 @@ impl CapacitySource {
 }
 
 /// One figure of one store: `write_units` (WCU), `read_units` (RCU),
-/// `stream_read_requests`, `mutations`, `batchlog_writes`, `paxos_rounds`,
+/// `stream_read_requests`, `mutations`, `batchlog_writes`, `paxos_writes`,
 /// `documents_written`, `transactions`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CapacityFigure {
