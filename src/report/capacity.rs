@@ -34,7 +34,7 @@ pub struct FigureColumn {
 }
 
 /// Every figure a store reports (`src/store/<store>/` fills them).
-pub const FIGURES: [FigureColumn; 8] = [
+pub const FIGURES: [FigureColumn; 9] = [
     FigureColumn {
         store: "dynamodb",
         name: "write_units",
@@ -83,6 +83,13 @@ pub const FIGURES: [FigureColumn; 8] = [
         key: "docs_per_order",
         header: "docs/order",
         unit: "documents",
+    },
+    FigureColumn {
+        store: "mongodb",
+        name: "write_operations",
+        key: "write_ops_per_order",
+        header: "write ops/order",
+        unit: "write operations",
     },
     FigureColumn {
         store: "mongodb",
@@ -257,7 +264,7 @@ pub fn legend(prices: Option<&Prices>) -> String {
     let mut s = String::from(
         " Capacity per order over every attempt (retries and the relay included): WCU/RCU = \
          DynamoDB write/read capacity units, stream reads = GetRecords calls; mutations, \
-         batchlog, paxos writes = Cassandra's local writes to the run's tables, system.batches and system.paxos; docs, txns = MongoDB serverStatus; \
+         batchlog, paxos writes = Cassandra's local writes to the run's tables, system.batches and system.paxos; docs, write ops, txns = MongoDB serverStatus (documents, write operations or commands, transactions); \
          capacity = where each figure comes from (reported by the server, modelled from \
          the published sizing rules, server-wide counters include other clients).",
     );

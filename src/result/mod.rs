@@ -809,7 +809,7 @@ impl CapacitySource {
 
 /// One figure of one store: `write_units` (WCU), `read_units` (RCU),
 /// `stream_read_requests`, `mutations`, `batchlog_writes`, `paxos_writes`,
-/// `documents_written`, `transactions`.
+/// `documents_written`, `write_operations`, `transactions`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CapacityFigure {
     pub store: String,

@@ -2,12 +2,14 @@
 //! own `serverStatus` read before and after the load (the relay's drain included).
 //!
 //! What each server has (read on the local stack): a real `mongod` has
-//! `metrics.document.{inserted,updated,deleted}` (documents) and
-//! `transactions.totalStarted`; mongoeco has `opcounters` (write operations,
-//! one document each in this tool's patterns) and no transaction counter;
-//! FerretDB v1 has `metrics.commands.<command>.total` (write commands, one
-//! document each here) and no transaction counter. A counter the server lacks
-//! is reported as `not reported by <server>`, never as a zero. The counters
+//! `metrics.document.{inserted,updated,deleted}` (documents),
+//! `opcounters` (write operations: an `insert_many` is one) and
+//! `transactions.totalStarted`; mongoeco has `opcounters` only; FerretDB v1 has
+//! `metrics.commands.<command>.total` (write commands) only. Operations are not
+//! documents (the relay publishes with `insert_many` and marks with
+//! `update_many`), so they are a figure of their own, `write_operations`. A
+//! counter the server lacks is reported as `not reported by <server>`, never as
+//! a zero. The counters
 //! are the whole server's: on a shared server, other clients' writes in the
 //! same window are included (the figure says `server_wide`).
 
@@ -19,8 +21,10 @@ use crate::result::{CapacityFigure, CapacitySource};
 /// One reading of the counters that exist on this server.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
-    /// Document writes by counter name, and where they come from.
-    pub writes: Option<(BTreeMap<String, f64>, &'static str)>,
+    /// Documents written, by counter name.
+    pub documents: Option<BTreeMap<String, f64>>,
+    /// Write operations or commands, by counter name.
+    pub operations: Option<BTreeMap<String, f64>>,
     pub transactions: Option<f64>,
 }
 
@@ -47,7 +51,7 @@ pub fn read(status: &Document) -> Counters {
             .collect();
         (!found.is_empty()).then_some(found)
     };
-    let writes = pick(&[
+    let documents = pick(&[
         (
             "metrics.document.inserted",
             &["metrics", "document", "inserted"],
@@ -60,16 +64,12 @@ pub fn read(status: &Document) -> Counters {
             "metrics.document.deleted",
             &["metrics", "document", "deleted"],
         ),
+    ]);
+    let operations = pick(&[
+        ("opcounters.insert", &["opcounters", "insert"]),
+        ("opcounters.update", &["opcounters", "update"]),
+        ("opcounters.delete", &["opcounters", "delete"]),
     ])
-    .map(|w| (w, "documents (metrics.document)"))
-    .or_else(|| {
-        pick(&[
-            ("opcounters.insert", &["opcounters", "insert"]),
-            ("opcounters.update", &["opcounters", "update"]),
-            ("opcounters.delete", &["opcounters", "delete"]),
-        ])
-        .map(|w| (w, "write operations (opcounters), one document each here"))
-    })
     .or_else(|| {
         pick(&[
             (
@@ -85,15 +85,10 @@ pub fn read(status: &Document) -> Counters {
                 &["metrics", "commands", "delete", "total"],
             ),
         ])
-        .map(|w| {
-            (
-                w,
-                "write commands (metrics.commands), one document each here",
-            )
-        })
     });
     Counters {
-        writes,
+        documents,
+        operations,
         transactions: num(status, &["transactions", "totalStarted"]),
     }
 }
@@ -141,24 +136,33 @@ pub fn figures(
     orders: u64,
 ) -> (Vec<CapacityFigure>, Vec<String>) {
     let mut out = Vec::new();
-    let mut notes = Vec::new();
-    match (&before.writes, &after.writes) {
-        (Some((b, how)), Some((a, _))) => {
-            let parts = a
-                .iter()
-                .map(|(k, v)| (k.clone(), (v - b.get(k).copied().unwrap_or(0.0)).max(0.0)))
-                .collect();
-            out.push(counted("documents_written", "documents", parts, orders));
-            notes.push(format!(
-                "mongodb documents_written: {server}'s {how}, read before and after the load; the counters are the whole server's, so other clients' writes in the same window are included"
-            ));
-        }
-        _ => out.push(missing(
+    let diff = |b: &BTreeMap<String, f64>, a: &BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+        a.iter()
+            .map(|(k, v)| (k.clone(), (v - b.get(k).copied().unwrap_or(0.0)).max(0.0)))
+            .collect()
+    };
+    for (name, unit, b, a) in [
+        (
             "documents_written",
             "documents",
-            format!("not reported by {server}"),
-        )),
+            &before.documents,
+            &after.documents,
+        ),
+        (
+            "write_operations",
+            "write operations",
+            &before.operations,
+            &after.operations,
+        ),
+    ] {
+        match (b, a) {
+            (Some(b), Some(a)) => out.push(counted(name, unit, diff(b, a), orders)),
+            _ => out.push(missing(name, unit, format!("not reported by {server}"))),
+        }
     }
+    let notes = vec![format!(
+        "mongodb: {server}'s serverStatus read before and after the load; its counters are the whole server's, so other clients' writes in the same window are included"
+    )];
     match (before.transactions, after.transactions) {
         (Some(b), Some(a)) => out.push(counted(
             "transactions",
@@ -192,28 +196,34 @@ mod tests {
             "transactions": {"totalStarted": 15_i64},
         });
         let (f, notes) = figures(&before, &after, "mongodb", 10);
+        assert_eq!(f[0].name, "documents_written");
         assert_eq!(f[0].total, Some(30.0));
         assert_eq!(f[0].per_order, Some(3.0));
         assert_eq!(f[0].parts["metrics.document.updated"], 10.0);
         assert!(f[0].server_wide);
-        assert_eq!(f[1].per_order, Some(1.0));
+        assert_eq!(f[2].name, "transactions");
+        assert_eq!(f[2].per_order, Some(1.0));
         assert!(notes[0].contains("whole server"));
-        // mongoeco: opcounters, no transaction counter: never a zero.
+        // mongoeco: opcounters (operations, not documents), no transaction
+        // counter: never a zero for what it does not report.
         let eco = |n: i32| read(&doc! {"opcounters": {"insert": n, "update": 0, "delete": 0}});
         let (f, _) = figures(&eco(100), &eco(140), "mongoeco", 20);
-        assert_eq!(f[0].per_order, Some(2.0));
-        assert_eq!(f[1].source, CapacitySource::NotReported);
-        assert_eq!(f[1].total, None);
-        assert_eq!(f[1].missing.as_deref(), Some("not reported by mongoeco"));
+        assert_eq!(f[0].missing.as_deref(), Some("not reported by mongoeco"));
+        assert_eq!(f[0].total, None);
+        assert_eq!(f[1].per_order, Some(2.0));
+        assert_eq!(f[2].source, CapacitySource::NotReported);
         // FerretDB: write commands.
         let ferret = |n: i64| {
             read(&doc! {"metrics": {"commands": {"insert": {"total": n, "failed": 0_i64}}}})
         };
         let (f, _) = figures(&ferret(7), &ferret(17), "ferretdb", 5);
-        assert_eq!(f[0].parts["metrics.commands.insert"], 10.0);
-        assert_eq!(f[0].per_order, Some(2.0));
+        assert_eq!(f[1].parts["metrics.commands.insert"], 10.0);
+        assert_eq!(f[1].per_order, Some(2.0));
         // Nothing at all.
         let (f, _) = figures(&Counters::default(), &Counters::default(), "x", 5);
-        assert_eq!(f[0].missing.as_deref(), Some("not reported by x"));
+        assert!(
+            f.iter()
+                .all(|f| f.missing.as_deref() == Some("not reported by x"))
+        );
     }
 }
