@@ -132,6 +132,27 @@ pub fn sources(r: &RunResult) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// One line for the run's summary: `WCU 2 (modelled) | stream reads 0.15 (counted)`.
+pub fn summary_line(r: &RunResult) -> Option<String> {
+    let c = r.capacity.as_ref()?;
+    let parts: Vec<String> = c
+        .figures
+        .iter()
+        .map(|f| {
+            let label = FIGURES
+                .iter()
+                .find(|x| x.store == f.store && x.name == f.name)
+                .map_or(f.name.as_str(), |x| x.header.trim_end_matches("/order"));
+            match (&f.missing, f.per_order) {
+                (Some(why), _) => format!("{label}: {why}"),
+                (None, Some(p)) => format!("{label} {p} ({})", f.source.as_str()),
+                (None, None) => format!("{label} - ({})", f.source.as_str()),
+            }
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" | "))
+}
+
 /// The price table of a user file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prices {
