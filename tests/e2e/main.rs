@@ -16,5 +16,6 @@ mod mongodb;
 mod outcomes;
 mod readers;
 mod reliability;
+mod repeats;
 mod reports;
 mod two_stores;
