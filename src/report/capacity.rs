@@ -411,6 +411,84 @@ mod tests {
         assert!(e.to_string().contains("fix:"), "{e}");
     }
 
+    fn with_wcu(mut r: RunResult, per_order: Option<f64>, missing: Option<&str>) -> RunResult {
+        r.capacity = Some(crate::result::CapacityResult {
+            orders: 10,
+            figures: vec![CapacityFigure {
+                store: "dynamodb".into(),
+                name: "write_units".into(),
+                unit: "WCU".into(),
+                total: per_order.map(|p| p * 10.0),
+                per_order,
+                source: if missing.is_some() {
+                    CapacitySource::NotReported
+                } else {
+                    CapacitySource::Modelled
+                },
+                server_wide: false,
+                missing: missing.map(str::to_string),
+                attempts: None,
+                reported_attempts: None,
+                unanswered: None,
+                modelled_total: None,
+                reported_total: None,
+                parts: BTreeMap::new(),
+            }],
+            notes: Vec::new(),
+        });
+        r
+    }
+
+    #[test]
+    fn compare_shows_a_column_per_figure_a_run_has_and_the_cost_with_prices() {
+        use crate::report::compare::{self, Column, CompareOptions, Value};
+        let runs = vec![
+            with_wcu(crate::report::tests::naive(), Some(2.0), None),
+            with_wcu(
+                crate::report::tests::transaction(),
+                None,
+                Some("not reported by x"),
+            ),
+            crate::report::tests::streams(),
+        ];
+        let cmp = compare::compare(&runs, None, &CompareOptions::default());
+        let i = cmp
+            .columns
+            .iter()
+            .position(|c| *c == Column::Capacity(0))
+            .unwrap();
+        assert!(
+            !cmp.columns.contains(&Column::Capacity(1)),
+            "no run has RCU"
+        );
+        assert!(!cmp.columns.contains(&Column::Cost), "no price table");
+        assert_eq!(cmp.rows[0][i], Value::Number(Some(2.0)));
+        assert_eq!(
+            cmp.rows[1][i],
+            Value::Text("not reported".into()),
+            "never a zero"
+        );
+        assert_eq!(
+            cmp.rows[2][i],
+            Value::Number(None),
+            "a run without the figure"
+        );
+        let opts = CompareOptions {
+            prices: Some(Prices::parse("[dynamodb]\nwrite_units = 1.25\n", "p").unwrap()),
+            ..CompareOptions::default()
+        };
+        let cmp = compare::compare(&runs, None, &opts);
+        let c = cmp.columns.iter().position(|c| *c == Column::Cost).unwrap();
+        assert_eq!(cmp.rows[0][c], Value::Number(Some(2.5)));
+        assert_eq!(cmp.rows[1][c], Value::Number(None));
+        assert!(compare::legend(&cmp).contains("USD per million orders"));
+        assert_eq!(Column::parse("wcu_per_order").unwrap(), Column::Capacity(0));
+        assert_eq!(
+            Column::parse("cost_per_million_orders").unwrap(),
+            Column::Cost
+        );
+    }
+
     #[test]
     fn cost_is_units_per_order_times_price() {
         let mut r = crate::report::tests::naive();
