@@ -49,6 +49,12 @@ throughput_ratio, orphans, ghosts, duplicates, mismatches, lost_acks, strays,
 divergence, ttc_p99_ms, verdict. Ratios need --baseline: latency_ratio = p50 /
 baseline p50, throughput_ratio = achieved / baseline achieved.
 
+Capacity per order (shown when a run has it; docs/RESULTS.md, capacity):
+wcu_per_order, rcu_per_order, stream_reads_per_order (DynamoDB), mutations_per_order,
+batchlog_per_order, paxos_per_order (Cassandra), docs_per_order, write_ops_per_order,
+txns_per_order (MongoDB), capacity_source (reported, modelled, server counter...);
+with --prices FILE, cost_per_million_orders.
+
 Repeats: the runs of one `run --repeat N` series (same scenario, same repeat group)
 make one row: each figure is `mean ±h (min–max)`, h the half-width of the 95 %
 interval of the mean (Student's t); CSV adds <col>_min, <col>_max, <col>_ci95_low,
@@ -60,6 +66,7 @@ Examples:
   dualwrite compare results/
   dualwrite compare 'results/dynamo-*/latest' --format markdown --baseline results/dynamo-naive/latest
   dualwrite compare results/ --sort divergence:desc --columns scenario,pattern,p99_ms,divergence,verdict
+  dualwrite compare 'results/dynamo-*' --columns scenario,pattern,wcu_per_order,stream_reads_per_order,capacity_source --prices prices.toml
   dualwrite compare results/ --format csv > runs.csv";
 
 #[derive(Debug, Parser)]
