@@ -18,6 +18,7 @@ use crate::common::*;
 const TOXIPROXY: &str = "http://127.0.0.1:8474";
 const MOTO: &str = "127.0.0.1:5000";
 const CASSANDRA: &str = "127.0.0.1:9042";
+const FERRETDB: &str = "127.0.0.1:27017";
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -230,4 +231,46 @@ fn a_cross_partition_logged_batch_writes_its_two_rows_and_its_batchlog() {
     let b = figure("batchlog_writes");
     assert!(b.server_wide);
     assert!(b.total.unwrap() >= 2.0 * ok as f64, "{b:?}");
+}
+
+#[test]
+fn ferretdb_counts_write_commands_and_reports_no_documents_or_transactions() {
+    let _guard = lock("mongodb");
+    let proxies = OwnProxies::to("mongodb", FERRETDB, "mongo");
+    let s = Scratch::new();
+    let target = proxies.target().replace(
+        "store = \"mongodb\"\n",
+        "store = \"mongodb\"\nserver = \"ferretdb\"\n",
+    );
+    let text = format!(
+        "name = \"capacity-mongo\"\nseed = 7\n{target}\n[pattern]\nname = \"naive\"\n[workload]\nrate = 20\nduration = \"2s\"\nconcurrency = 4\nop_timeout = \"5s\"\n"
+    );
+    let path = s.write("mongo.toml", &text);
+    let run = s.run(&path);
+    let c = run
+        .result
+        .capacity
+        .as_ref()
+        .unwrap_or_else(|| panic!("no capacity\n{}", run.explain()));
+    // FerretDB v1 has no document or transaction counters: said, never a zero.
+    for name in ["documents_written", "transactions"] {
+        let f = c.figure("mongodb", name).expect(name);
+        assert_eq!(f.source, CapacitySource::NotReported, "{f:?}");
+        assert_eq!(f.total, None, "{f:?}");
+        assert_eq!(f.missing.as_deref(), Some("not reported by ferretdb"));
+    }
+    // Its insert commands: one per write the history says reached a side
+    // (acknowledged ones at least); the counter is the server's, so other
+    // clients can only add to it.
+    let w = c
+        .figure("mongodb", "write_operations")
+        .expect("write_operations");
+    assert!(w.server_wide);
+    let acked =
+        run.count(|e| e.primary == SideOutcome::Ok) + run.count(|e| e.secondary == SideOutcome::Ok);
+    assert!(
+        w.parts["metrics.commands.insert"] >= acked as f64,
+        "{w:?}\n{}",
+        run.explain()
+    );
 }
