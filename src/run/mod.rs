@@ -6,6 +6,11 @@
 //! error in a later phase still reports what the earlier ones did. Proxies are
 //! restored on every path out of here; `main` also restores them after a panic.
 
+mod app;
+mod readers;
+mod relay;
+mod replicas;
+
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -396,35 +401,6 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// On the Cassandra cluster: takes it for this run (one run faults it at a
-    /// time), checks the node faults against it, and heals what an earlier run
-    /// left (a partition, a paused or killed node) before anything connects.
-    async fn take_cluster(&mut self) -> anyhow::Result<Option<Arc<ScheduledFaults>>> {
-        if !self.scenario.target.uses_cluster() {
-            return Ok(None);
-        }
-        // `dualwrite reset` elsewhere holds the cluster's lock for a moment (or while
-        // it restarts a node): wait for it; another run holds it for its whole
-        // length, and is named in the error.
-        let t0 = Instant::now();
-        let nemesis = loop {
-            match ClusterNemesis::load(&self.opts.stack_state) {
-                Err(e) if e.to_string().contains("in use") && t0.elapsed() < CLUSTER_LOCK_WAIT => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                other => break other?,
-            }
-        };
-        let (cluster, healed) = ScheduledFaults::take(nemesis, &self.scenario.faults).await?;
-        for line in healed {
-            self.say(format!(
-                "note: {line} (left by an earlier run that did not finish)"
-            ));
-            self.note(format!("Cassandra cluster: {line}"));
-        }
-        Ok(Some(Arc::new(cluster)))
-    }
-
     /// The local stack's processes, resolved before the load when the schedule
     /// has process faults (a missing pid file or script is an error now, not a
     /// server left down mid-run).
@@ -685,156 +661,6 @@ impl<'a> Run<'a> {
         Ok(causes)
     }
 
-    /// Polls the replicas until they hold the same records, within what is left
-    /// of the settle period (at least one round).
-    async fn wait_replicas(&mut self, check: &ReplicaCheck, load: &Load) {
-        let deadline = load.ended + self.scenario.check.settle;
-        let (agreed, polls) = check.wait_agreement(deadline).await;
-        let last_end = load
-            .windows
-            .iter()
-            .filter_map(|w| w.end_s)
-            .fold(load.stats.load_s, f64::max);
-        if let Some(r) = self.result.replicas.as_mut() {
-            r.polls = polls;
-            if let Some(at) = agreed {
-                let s = at.saturating_duration_since(load.t0).as_secs_f64();
-                r.agreed_s = Some((s * 1000.0).round() / 1000.0);
-                r.agreed_after_ms = Some(((s - last_end).max(0.0) * 1000.0).round() as u64);
-            }
-        }
-        if agreed.is_none() {
-            self.note(format!(
-                "the replicas still held different records at the end of the settle period ({polls} rounds of reads); the final scan at {} merged them",
-                check.final_read()
-            ));
-        }
-    }
-
-    /// Lets the relay drain (bounded), or the stores quiesce; returns the known
-    /// causes of duplicates the relay saw.
-    async fn settle_relay(&mut self, setup: &SetUp, load: &Load) -> anyhow::Result<Causes> {
-        let settle = self.scenario.check.settle;
-        let Some(relay) = &setup.relay else {
-            // Replicas are waited for (and polled) instead of a plain sleep.
-            if self.do_check(load) && setup.replicas.is_none() {
-                if self
-                    .scenario
-                    .app
-                    .as_ref()
-                    .is_some_and(|a| a.async_secondary)
-                {
-                    self.settle_app(setup, load).await;
-                } else {
-                    tokio::time::sleep(settle).await;
-                }
-            }
-            return Ok(Causes::new());
-        };
-        let (pending_at_load_end, drained, pending, causes) = {
-            let mut r = relay.lock().await;
-            r.restart(); // a relay-crash window cut short by the end of the load
-            let pending_at_load_end = r.pending().await.unwrap_or(u64::MAX);
-            let (drained, pending) = if self.do_check(load) {
-                r.wait_drained(settle).await
-            } else {
-                (false, pending_at_load_end)
-            };
-            if !drained {
-                self.note(format!(
-                    "the relay did not drain within the settle time ({pending} pending)"
-                ));
-            }
-            if let Some(e) = r.last_error() {
-                self.note(format!("the relay's last error: {e}"));
-            }
-            (pending_at_load_end, drained, pending, r.causes())
-        };
-        let drain = load.ended.elapsed();
-        let (deliveries, mut stats) = relay.lock().await.stop();
-        stats.pending_at_load_end = pending_at_load_end;
-        stats.pending_at_check = pending;
-        stats.drained = drained;
-        stats.drain_ms = drain.as_millis() as u64;
-        stats.fault_crashes = load
-            .windows
-            .iter()
-            .filter(|w| w.kind == FaultKind::RelayCrash.name() && w.start_s.is_some())
-            .count() as u64;
-        let mut ttc = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
-            .expect("valid bounds");
-        for (id, at) in deliveries {
-            if let Some(op) = load.history.get(id) {
-                let intended = load.t0 + Duration::from_millis(u64::from(op.intended_ms));
-                ttc.saturating_record(
-                    at.saturating_duration_since(intended).as_micros().max(1) as u64
-                );
-            }
-        }
-        self.result.relay = Some(RelayResult {
-            stats,
-            time_to_consistency_ms: Latency::from_us(&ttc),
-        });
-        Ok(causes)
-    }
-
-    /// `[app]` with a relay: waits (at most the settle time) until every order on
-    /// the primary has its record on the secondary.
-    async fn settle_app(&mut self, setup: &SetUp, load: &Load) {
-        let note =
-            crate::app::wait_caught_up(&setup.stores, self.scenario.check.settle, load.ended).await;
-        self.note(note);
-    }
-
-    /// Stops the service and its relay (idempotent), noting any it had to kill.
-    async fn stop_app(&mut self) {
-        if let Some(app) = self.app.clone() {
-            for line in app.stop().await {
-                self.note(line);
-            }
-        }
-    }
-
-    /// What happened to the `[app]` processes, into the result; deaths (exits
-    /// nobody asked for) are warnings.
-    fn record_app(&mut self) {
-        let Some(app) = self.app.clone() else {
-            return;
-        };
-        let t0 = self.load_t0.unwrap_or_else(Instant::now);
-        for line in app.deaths(t0) {
-            self.say(format!("warning: {line}"));
-            self.result.warnings.push(line);
-        }
-        self.result.app = Some(app.result(t0));
-    }
-
-    /// What the readers saw into the result: every read, summed up against the
-    /// history (`crate::reader::stats`).
-    fn record_reads(
-        &mut self,
-        reads: Option<anyhow::Result<(Vec<reader::entry::ReadEntry>, result::Followed)>>,
-        load: &Load,
-    ) -> anyhow::Result<()> {
-        let (Some(reads), Some(spec)) = (reads, &self.scenario.readers) else {
-            return Ok(());
-        };
-        let (reads, followed) = reads.context("the readers failed")?;
-        let delays: Vec<u64> = spec.delays.iter().map(|d| d.as_millis() as u64).collect();
-        let mut r = reader::stats::summarize(&reads, &load.history, &delays);
-        r.plan = result::ReadersPlan {
-            rate: spec.rate,
-            concurrency: spec.concurrency,
-            delays_ms: delays,
-            unacknowledged: spec.unacknowledged,
-            primary: spec.primary.clone(),
-            secondary: spec.secondary.clone(),
-        };
-        r.followed = followed;
-        self.result.readers = Some(r);
-        Ok(())
-    }
-
     /// Full scans of both sides, compared with each other and the history.
     async fn check(&mut self, setup: &SetUp, load: &Load, causes: &Causes) -> anyhow::Result<()> {
         // After the settle: what the clients did on their own (a relay's included).
@@ -877,43 +703,6 @@ impl<'a> Run<'a> {
         }
         self.result.checker = Some(report);
         self.result.checked = true;
-        Ok(())
-    }
-
-    /// What each replica holds at check time, each read proven by a trace, before
-    /// the final scan (whose read at ALL may repair the replicas it reads).
-    async fn check_replicas(&mut self, check: &ReplicaCheck, load: &Load) -> anyhow::Result<()> {
-        self.say("checking: each replica on its own".to_string());
-        let waited = check.ready(READY_LIMIT).await.map_err(infra)?;
-        if waited > Duration::from_secs(1) {
-            self.note(format!(
-                "waited {:.1} s for every replica to be up before the final scan",
-                waited.as_secs_f64()
-            ));
-        }
-        let reads = check.read(CHECK_READ).await;
-        let at = load.t0.elapsed().as_secs_f64();
-        let mut snap = crate::replicas::snapshot(
-            reads,
-            &load.history,
-            &self.scenario.check.fields,
-            at,
-            Vec::new(),
-        );
-        let traces = check.traces().await;
-        for view in &mut snap.replicas {
-            view.trace = traces.get(&view.node).cloned();
-            if view.trace.as_ref().is_some_and(|t| !t.proven) {
-                let line = format!(
-                    "the per-replica read of {} was not proven to read that node alone (trace: {:?})",
-                    view.node, view.trace
-                );
-                self.note(line);
-            }
-        }
-        if let Some(r) = self.result.replicas.as_mut() {
-            r.check = Some(snap);
-        }
         Ok(())
     }
 
