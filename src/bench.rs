@@ -11,6 +11,7 @@ mod baseline;
 mod claims;
 mod figures;
 mod patterns;
+mod proxies;
 
 use async_trait::async_trait;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -99,6 +100,11 @@ pub struct BenchArgs {
     /// The fraction of the maximum for --latency-rule, above 0 and at most 1.
     #[arg(long, default_value_t = 0.5, value_name = "FRACTION")]
     pub latency_fraction: f64,
+    /// The stores' runs go through Toxiproxy proxies of the bench's own (same
+    /// upstreams, deleted after), so a test holding the stack's proxies does not
+    /// make the bench skip a store.
+    #[arg(long)]
+    pub own_proxies: bool,
 }
 
 impl BenchArgs {
@@ -253,6 +259,16 @@ pub async fn main(args: BenchArgs) -> i32 {
     let ceiling = driver_ceiling(args.sink_ops, &mut summary).await;
     checker_memory(args.checker_records, &mut summary);
     summary.save();
+    let mut own_proxies = None;
+    if args.own_proxies {
+        match proxies::OwnProxies::create(&stores).await {
+            Ok(p) => own_proxies = Some(p),
+            Err(e) => {
+                eprintln!("error: --own-proxies: {e:#}");
+                return crate::exit::INFRA;
+            }
+        }
+    }
     let mut fastest_store: f64 = 0.0;
     for store in stores {
         match store_figures(store, &args, &mut summary).await {
@@ -263,6 +279,9 @@ pub async fn main(args: BenchArgs) -> i32 {
             }
         }
         summary.save();
+    }
+    if let Some(mut p) = own_proxies {
+        p.remove().await;
     }
     if kafka && !args.harness_only {
         match kafka_rows::figures(&args, &mut summary).await {
@@ -459,7 +478,11 @@ fn scenario_text(
     concurrency: usize,
     extra: &str,
 ) -> String {
-    let server = format!("server = \"{}\"\n", store.spec().bench.server);
+    let server = format!(
+        "server = \"{}\"\n{}",
+        store.spec().bench.server,
+        proxies::sides_text(store)
+    );
     format!(
         "name = \"bench-{store}-{pattern}\"\n[target]\nstore = \"{store}\"\n{server}[pattern]\nname = \"{pattern}\"\n{extra}[workload]\nrate = {rate}\n{limit}\nconcurrency = {concurrency}\nop_timeout = \"5s\"\n[check]\nsettle = \"10s\"\n[expect]\ndivergence = \"any\"\norphans = \"any\"\nlost_acks = \"any\"\nduplicates = \"any\"\nghosts = \"any\"\n"
     )
