@@ -28,6 +28,7 @@ Examples:
   dualwrite run scenarios/dynamo-naive.toml
   dualwrite run scenarios/*.toml --results-dir /tmp/results
   dualwrite run scenarios/*.toml --junit junit.xml --fail-on any-divergence
+  dualwrite run scenarios/dynamo-naive.toml --repeat 5      (seeds 42..46, one row in compare)
   dualwrite compare results/ --format markdown --baseline results/dynamo-naive/latest
   dualwrite report results/dynamo-naive/latest --html report.html
   dualwrite history results/dynamo-naive/latest --format jepsen > history.jsonl
@@ -42,11 +43,18 @@ const COMPARE_HELP: &str = "\
 Inputs: result.json files, run directories, scenario directories (their latest run),
 a results directory (the latest run of each scenario), or quoted globs of these.
 
-Columns (for --columns and --sort): scenario, run_id, store, pattern, faults,
-target_tps, achieved_tps, p50_ms, p99_ms, p999_ms, latency_ratio, throughput_ratio,
-orphans, ghosts, duplicates, mismatches, lost_acks, strays, divergence, ttc_p99_ms,
-verdict. Ratios need --baseline: latency_ratio = p50 / baseline p50,
-throughput_ratio = achieved / baseline achieved.
+Columns (for --columns and --sort): scenario, run_id, runs, store, pattern, faults,
+target_tps, achieved_tps, ok, fail, unknown, p50_ms, p99_ms, p999_ms, latency_ratio,
+throughput_ratio, orphans, ghosts, duplicates, mismatches, lost_acks, strays,
+divergence, ttc_p99_ms, verdict. Ratios need --baseline: latency_ratio = p50 /
+baseline p50, throughput_ratio = achieved / baseline achieved.
+
+Repeats: the runs of one `run --repeat N` series (same scenario, same repeat group)
+make one row: each figure is `mean ±h (min–max)`, h the half-width of the 95 %
+interval of the mean (Student's t); CSV adds <col>_min, <col>_max, <col>_ci95_low,
+<col>_ci95_high; JSON gives {n, mean, min, max, ci95_low, ci95_high}. A scenario
+directory or results directory whose latest run belongs to a series stands for
+the whole series. Sorting uses the mean.
 
 Examples:
   dualwrite compare results/
@@ -205,6 +213,22 @@ pub struct RunArgs {
     /// `json`: print the comparison of the runs as JSON at the end instead of tables.
     #[arg(long, value_enum, default_value = "table")]
     pub format: SummaryFormat,
+    /// Run each scenario N times (1 to 1000) with seeds seed..seed+N-1, one run
+    /// directory each; `compare` folds the series into one row with intervals.
+    #[arg(long, value_name = "N", value_parser = parse_repeat)]
+    pub repeat: Option<u32>,
+}
+
+/// Most runs of one scenario `--repeat` accepts.
+pub const MAX_REPEAT: u32 = 1000;
+
+fn parse_repeat(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_REPEAT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{text}` is not a number of runs; give --repeat a whole number from 1 to {MAX_REPEAT} (e.g. --repeat 5)"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -454,8 +478,17 @@ async fn run(args: RunArgs) -> i32 {
     let load = LoadOptions {
         allow_remote: args.allow_remote,
     };
+    let repeat = args.repeat.unwrap_or(1);
     for f in &args.files {
         match scenario::load_with(f, load) {
+            Ok(s) if s.seed.checked_add(u64::from(repeat - 1)).is_none() => {
+                eprintln!(
+                    "error: {}: seed {} + --repeat {repeat} runs past the largest seed; lower `seed` or --repeat",
+                    f.display(),
+                    s.seed
+                );
+                return exit::BAD_INPUT;
+            }
             Ok(s) => scenarios.push(s),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -494,13 +527,39 @@ async fn run(args: RunArgs) -> i32 {
         stack_script,
     };
     let mut code = exit::PASS;
-    let several = scenarios.len() > 1;
+    let several = scenarios.len() > 1 || repeat > 1;
     let json = args.format == SummaryFormat::Json;
     let mut finished: Vec<RunResult> = Vec::new();
-    for s in scenarios {
+    // Each scenario `repeat` times, seeds counting up from its own; the
+    // interrupt is checked between runs, so Ctrl-C ends the series after the
+    // run it interrupted.
+    let runs = scenarios.iter().flat_map(|s| {
+        let group = args.repeat.map(|_| run::new_run_id("").0);
+        (0..repeat).map(move |i| {
+            let mut s = s.clone();
+            s.seed += u64::from(i);
+            let rep = group.clone().map(|group| crate::result::Repeat {
+                index: i + 1,
+                of: repeat,
+                group,
+            });
+            (s, rep)
+        })
+    });
+    // A series whose run could not start or finish for the environment (proxies
+    // held by another run, a store down) stops there: the next runs would only
+    // fail the same way.
+    let mut stopped_group: Option<String> = None;
+    for (s, rep) in runs {
         if *interrupt_rx.borrow() {
             break;
         }
+        if let Some(r) = &rep
+            && stopped_group.as_ref() == Some(&r.group)
+        {
+            continue;
+        }
+        let this_repeat = rep.clone();
         let proxies: Vec<String> = Side::ALL
             .iter()
             .flat_map(|side| s.target.proxies(*side))
@@ -509,11 +568,16 @@ async fn run(args: RunArgs) -> i32 {
         let opts2 = opts.clone();
         let rx = interrupt_rx.clone();
         // Spawned so a panic is caught here and the proxies are still restored.
-        let joined = tokio::spawn(async move { run::run_scenario(s, &opts2, rx).await }).await;
+        let joined = tokio::spawn(async move { run::run_repeat(s, &opts2, rep, rx).await }).await;
         let this = match joined {
             Ok(Ok((result, dir))) => {
                 if !json {
-                    println!("{}", report::table::summary(&result));
+                    // A series prints a line per run; its summary is the table at the end.
+                    if result.repeat.is_some() {
+                        println!("{}", report::repeats::line(&result));
+                    } else {
+                        println!("{}", report::table::summary(&result));
+                    }
                     println!("result: {}", dir.result_file().display());
                 }
                 let this = crate::verdict::exit_code(&result, args.fail_on);
@@ -535,6 +599,9 @@ async fn run(args: RunArgs) -> i32 {
                 if let Some(written) = failed.written {
                     let (result, dir) = *written;
                     if !json {
+                        if result.repeat.is_some() {
+                            println!("{}", report::repeats::line(&result));
+                        }
                         println!("result: {}", dir.result_file().display());
                     }
                     finished.push(result);
@@ -551,6 +618,18 @@ async fn run(args: RunArgs) -> i32 {
                 exit::INFRA
             }
         };
+        if this == exit::INFRA
+            && let Some(r) = this_repeat.filter(|r| r.index < r.of)
+        {
+            eprintln!(
+                "error: stopping the series after repeat {}/{} (an infrastructure error); runs {}..{} not started",
+                r.index,
+                r.of,
+                r.index + 1,
+                r.of
+            );
+            stopped_group = Some(r.group);
+        }
         code = exit::worst(code, this);
     }
     let cmp = report::compare::compare(&finished, None, &Default::default());
@@ -574,11 +653,12 @@ fn run_outputs(
     several: bool,
 ) -> anyhow::Result<()> {
     if let Some(out) = &args.html {
-        commands::write_html(
-            r,
-            run_dir,
-            &commands::html_path_for(out, &r.scenario.name, several),
-        )?;
+        // One file per run of a series too: `report-<scenario>-<index>.html`.
+        let name = match &r.repeat {
+            Some(x) => format!("{}-{}", r.scenario.name, x.index),
+            None => r.scenario.name.clone(),
+        };
+        commands::write_html(r, run_dir, &commands::html_path_for(out, &name, several))?;
     }
     if let Some(out) = &args.junit {
         commands::write_junit(finished, args.fail_on, out)?;

@@ -22,7 +22,8 @@ pub fn print_out(text: &str) {
 /// Expands `compare` inputs into result files, in the order given:
 /// a result file; a run directory (holds `result.json`); a scenario directory
 /// (its `latest` run); a results directory (the `latest` run of each scenario);
-/// a glob of any of these.
+/// a glob of any of these. A `latest` run of a `--repeat` series stands for
+/// every run of the series.
 pub fn resolve_inputs(inputs: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
@@ -61,22 +62,66 @@ fn resolve_one(p: &Path) -> anyhow::Result<Vec<PathBuf>> {
         return Ok(vec![p.join("result.json")]);
     }
     if p.join("latest").join("result.json").is_file() {
-        return Ok(vec![p.join("latest").join("result.json")]);
+        return Ok(series_of(p));
     }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+    let mut scenarios: Vec<PathBuf> = std::fs::read_dir(p)
         .with_context(|| format!("cannot list {}", p.display()))?
         .filter_map(Result::ok)
-        .map(|e| e.path().join("latest").join("result.json"))
-        .filter(|f| f.is_file())
+        .map(|e| e.path())
+        .filter(|d| d.join("latest").join("result.json").is_file())
         .collect();
-    found.sort();
-    if found.is_empty() {
+    scenarios.sort();
+    if scenarios.is_empty() {
         bail!(
             "{} holds no result.json, no latest run and no scenario directories with one",
             p.display()
         );
     }
-    Ok(found)
+    Ok(scenarios.iter().flat_map(|d| series_of(d)).collect())
+}
+
+/// The result files of a scenario directory's latest run: the latest alone, or,
+/// when it belongs to a `--repeat` series, every run of the series in this
+/// directory (by repeat index).
+fn series_of(scenario_dir: &Path) -> Vec<PathBuf> {
+    let latest = scenario_dir.join("latest").join("result.json");
+    let Some(group) = repeat_of(&latest).map(|r| r.group) else {
+        return vec![latest];
+    };
+    // Run ids start with their UTC second, as group ids do: runs of the series
+    // cannot be older than the group, so older directories are not read.
+    let since = group.get(..16).unwrap_or("");
+    let mut members: Vec<(u32, PathBuf)> = std::fs::read_dir(scenario_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n != "latest" && n.get(..16).unwrap_or("") >= since)
+        })
+        .map(|e| e.path().join("result.json"))
+        .filter_map(|f| match repeat_of(&f) {
+            Some(r) if r.group == group => Some((r.index, f)),
+            _ => None,
+        })
+        .collect();
+    if members.is_empty() {
+        return vec![latest];
+    }
+    members.sort();
+    members.into_iter().map(|(_, f)| f).collect()
+}
+
+/// The `repeat` of a result file, reading nothing else of it.
+fn repeat_of(file: &Path) -> Option<result::Repeat> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        repeat: Option<result::Repeat>,
+    }
+    let text = std::fs::read_to_string(file).ok()?;
+    serde_json::from_str::<Head>(&text).ok()?.repeat
 }
 
 /// Arguments of `dualwrite compare`, already parsed by clap.

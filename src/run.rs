@@ -107,7 +107,19 @@ pub async fn run_scenario(
     opts: &RunOptions,
     interrupt: watch::Receiver<bool>,
 ) -> Result<(RunResult, RunDir), RunFailed> {
+    run_repeat(scenario, opts, None, interrupt).await
+}
+
+/// [`run_scenario`] as one run of a `--repeat` series: the result records
+/// `repeat` from its first write on (the caller has set the seed).
+pub async fn run_repeat(
+    scenario: Scenario,
+    opts: &RunOptions,
+    repeat: Option<result::Repeat>,
+    interrupt: watch::Receiver<bool>,
+) -> Result<(RunResult, RunDir), RunFailed> {
     let mut run = Run::new(scenario, opts).map_err(|e| RunFailed::bare(infra(e)))?;
+    run.result.repeat = repeat;
     // Held until the proxies are restored below.
     let holder = format!("run {} of scenario {}", run.run_id, run.scenario.name);
     let outcome = match fault::lock::acquire(run.toxiproxy.base(), &run.proxy_names(), &holder) {
@@ -1001,6 +1013,7 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
             faults: scenario.faults.iter().map(|f| f.short()).collect(),
         },
         seed: scenario.seed,
+        repeat: None,
         target: scenario.target.stores_label(),
         pattern: scenario.pattern_name().to_string(),
         pattern_options: match &scenario.app {

@@ -392,16 +392,17 @@ pub async fn reset(state_dir: &Path) -> anyhow::Result<Vec<String>> {
     let Some(state) = ClusterState::load(state_dir)? else {
         return Ok(Vec::new());
     };
-    // A cluster taken down leaves its state file; with its namespaces gone there
-    // are no rules or processes left to heal.
-    if !state
-        .nodes
-        .iter()
-        .any(|n| Path::new("/run/netns").join(&n.netns).exists())
-    {
-        return Ok(Vec::new());
-    }
     match ClusterLock::try_take(state_dir)? {
+        // A cluster taken down leaves its state file; with its namespaces gone
+        // there are no rules or processes left to heal.
+        Ok(_lock)
+            if !state
+                .nodes
+                .iter()
+                .any(|n| Path::new("/run/netns").join(&n.netns).exists()) =>
+        {
+            Ok(Vec::new())
+        }
         Ok(_lock) => heal_all(&state).await,
         Err(holder) => Ok(vec![format!(
             "Cassandra cluster not reset: in use by a running dualwrite process ({holder}); its faults are its own"

@@ -1,10 +1,13 @@
 //! The comparison row model shared by every multi-run format (terminal table,
-//! Markdown, CSV, JSON): one row per run, one [`Column`] per figure, optional
-//! ratios against a baseline run, sorting and column selection. Formats only
-//! decide how a cell is printed.
+//! Markdown, CSV, JSON): one row per run or per series of repeats
+//! (`super::repeats`), one [`Column`] per figure, optional ratios against a
+//! baseline run, sorting and column selection. Formats only decide how a cell
+//! is printed.
 
 use anyhow::bail;
 
+use super::interval::Spread;
+use super::repeats;
 use crate::result::RunResult;
 
 /// One column of the comparison. The order here is the default order.
@@ -12,11 +15,17 @@ use crate::result::RunResult;
 pub enum Column {
     Scenario,
     RunId,
+    /// Runs in the row (a series of repeats: its length).
+    Runs,
     Store,
     Pattern,
     Faults,
     TargetTps,
     AchievedTps,
+    /// Operations by outcome (the history's ok / fail / unknown).
+    Ok,
+    Fail,
+    Unknown,
     P50,
     P99,
     P999,
@@ -43,14 +52,18 @@ pub enum Column {
 impl Column {
     /// Every column but the per-delay ones (`partial_<delay>`), which exist for
     /// the delays the runs read at.
-    pub const ALL: [Column; 23] = [
+    pub const ALL: [Column; 27] = [
         Column::Scenario,
         Column::RunId,
+        Column::Runs,
         Column::Store,
         Column::Pattern,
         Column::Faults,
         Column::TargetTps,
         Column::AchievedTps,
+        Column::Ok,
+        Column::Fail,
+        Column::Unknown,
         Column::P50,
         Column::P99,
         Column::P999,
@@ -84,6 +97,10 @@ impl Column {
             Column::ReadAnomalies => "read_anomalies",
             Column::Scenario => "scenario",
             Column::RunId => "run_id",
+            Column::Runs => "runs",
+            Column::Ok => "ok",
+            Column::Fail => "fail",
+            Column::Unknown => "unknown",
             Column::Store => "store",
             Column::Pattern => "pattern",
             Column::Faults => "faults",
@@ -121,6 +138,10 @@ impl Column {
             Column::ReadAnomalies => "read anomalies",
             Column::Scenario => "scenario",
             Column::RunId => "run",
+            Column::Runs => "runs",
+            Column::Ok => "ok",
+            Column::Fail => "fail",
+            Column::Unknown => "unknown",
             Column::Store => "store",
             Column::Pattern => "pattern",
             Column::Faults => "faults",
@@ -161,8 +182,9 @@ impl Column {
 
     /// Columns shown when `--columns` is not given: every column the issue lists,
     /// the ratios only when there is a baseline, the readers' only when a run
-    /// had readers (a partial-read column per delay any run read at).
-    pub fn defaults(runs: &[RunResult], with_baseline: bool) -> Vec<Column> {
+    /// had readers (a partial-read column per delay any run read at), the runs
+    /// per row and the outcomes only when a row is a series of repeats.
+    pub fn defaults(runs: &[RunResult], with_baseline: bool, grouped: bool) -> Vec<Column> {
         let mut delays: Vec<u64> = runs
             .iter()
             .filter_map(|r| r.readers.as_ref())
@@ -175,6 +197,7 @@ impl Column {
         for c in Column::ALL {
             match c {
                 Column::RunId | Column::Divergence => continue,
+                Column::Runs | Column::Ok | Column::Fail | Column::Unknown if !grouped => continue,
                 Column::LatencyRatio | Column::ThroughputRatio if !with_baseline => continue,
                 Column::ReadTtcP99 | Column::ReadAnomalies if !readers => continue,
                 Column::ReadTtcP99 => columns.extend(delays.iter().map(|d| Column::Partial(*d))),
@@ -191,24 +214,35 @@ fn delay(ms: u64) -> String {
     crate::scenario::fmt_duration(std::time::Duration::from_millis(ms))
 }
 
-/// One cell: text or a number (`None` = not applicable, printed as `-`).
+/// One cell: text, a number (`None` = not applicable, printed as `-`), or the
+/// spread of one figure over a series of repeats.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Text(String),
     Number(Option<f64>),
+    Spread(Spread),
 }
 
 impl Value {
-    /// Human form: integers without decimals, rates and latencies with up to 2.
+    /// Human form: integers without decimals, rates and latencies with up to 2;
+    /// a spread as `mean ±half-width (min–max)`, or its one value when every
+    /// run had the same.
     pub fn display(&self) -> String {
         match self {
             Value::Text(s) => s.clone(),
             Value::Number(None) => "-".into(),
-            Value::Number(Some(n)) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{n:.0}"),
-            Value::Number(Some(n)) => {
-                let s = format!("{n:.2}");
-                s.trim_end_matches('0').trim_end_matches('.').to_string()
-            }
+            Value::Number(Some(n)) => number(*n),
+            Value::Spread(s) if s.min == s.max => number(s.mean),
+            Value::Spread(s) => match s.half_width {
+                Some(h) => format!(
+                    "{} ±{} ({}–{})",
+                    number(s.mean),
+                    number(h),
+                    number(s.min),
+                    number(s.max)
+                ),
+                None => number(s.mean),
+            },
         }
     }
 
@@ -216,11 +250,52 @@ impl Value {
         match self {
             Value::Text(s) => serde_json::Value::String(s.clone()),
             Value::Number(None) => serde_json::Value::Null,
-            Value::Number(Some(n)) if n.fract() == 0.0 && n.abs() < 1e15 => {
-                serde_json::Value::from(*n as i64)
+            Value::Number(Some(n)) => json_number(*n),
+            Value::Spread(s) => {
+                let (lo, hi) = s
+                    .interval()
+                    .map_or((None, None), |(l, h)| (Some(l), Some(h)));
+                serde_json::json!({
+                    "n": s.n,
+                    "mean": json_number(round(s.mean)),
+                    "min": json_number(s.min),
+                    "max": json_number(s.max),
+                    "ci95_low": lo.map(|x| json_number(round(x))),
+                    "ci95_high": hi.map(|x| json_number(round(x))),
+                })
             }
-            Value::Number(Some(n)) => serde_json::Value::from(*n),
         }
+    }
+
+    /// The number sorting uses: a spread's mean.
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            Value::Text(_) => None,
+            Value::Number(n) => *n,
+            Value::Spread(s) => Some(s.mean),
+        }
+    }
+}
+
+/// Up to 4 decimals: means and interval bounds of integer counts are fractions.
+fn round(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+fn number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{n:.0}")
+    } else {
+        let s = format!("{n:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn json_number(n: f64) -> serde_json::Value {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        serde_json::Value::from(n as i64)
+    } else {
+        serde_json::Value::from(n)
     }
 }
 
@@ -261,7 +336,7 @@ impl CompareOptions {
     }
 }
 
-/// The comparison: chosen columns and one row of values per run.
+/// The comparison: chosen columns and one row of values per run or series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
     pub columns: Vec<Column>,
@@ -270,27 +345,29 @@ pub struct Comparison {
     pub baseline: Option<String>,
 }
 
-/// Builds the comparison of `runs` (in the given order unless sorted).
+/// Builds the comparison of `runs` (in the given order unless sorted); the runs
+/// of one repeat series make one row.
 pub fn compare(
     runs: &[RunResult],
     baseline: Option<&RunResult>,
     opts: &CompareOptions,
 ) -> Comparison {
+    let mut order = repeats::rows(runs);
+    let grouped = order.iter().any(|r| r.is_group());
     let columns = opts
         .columns
         .clone()
-        .unwrap_or_else(|| Column::defaults(runs, baseline.is_some()));
-    let mut order: Vec<&RunResult> = runs.iter().collect();
+        .unwrap_or_else(|| Column::defaults(runs, baseline.is_some(), grouped));
     if let Some((col, desc)) = opts.sort {
         // Stable: equal keys keep the input order.
         order.sort_by(|a, b| {
-            let ord = cmp_values(&value(a, baseline, col), &value(b, baseline, col));
+            let ord = cmp_values(&a.value(baseline, col), &b.value(baseline, col));
             if desc { ord.reverse() } else { ord }
         });
     }
     let rows = order
         .iter()
-        .map(|r| columns.iter().map(|c| value(r, baseline, *c)).collect())
+        .map(|r| columns.iter().map(|c| r.value(baseline, *c)).collect())
         .collect();
     Comparison {
         columns,
@@ -301,14 +378,14 @@ pub fn compare(
 
 fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x, y) {
-            (Some(x), Some(y)) => x.total_cmp(y),
+        (Value::Text(_), _) | (_, Value::Text(_)) => a.display().cmp(&b.display()),
+        _ => match (a.number(), b.number()) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
             // Not applicable sorts last.
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
             (None, None) => std::cmp::Ordering::Equal,
         },
-        _ => a.display().cmp(&b.display()),
     }
 }
 
@@ -327,6 +404,10 @@ pub fn value(r: &RunResult, baseline: Option<&RunResult>, col: Column) -> Value 
     match col {
         Column::Scenario => Value::Text(r.scenario.name.clone()),
         Column::RunId => Value::Text(r.run_id.clone()),
+        Column::Runs => num(1.0),
+        Column::Ok => num(r.workload.ops.ok as f64),
+        Column::Fail => num(r.workload.ops.fail as f64),
+        Column::Unknown => num(r.workload.ops.unknown as f64),
         Column::Store => Value::Text(r.target.clone()),
         Column::Pattern => Value::Text(r.pattern.clone()),
         Column::Faults => Value::Text(if r.scenario.faults.is_empty() {
@@ -392,6 +473,18 @@ pub fn legend(cmp: &Comparison) -> String {
              write's answer, that saw one side only; read ttc = from the intended start until a \
              reader first saw both sides; read anomalies = read-your-write violations, visible \
              ghosts, non-monotonic reads, visible records of failed writes.",
+        );
+    }
+    if cmp
+        .rows
+        .iter()
+        .flatten()
+        .any(|v| matches!(v, Value::Spread(_)))
+    {
+        s.push_str(
+            " Repeats (runs > 1): mean ±half-width of its 95 % interval (Student's t, n-1 \
+             degrees of freedom) (min–max), over the runs the checker finished; one value when \
+             all were equal; the verdict counts every run.",
         );
     }
     if let Some(b) = &cmp.baseline {

@@ -5,6 +5,18 @@
 use crate::result::{RunResult, Verdict};
 use crate::verdict::{FailOn, counts_line, gate};
 
+/// The scenario's name; a run of a `--repeat` series adds which one and its
+/// seed, so the series' test cases stay apart.
+fn case_name(r: &RunResult) -> String {
+    match &r.repeat {
+        Some(x) => format!(
+            "{} (repeat {}/{}, seed {})",
+            r.scenario.name, x.index, x.of, r.seed
+        ),
+        None => r.scenario.name.clone(),
+    }
+}
+
 pub fn render(runs: &[RunResult], policy: FailOn) -> String {
     let mut cases = String::new();
     let (mut failures, mut errors, mut total_s) = (0, 0, 0.0);
@@ -13,7 +25,7 @@ pub fn render(runs: &[RunResult], policy: FailOn) -> String {
         total_s += r.workload.load_s;
         cases.push_str(&format!(
             "    <testcase name=\"{}\" classname=\"dualwrite.{}.{}\" time=\"{:.3}\">\n",
-            escape(&r.scenario.name),
+            escape(&case_name(r)),
             escape(&r.target),
             escape(&r.pattern),
             r.workload.load_s

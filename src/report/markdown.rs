@@ -11,7 +11,7 @@ pub fn comparison(cmp: &Comparison) -> String {
         Some(first) => first
             .iter()
             .map(|v| match v {
-                Value::Number(_) => "---:".to_string(),
+                Value::Number(_) | Value::Spread(_) => "---:".to_string(),
                 Value::Text(_) => "---".to_string(),
             })
             .collect(),

@@ -5,10 +5,12 @@
 pub mod compare;
 pub mod csv;
 pub mod html;
+pub mod interval;
 pub mod jepsen;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod repeats;
 pub mod svg;
 pub mod table;
 

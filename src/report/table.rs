@@ -24,7 +24,7 @@ pub fn comparison(cmp: &Comparison, color: bool) -> String {
             let text = v.display();
             let cell = Cell::new(&text);
             let cell = match v {
-                Value::Number(_) => cell.set_alignment(CellAlignment::Right),
+                Value::Number(_) | Value::Spread(_) => cell.set_alignment(CellAlignment::Right),
                 Value::Text(_) => cell,
             };
             match (color, text.as_str()) {
@@ -81,6 +81,15 @@ pub fn summary(r: &RunResult) -> String {
     ];
     for (k, v) in rows {
         t.add_row(vec![Cell::new(k), Cell::new(v)]);
+    }
+    if let Some(x) = &r.repeat {
+        t.add_row(vec![
+            Cell::new("repeat"),
+            Cell::new(format!(
+                "{} of {}, seed {} (series {})",
+                x.index, x.of, r.seed, x.group
+            )),
+        ]);
     }
     if let Some(relay) = &r.relay {
         let ttc = &relay.time_to_consistency_ms;

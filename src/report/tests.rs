@@ -130,6 +130,7 @@ pub(crate) fn naive() -> RunResult {
             faults: vec!["down@secondary/downstream 3s+2s".into()],
         },
         seed: 42,
+        repeat: None,
         target: "dynamodb".into(),
         pattern: "naive".into(),
         pattern_options: serde_json::json!({"kind": "naive"}),

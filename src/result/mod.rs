@@ -23,6 +23,9 @@ pub struct RunResult {
     pub run_id: String,
     pub scenario: ScenarioInfo,
     pub seed: u64,
+    /// Which of `run --repeat N`'s runs this is; absent for a single run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Repeat>,
     pub target: String,
     pub pattern: String,
     pub pattern_options: serde_json::Value,
@@ -79,6 +82,19 @@ pub struct RunResult {
     #[serde(default)]
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
+}
+
+/// One run of a series (`dualwrite run --repeat N`): the runs of one scenario
+/// with seeds `seed .. seed+N-1`, which `compare` folds into one row.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Repeat {
+    /// 1-based position in the series.
+    pub index: u32,
+    /// How many runs the series asked for.
+    pub of: u32,
+    /// The series' id, shared by its runs (unique per `run --repeat` invocation
+    /// and scenario file).
+    pub group: String,
 }
 
 /// Fractions of operations by outcome, and what happened after the faults.

@@ -332,8 +332,17 @@ fn mongo_polling_outbox_into_a_topic_exactly_once_under_faults() {
     assert!(ttc.max >= 1500.0, "{ttc:?}");
     assert_eq!(r.fault_crashes, 1, "{r:?}");
     assert!(r.self_crashes > 0, "{r:?}");
-    // What a crash had committed was marked, never published twice.
-    assert_eq!(r.delivered, c.scanned_primary, "{r:?}");
+    // What a crash had committed was marked, never published twice: the relay's
+    // publications never exceed the orders, and with what it found committed
+    // after its restarts they cover every order. (A publication committed by an
+    // incarnation that died before marking is counted by no incarnation's
+    // `delivered`; how many depends on where the kill lands.)
+    assert!(r.delivered <= c.scanned_primary, "{r:?}");
+    assert!(
+        r.delivered + r.already_published >= c.scanned_primary,
+        "{r:?}"
+    );
+    assert_eq!(c.duplicates, 0, "{}", run.explain());
 }
 
 /// Every Toxiproxy fault on the producer's connection, and a paused broker, one

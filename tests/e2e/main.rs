@@ -15,5 +15,6 @@ mod mongodb;
 mod outcomes;
 mod readers;
 mod reliability;
+mod repeats;
 mod reports;
 mod two_stores;
