@@ -113,7 +113,7 @@ fn measured<'a>(store: &'a StoreFigures, name: &str) -> Result<&'a PatternFigure
     Ok(row)
 }
 
-const SINGLE: &str = "single write (baseline)";
+use super::patterns::SINGLE;
 
 struct Pair<'a> {
     a: &'a PatternFigures,
@@ -135,11 +135,30 @@ impl Pair<'_> {
     }
     fn p50s(&self) -> String {
         format!(
-            "{:.2} vs {:.2} ms",
+            "{:.2} vs {:.2} ms{}",
             self.a.p50_ms.unwrap_or(0.0),
-            self.b.p50_ms.unwrap_or(0.0)
+            self.b.p50_ms.unwrap_or(0.0),
+            self.late()
         )
     }
+    /// Said when a latency run started operations late: its p50 holds queueing.
+    fn late(&self) -> String {
+        let late = |p: &PatternFigures| {
+            p.late_ops
+                .filter(|n| *n > 0)
+                .map(|n| format!("{} {n}", p.pattern))
+        };
+        let both: Vec<String> = [late(self.a), late(self.b)].into_iter().flatten().collect();
+        if both.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " [operations started late: {}; that latency holds queueing]",
+                both.join(", ")
+            )
+        }
+    }
+
     fn maxes(&self) -> String {
         format!(
             "{:.0} vs {:.0} ops/s",
@@ -156,11 +175,14 @@ fn pair<'a>(store: &'a StoreFigures, a: &str, b: &str) -> Result<Pair<'a>, Strin
     })
 }
 
+/// This run's figure in words and its numbers by name, or why it was not measured.
+type Measured = Result<(String, BTreeMap<String, f64>), String>;
+
 /// One claim: which store, what the seed says, and how to measure it here.
 struct Claim {
     store: &'static str,
     text: &'static str,
-    measure: fn(&StoreFigures, &Wcu) -> Result<(String, BTreeMap<String, f64>), String>,
+    measure: fn(&StoreFigures, &Wcu) -> Measured,
     /// Why it differs, by the server measured; `None`: the generic sentence.
     why: fn(&str, &Wcu) -> Option<String>,
 }
@@ -169,10 +191,7 @@ fn figures<const N: usize>(pairs: [(&str, f64); N]) -> BTreeMap<String, f64> {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-fn mongodb_transaction(
-    s: &StoreFigures,
-    _: &Wcu,
-) -> Result<(String, BTreeMap<String, f64>), String> {
+fn mongodb_transaction(s: &StoreFigures, _: &Wcu) -> Measured {
     let p = pair(s, "transaction", SINGLE)?;
     Ok((
         format!(
@@ -189,10 +208,7 @@ fn mongodb_transaction(
     ))
 }
 
-fn dynamodb_transaction(
-    s: &StoreFigures,
-    w: &Wcu,
-) -> Result<(String, BTreeMap<String, f64>), String> {
+fn dynamodb_transaction(s: &StoreFigures, w: &Wcu) -> Measured {
     let p = pair(s, "transaction", SINGLE)?;
     let naive = pair(s, "transaction", "naive")?;
     let ratio = w.transaction as f64 / w.naive as f64;
@@ -215,7 +231,7 @@ fn dynamodb_transaction(
     ))
 }
 
-fn cassandra_same(s: &StoreFigures, _: &Wcu) -> Result<(String, BTreeMap<String, f64>), String> {
+fn cassandra_same(s: &StoreFigures, _: &Wcu) -> Measured {
     let p = pair(s, "logged-batch (same)", SINGLE)?;
     let naive = pair(s, "logged-batch (same)", "naive")?;
     Ok((
@@ -236,7 +252,7 @@ fn cassandra_same(s: &StoreFigures, _: &Wcu) -> Result<(String, BTreeMap<String,
     ))
 }
 
-fn cassandra_cross(s: &StoreFigures, _: &Wcu) -> Result<(String, BTreeMap<String, f64>), String> {
+fn cassandra_cross(s: &StoreFigures, _: &Wcu) -> Measured {
     let p = pair(s, "logged-batch (cross)", "logged-batch (same)")?;
     let single = pair(s, "logged-batch (cross)", SINGLE)?;
     Ok((
@@ -256,7 +272,7 @@ fn cassandra_cross(s: &StoreFigures, _: &Wcu) -> Result<(String, BTreeMap<String
     ))
 }
 
-fn cassandra_lwt(s: &StoreFigures, _: &Wcu) -> Result<(String, BTreeMap<String, f64>), String> {
+fn cassandra_lwt(s: &StoreFigures, _: &Wcu) -> Measured {
     let p = pair(s, "naive (lwt)", "naive")?;
     Ok((
         format!(
@@ -273,7 +289,7 @@ fn cassandra_lwt(s: &StoreFigures, _: &Wcu) -> Result<(String, BTreeMap<String, 
     ))
 }
 
-fn change_feed(s: &StoreFigures, _: &Wcu) -> Result<(String, BTreeMap<String, f64>), String> {
+fn change_feed(s: &StoreFigures, _: &Wcu) -> Measured {
     let p = pair(s, "streams", SINGLE)?;
     let ttc = p.a.ttc_p50_ms;
     Ok((
@@ -290,7 +306,7 @@ fn change_feed(s: &StoreFigures, _: &Wcu) -> Result<(String, BTreeMap<String, f6
     ))
 }
 
-fn cassandra_cdc(_: &StoreFigures, _: &Wcu) -> Result<(String, BTreeMap<String, f64>), String> {
+fn cassandra_cdc(_: &StoreFigures, _: &Wcu) -> Measured {
     Err(
         "not measured: dualwrite has no Cassandra CDC relay (`streams` is rejected on Cassandra)"
             .into(),
@@ -561,6 +577,7 @@ mod tests {
                 ],
             ),
         );
+        stores.get_mut("cassandra").unwrap().patterns[2].late_ops = Some(12);
         let rows = rows(&stores, &wcu);
         let get = |store: &str, start: &str| {
             rows.iter()
@@ -598,6 +615,13 @@ mod tests {
         let lwt = get("cassandra", "LWT");
         assert_eq!(lwt.figures["plus_p50_ms"], 1.5);
         assert_eq!(lwt.figures["less_throughput_pct"], 75.0);
+        assert!(
+            lwt.measured
+                .contains("[operations started late: naive (lwt) 12; that latency holds queueing]"),
+            "{}",
+            lwt.measured
+        );
+        assert!(!same.measured.contains("late"), "{}", same.measured);
 
         let streams = get("dynamodb", "change feed");
         assert_eq!(streams.figures["plus_p50_ms"], 0.5);
