@@ -49,6 +49,12 @@ throughput_ratio, orphans, ghosts, duplicates, mismatches, lost_acks, strays,
 divergence, ttc_p99_ms, verdict. Ratios need --baseline: latency_ratio = p50 /
 baseline p50, throughput_ratio = achieved / baseline achieved.
 
+Capacity per order (shown when a run has it; docs/RESULTS.md, capacity):
+wcu_per_order, rcu_per_order, stream_reads_per_order (DynamoDB), mutations_per_order,
+batchlog_per_order, paxos_per_order (Cassandra), docs_per_order, write_ops_per_order,
+txns_per_order (MongoDB), capacity_source (reported, modelled, server counter...);
+with --prices FILE, cost_per_million_orders.
+
 Repeats: the runs of one `run --repeat N` series (same scenario, same repeat group)
 make one row: each figure is `mean ±h (min–max)`, h the half-width of the 95 %
 interval of the mean (Student's t); CSV adds <col>_min, <col>_max, <col>_ci95_low,
@@ -60,6 +66,7 @@ Examples:
   dualwrite compare results/
   dualwrite compare 'results/dynamo-*/latest' --format markdown --baseline results/dynamo-naive/latest
   dualwrite compare results/ --sort divergence:desc --columns scenario,pattern,p99_ms,divergence,verdict
+  dualwrite compare 'results/dynamo-*' --columns scenario,pattern,wcu_per_order,stream_reads_per_order,capacity_source --prices prices.toml
   dualwrite compare results/ --format csv > runs.csv";
 
 #[derive(Debug, Parser)]
@@ -113,6 +120,10 @@ pub enum Command {
         /// Comma-separated columns to show, in this order.
         #[arg(long, value_name = "a,b,c")]
         columns: Option<String>,
+        /// A price table (TOML: per million capacity units, or per node-hour) that
+        /// adds the cost of a million orders; none is built in.
+        #[arg(long, value_name = "FILE")]
+        prices: Option<PathBuf>,
     },
     /// Rebuild the reports of one run from its directory (HTML, JUnit, summary).
     #[command(
@@ -132,6 +143,10 @@ pub enum Command {
         /// `table` prints the summary; `json` prints the result document.
         #[arg(long, value_enum, default_value = "table")]
         format: SummaryFormat,
+        /// A price table (TOML: per million capacity units, or per node-hour): the
+        /// HTML report adds the cost of a million orders; none is built in.
+        #[arg(long, value_name = "FILE")]
+        prices: Option<PathBuf>,
     },
     /// Export a run's history for other checkers (docs/HISTORY.md).
     #[command(
@@ -269,12 +284,14 @@ pub async fn main(cli: Cli) -> i32 {
             baseline,
             sort,
             columns,
+            prices,
         } => commands::compare(commands::CompareArgs {
             inputs: &inputs,
             format,
             baseline: baseline.as_deref(),
             sort: sort.as_deref(),
             columns: columns.as_deref(),
+            prices: prices.as_deref(),
         }),
         Command::Report {
             run,
@@ -282,12 +299,14 @@ pub async fn main(cli: Cli) -> i32 {
             junit,
             fail_on,
             format,
+            prices,
         } => commands::report(commands::ReportArgs {
             run: &run,
             html: html.as_deref(),
             junit: junit.as_deref(),
             fail_on,
             json: format == SummaryFormat::Json,
+            prices: prices.as_deref(),
         }),
         Command::History {
             run,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::exit;
 use crate::history::History;
+use crate::report::capacity::Prices;
 use crate::report::compare::{self, CompareOptions};
 use crate::report::{self, Format};
 use crate::result::{self, RunResult};
@@ -131,11 +132,14 @@ pub struct CompareArgs<'a> {
     pub baseline: Option<&'a Path>,
     pub sort: Option<&'a str>,
     pub columns: Option<&'a str>,
+    /// `--prices FILE`: a price table turning capacity into money.
+    pub prices: Option<&'a Path>,
 }
 
 pub fn compare(args: CompareArgs) -> i32 {
     let built = (|| -> anyhow::Result<String> {
-        let opts = CompareOptions::parse(args.columns, args.sort)?;
+        let mut opts = CompareOptions::parse(args.columns, args.sort)?;
+        opts.prices = args.prices.map(Prices::load).transpose()?;
         let runs = resolve_inputs(args.inputs)?
             .iter()
             .map(|f| RunResult::read(f))
@@ -174,8 +178,18 @@ fn run_dir_of(p: &Path) -> PathBuf {
 
 /// Writes the HTML report of one run (reading `scenario.toml` beside its result).
 pub fn write_html(r: &RunResult, run_dir: &Path, out: &Path) -> anyhow::Result<()> {
+    write_html_priced(r, run_dir, out, None)
+}
+
+/// [`write_html`] with costs from a price table.
+pub fn write_html_priced(
+    r: &RunResult,
+    run_dir: &Path,
+    out: &Path,
+    prices: Option<&Prices>,
+) -> anyhow::Result<()> {
     let scenario = std::fs::read_to_string(run_dir.join("scenario.toml")).ok();
-    let html = report::html::render(r, scenario.as_deref());
+    let html = report::html::render_priced(r, scenario.as_deref(), prices);
     write_output(out, html.as_bytes())
         .with_context(|| format!("cannot write the HTML report {}", out.display()))
 }
@@ -201,6 +215,8 @@ pub struct ReportArgs<'a> {
     pub junit: Option<&'a Path>,
     pub fail_on: FailOn,
     pub json: bool,
+    /// `--prices FILE`: costs in the HTML report and the summary.
+    pub prices: Option<&'a Path>,
 }
 
 pub fn report(args: ReportArgs) -> i32 {
@@ -212,9 +228,16 @@ pub fn report(args: ReportArgs) -> i32 {
             return exit::BAD_INPUT;
         }
     };
+    let prices = match args.prices.map(Prices::load).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::BAD_INPUT;
+        }
+    };
     let written = (|| -> anyhow::Result<()> {
         if let Some(out) = args.html {
-            write_html(&r, &dir, out)?;
+            write_html_priced(&r, &dir, out, prices.as_ref())?;
             eprintln!("html: {}", out.display());
         }
         if let Some(out) = args.junit {

@@ -246,9 +246,14 @@ impl<'a> Run<'a> {
 
     async fn phases(&mut self, interrupt: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut setup = self.set_up().await?;
+        for s in setup.stores.all() {
+            s.capacity_start().await;
+        }
         let mut load = self.load(&mut setup, interrupt).await?;
         let readers = load.readers.take();
         let causes = self.settle(&setup, &load, readers).await?;
+        // After the relay drained (its work is part of the cost), before the scans.
+        self.record_capacity(&setup).await;
         // The service is done: the stores are quiet while they are scanned.
         self.stop_app().await;
         self.check(&setup, &load, &causes).await?;
@@ -630,6 +635,23 @@ impl<'a> Run<'a> {
             .extend(verdict::availability_warnings(&r.availability));
         for s in setup.stores.all() {
             r.faults_injected.extend(s.injected_faults());
+        }
+    }
+
+    /// Each store's capacity figures per issued operation into the result.
+    async fn record_capacity(&mut self, setup: &SetUp) {
+        let orders = self.result.workload.ops.total;
+        let mut all = result::CapacityResult {
+            orders,
+            ..Default::default()
+        };
+        for s in setup.stores.all() {
+            let c = s.capacity(orders).await;
+            all.figures.extend(c.figures);
+            all.notes.extend(c.notes);
+        }
+        if !all.figures.is_empty() {
+            self.result.capacity = Some(all);
         }
     }
 
@@ -1047,6 +1069,7 @@ pub fn empty_result(scenario: &Scenario, run_id: &str, namespace: &str) -> RunRe
         app: None,
         replicas: None,
         availability: Availability::default(),
+        capacity: None,
         readers: None,
         checker: None::<CheckerReport>,
         checked: false,

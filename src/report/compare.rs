@@ -6,6 +6,7 @@
 
 use anyhow::bail;
 
+use super::capacity::{self, FIGURES, Prices};
 use super::interval::Spread;
 use super::repeats;
 use crate::result::RunResult;
@@ -46,6 +47,12 @@ pub enum Column {
     ReadTtcP99,
     /// Anomalous reads of every kind.
     ReadAnomalies,
+    /// A capacity figure per order (an index of `capacity::FIGURES`).
+    Capacity(usize),
+    /// Where the run's capacity figures come from.
+    CapacitySource,
+    /// Cost of a million orders at the `--prices` table.
+    Cost,
     Verdict,
 }
 
@@ -86,6 +93,7 @@ impl Column {
     pub fn key(self) -> String {
         match self {
             Column::Partial(ms) => format!("partial_{}", delay(ms)),
+            Column::Capacity(i) => FIGURES[i].key.to_string(),
             other => other.static_key().to_string(),
         }
     }
@@ -93,6 +101,9 @@ impl Column {
     fn static_key(self) -> &'static str {
         match self {
             Column::Partial(_) => "partial",
+            Column::Capacity(_) => "capacity",
+            Column::CapacitySource => "capacity_source",
+            Column::Cost => "cost_per_million_orders",
             Column::ReadTtcP99 => "read_ttc_p99_ms",
             Column::ReadAnomalies => "read_anomalies",
             Column::Scenario => "scenario",
@@ -127,6 +138,7 @@ impl Column {
     pub fn header(self) -> String {
         match self {
             Column::Partial(ms) => format!("partial @{}", delay(ms)),
+            Column::Capacity(i) => FIGURES[i].header.to_string(),
             other => other.static_header().to_string(),
         }
     }
@@ -134,6 +146,9 @@ impl Column {
     fn static_header(self) -> &'static str {
         match self {
             Column::Partial(_) => "partial",
+            Column::Capacity(_) => "capacity",
+            Column::CapacitySource => "capacity",
+            Column::Cost => "cost/M orders",
             Column::ReadTtcP99 => "read ttc p99 ms",
             Column::ReadAnomalies => "read anomalies",
             Column::Scenario => "scenario",
@@ -171,11 +186,20 @@ impl Column {
         {
             return Ok(Column::Partial(d.as_millis() as u64));
         }
+        if let Some(i) = FIGURES.iter().position(|f| f.key == name) {
+            return Ok(Column::Capacity(i));
+        }
+        for c in [Column::CapacitySource, Column::Cost] {
+            if c.key() == name {
+                return Ok(c);
+            }
+        }
         match Column::ALL.iter().find(|c| c.key() == name) {
             Some(c) => Ok(*c),
             None => bail!(
-                "unknown column '{name}'; use one of: {}, partial_<delay> (e.g. partial_100ms)",
-                Column::ALL.map(|c| c.key()).join(", ")
+                "unknown column '{name}'; use one of: {}, partial_<delay> (e.g. partial_100ms), {}, capacity_source, cost_per_million_orders",
+                Column::ALL.map(|c| c.key()).join(", "),
+                FIGURES.map(|f| f.key).join(", ")
             ),
         }
     }
@@ -183,7 +207,9 @@ impl Column {
     /// Columns shown when `--columns` is not given: every column the issue lists,
     /// the ratios only when there is a baseline, the readers' only when a run
     /// had readers (a partial-read column per delay any run read at), the runs
-    /// per row and the outcomes only when a row is a series of repeats.
+    /// per row and the outcomes only when a row is a series of repeats, a
+    /// capacity column per figure some run has (and the cost with `--prices`,
+    /// added by [`compare`]).
     pub fn defaults(runs: &[RunResult], with_baseline: bool, grouped: bool) -> Vec<Column> {
         let mut delays: Vec<u64> = runs
             .iter()
@@ -201,6 +227,16 @@ impl Column {
                 Column::LatencyRatio | Column::ThroughputRatio if !with_baseline => continue,
                 Column::ReadTtcP99 | Column::ReadAnomalies if !readers => continue,
                 Column::ReadTtcP99 => columns.extend(delays.iter().map(|d| Column::Partial(*d))),
+                Column::Verdict => {
+                    let figures: Vec<Column> = (0..FIGURES.len())
+                        .filter(|i| capacity::shown(runs, *i))
+                        .map(Column::Capacity)
+                        .collect();
+                    if !figures.is_empty() {
+                        columns.extend(figures);
+                        columns.push(Column::CapacitySource);
+                    }
+                }
                 _ => {}
             }
             columns.push(c);
@@ -306,6 +342,8 @@ pub struct CompareOptions {
     pub columns: Option<Vec<Column>>,
     /// Sort by this column; `true` = descending.
     pub sort: Option<(Column, bool)>,
+    /// `--prices`: turns capacity into money.
+    pub prices: Option<Prices>,
 }
 
 impl CompareOptions {
@@ -332,7 +370,11 @@ impl CompareOptions {
                 Ok((Column::parse(name)?, desc))
             })
             .transpose()?;
-        Ok(Self { columns, sort })
+        Ok(Self {
+            columns,
+            sort,
+            prices: None,
+        })
     }
 }
 
@@ -343,6 +385,8 @@ pub struct Comparison {
     pub rows: Vec<Vec<Value>>,
     /// The baseline's scenario and run id, when there is one.
     pub baseline: Option<String>,
+    /// The price table's currency, when costs were computed.
+    pub currency: Option<String>,
 }
 
 /// Builds the comparison of `runs` (in the given order unless sorted); the runs
@@ -354,25 +398,57 @@ pub fn compare(
 ) -> Comparison {
     let mut order = repeats::rows(runs);
     let grouped = order.iter().any(|r| r.is_group());
-    let columns = opts
-        .columns
-        .clone()
-        .unwrap_or_else(|| Column::defaults(runs, baseline.is_some(), grouped));
+    let columns = opts.columns.clone().unwrap_or_else(|| {
+        let mut columns = Column::defaults(runs, baseline.is_some(), grouped);
+        if opts.prices.is_some() && columns.contains(&Column::CapacitySource) {
+            let at = columns.len().saturating_sub(1);
+            columns.insert(at, Column::Cost);
+        }
+        columns
+    });
+    let prices = opts.prices.as_ref();
+    let cell = |r: &repeats::Row, col: Column| match col {
+        Column::Cost => cost(r, prices),
+        _ => r.value(baseline, col),
+    };
     if let Some((col, desc)) = opts.sort {
         // Stable: equal keys keep the input order.
         order.sort_by(|a, b| {
-            let ord = cmp_values(&a.value(baseline, col), &b.value(baseline, col));
+            let ord = cmp_values(&cell(a, col), &cell(b, col));
             if desc { ord.reverse() } else { ord }
         });
     }
     let rows = order
         .iter()
-        .map(|r| columns.iter().map(|c| r.value(baseline, *c)).collect())
+        .map(|r| columns.iter().map(|c| cell(r, *c)).collect())
         .collect();
     Comparison {
         columns,
         rows,
         baseline: baseline.map(|b| format!("{} ({})", b.scenario.name, b.run_id)),
+        currency: prices.map(|p| p.currency.clone()),
+    }
+}
+
+/// The cost of a million orders of a row at the price table (a series: over
+/// its runs the checker finished, as its other figures).
+fn cost(row: &repeats::Row, prices: Option<&Prices>) -> Value {
+    let Some(p) = prices else {
+        return Value::Number(None);
+    };
+    match row {
+        repeats::Row::Single(r) => Value::Number(p.per_million_orders(r)),
+        repeats::Row::Group(runs) => {
+            let costs: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.checker.is_some())
+                .filter_map(|r| p.per_million_orders(r))
+                .collect();
+            match Spread::of(&costs) {
+                Some(s) => Value::Spread(s),
+                None => Value::Number(None),
+            }
+        }
     }
 }
 
@@ -450,6 +526,18 @@ pub fn value(r: &RunResult, baseline: Option<&RunResult>, col: Column) -> Value 
         Column::ReadAnomalies => {
             Value::Number(r.readers.as_ref().map(|x| x.anomalous_reads() as f64))
         }
+        Column::Capacity(i) => match capacity::figure(r, i) {
+            // Never a zero for what the server does not report.
+            Some(f) if f.missing.is_some() => Value::Text("not reported".into()),
+            Some(f) => Value::Number(capacity::number(f)),
+            None => Value::Number(None),
+        },
+        Column::CapacitySource => match capacity::sources(r) {
+            Some(s) => Value::Text(s),
+            None => Value::Number(None),
+        },
+        // Needs the price table: filled by `compare`.
+        Column::Cost => Value::Number(None),
         Column::Verdict => Value::Text(r.verdict.name().to_uppercase()),
     }
 }
@@ -486,6 +574,17 @@ pub fn legend(cmp: &Comparison) -> String {
              degrees of freedom) (min–max), over the runs the checker finished; one value when \
              all were equal; the verdict counts every run.",
         );
+    }
+    if cmp
+        .columns
+        .iter()
+        .any(|c| matches!(c, Column::Capacity(_) | Column::Cost))
+    {
+        let prices = cmp.currency.as_ref().map(|c| Prices {
+            currency: c.clone(),
+            ..Prices::default()
+        });
+        s.push_str(&capacity::legend(prices.as_ref()));
     }
     if let Some(b) = &cmp.baseline {
         s.push_str(&format!(

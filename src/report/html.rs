@@ -21,6 +21,15 @@ pre{background:#f7f7f7;border:1px solid #ddd;padding:8px;overflow-x:auto}.muted{
 
 /// Renders the report. `scenario_text` is the `scenario.toml` beside the result.
 pub fn render(r: &RunResult, scenario_text: Option<&str>) -> String {
+    render_priced(r, scenario_text, None)
+}
+
+/// The report with costs from a price table (`report --prices FILE`).
+pub fn render_priced(
+    r: &RunResult,
+    scenario_text: Option<&str>,
+    prices: Option<&super::capacity::Prices>,
+) -> String {
     let mut h = String::new();
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     h.push_str(&format!(
@@ -55,6 +64,7 @@ pub fn render(r: &RunResult, scenario_text: Option<&str>) -> String {
         h.push_str("</ul>\n");
     }
     h.push_str(&availability(r));
+    h.push_str(&super::capacity::html_section(r, prices));
     h.push_str("<h2>Over time</h2>\n");
     if r.timeline.is_empty() {
         // An error before the load (store or proxy unreachable): empty axes

@@ -2,6 +2,7 @@
 //! from `results/`. One file per format; [`compare`] is the row model shared by
 //! the multi-run formats.
 
+pub mod capacity;
 pub mod compare;
 pub mod csv;
 pub mod html;

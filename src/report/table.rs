@@ -101,6 +101,9 @@ pub fn summary(r: &RunResult) -> String {
             )),
         ]);
     }
+    if let Some(line) = super::capacity::summary_line(r) {
+        t.add_row(vec![Cell::new("capacity / order"), Cell::new(line)]);
+    }
     if let Some(x) = &r.readers {
         let at: Vec<String> = x
             .by_delay

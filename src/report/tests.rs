@@ -196,6 +196,7 @@ pub(crate) fn naive() -> RunResult {
             ok_fraction: 1.0,
             ..Availability::default()
         },
+        capacity: None,
         readers: None,
         checker: Some(checker),
         checked: true,

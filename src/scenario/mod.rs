@@ -13,6 +13,7 @@ pub use connection::{
     is_loopback_host, split_host_port,
 };
 pub use error::ScenarioError;
+pub(crate) use error::line_col;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};

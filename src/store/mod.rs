@@ -297,6 +297,20 @@ pub trait Store: Send + Sync {
         BTreeMap::new()
     }
 
+    /// Reads the store's capacity counters before the load, where they are the
+    /// server's (a counter read after minus one read before); counters the
+    /// store's own clients keep need nothing here.
+    async fn capacity_start(&self) {}
+
+    /// What the run used so far (read after the relay drained), in the store's
+    /// own units, per `orders`. A store without counters reports none.
+    async fn capacity(&self, orders: u64) -> crate::result::CapacityResult {
+        crate::result::CapacityResult {
+            orders,
+            ..Default::default()
+        }
+    }
+
     /// The replicas of this store's sides, when they live on several nodes.
     fn replicas(&self) -> Option<Arc<dyn Replicas>> {
         None

@@ -223,8 +223,12 @@ async fn connect_run(scenario: &Arc<dualwrite::scenario::Scenario>, namespace: &
     let endpoints = store::resolve_endpoints(&scenario.target, &t)
         .await
         .unwrap();
+    // The run's namespace exists now: connect as a run that reuses it (the
+    // service's tables are still dropped by their layouts).
+    let mut reused = (**scenario).clone();
+    reused.namespace.reuse = true;
     Stores::connect(
-        scenario,
+        &Arc::new(reused),
         namespace,
         &endpoints,
         &dualwrite::store::stack_state_dir(),

@@ -20,6 +20,42 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The shared servers stay up while a test uses them: every test holds this lock
+/// shared (through its `Scratch` or `lock`), and a test that kills or pauses a
+/// shared server (moto, FerretDB, mongoeco) holds it alone, taken first, before
+/// any store lock. Tests on proxies of their own would otherwise meet a server
+/// another test killed.
+static SERVERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+thread_local! {
+    // libtest runs each test on a thread of its own: the guard lives until the
+    // test's thread ends.
+    static SHARED: std::cell::RefCell<Option<std::sync::RwLockReadGuard<'static, ()>>> =
+        const { std::cell::RefCell::new(None) };
+    static EXCLUSIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Holds the servers up for the rest of this test (once per test thread).
+pub fn servers_stay_up() {
+    if EXCLUSIVE.get() {
+        return;
+    }
+    SHARED.with(|held| {
+        let mut held = held.borrow_mut();
+        if held.is_none() {
+            *held = Some(SERVERS.read().unwrap_or_else(|p| p.into_inner()));
+        }
+    });
+}
+
+/// For a test that kills or pauses a shared server: waits until no other test
+/// uses the servers, and keeps them to itself. Call it first in the test.
+pub fn servers_to_myself() -> std::sync::RwLockWriteGuard<'static, ()> {
+    SHARED.with(|held| held.borrow_mut().take());
+    EXCLUSIVE.set(true);
+    SERVERS.write().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A scratch directory for one test (results, scenario files).
 pub struct Scratch {
     pub dir: tempfile::TempDir,
@@ -27,6 +63,7 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Self {
+        servers_stay_up();
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
         }
@@ -148,6 +185,7 @@ pub async fn check(stores: &Stores, history: &History, scenario: &Scenario) -> C
 /// the registry. Tests of different stores run in parallel.
 pub fn lock(store: &str) -> std::sync::MutexGuard<'static, ()> {
     use std::sync::{Mutex, OnceLock};
+    servers_stay_up();
     static LOCKS: OnceLock<Vec<(&'static str, Mutex<()>)>> = OnceLock::new();
     let locks = LOCKS.get_or_init(|| {
         dualwrite::store::REGISTRY

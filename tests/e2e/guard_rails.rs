@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use crate::common::{Scratch, bin, repo};
+use crate::common::{Scratch, bin, repo, servers_stay_up};
 
 /// A scenario on documentation addresses (RFC 5737), never routed anywhere.
 const REMOTE: &str = r#"
@@ -108,6 +108,7 @@ fn a_remote_endpoint_without_allow_remote_is_refused_at_validation_by_validate_p
 
 #[test]
 fn plan_prints_what_every_bundled_scenario_creates_writes_faults_and_drops() {
+    servers_stay_up();
     let mut files: Vec<_> = std::fs::read_dir(repo().join("scenarios"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -140,6 +141,7 @@ fn plan_prints_what_every_bundled_scenario_creates_writes_faults_and_drops() {
         let store_word = match s.target.primary.store.name() {
             "cassandra" => "keyspace dw_<time>_<hex>",
             "mongodb" => "database dw_<time>_<hex>",
+            "memory" => "in-memory tables of dw_<time>_<hex>",
             _ => "table dw_<time>_<hex>_orders",
         };
         assert!(text.contains(store_word), "{name}\n{text}");

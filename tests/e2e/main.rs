@@ -2,6 +2,7 @@
 //! the real servers. One test binary, one module per topic.
 
 mod app;
+mod capacity;
 mod cassandra;
 mod cassandra_cluster;
 mod cli;

@@ -295,6 +295,7 @@ fn credentials_never_reach_results_history_or_output() {
 
 #[test]
 fn a_paused_store_gives_unknowns_and_the_checker_runs_after_recovery() {
+    let _servers = servers_to_myself();
     let _guard = lock("dynamodb");
     let s = Scratch::new();
     let text = SHORT
@@ -346,6 +347,7 @@ fn a_paused_store_gives_unknowns_and_the_checker_runs_after_recovery() {
 /// without losing what landed (moto and mongoeco are in memory).
 #[test]
 fn a_killed_and_restarted_store_fails_operations_and_the_checker_counts_after_recovery() {
+    let _servers = servers_to_myself();
     let _guard = lock("mongodb");
     let s = Scratch::new();
     let text = r#"
@@ -736,6 +738,7 @@ fn a_scan_that_fails_after_the_load_still_reports_the_load() {
 /// `checked: false`, so a CI job reading `lost_acks` saw 0.
 #[test]
 fn a_killed_in_memory_server_loses_its_data_and_every_acknowledged_order_is_lost() {
+    let _servers = servers_to_myself();
     let _guard = lock("dynamodb");
     let s = Scratch::new();
     let text = r#"
@@ -794,6 +797,7 @@ lost_acks = "any"
 /// state the run stops before the load (exit 3) instead of leaving a server down.
 #[test]
 fn process_faults_work_from_any_directory_or_stop_before_the_load() {
+    let _servers = servers_to_myself();
     let _guard = lock("mongodb");
     let s = Scratch::new();
     let text = r#"

@@ -19,6 +19,7 @@
 //! `pattern.consistency`), serial consistency for LWTs, and on the cluster
 //! optionally a coordinator it is pinned to.
 
+mod capacity;
 mod cluster;
 mod relay;
 mod side;
@@ -179,6 +180,8 @@ pub struct CassandraStore {
     replicas: Option<Arc<cluster::ClusterReplicas>>,
     /// What of the namespace existed before the run (never dropped).
     before: std::sync::Mutex<Before>,
+    /// The server's write counters before the load, or why they cannot be read.
+    capacity_before: std::sync::Mutex<Option<Result<capacity::Counters, String>>>,
 }
 
 /// The keyspace and tables of the run that existed before it.
@@ -462,6 +465,7 @@ impl CassandraStore {
             cluster,
             replicas: None,
             before: Default::default(),
+            capacity_before: Default::default(),
         };
         if let Some(link) = &store.cluster {
             let (via, session) = store.admin();
@@ -756,6 +760,40 @@ impl Store for CassandraStore {
         )
         .await?;
         Ok(Arc::new(source))
+    }
+
+    async fn capacity_start(&self) {
+        let read = capacity::read(self.admin().1, &self.tables().keyspace)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        *self.capacity_before.lock().expect("not poisoned") = Some(read);
+    }
+
+    async fn capacity(&self, orders: u64) -> crate::result::CapacityResult {
+        let before = self.capacity_before.lock().expect("not poisoned").clone();
+        let after = capacity::read(self.admin().1, &self.tables().keyspace)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        match (before, after) {
+            (Some(Ok(b)), Ok(a)) => crate::result::CapacityResult {
+                orders,
+                figures: capacity::figures(&b, &a, orders),
+                notes: capacity::notes(self.cluster.is_some()),
+            },
+            (before, after) => {
+                let why = match (before, after) {
+                    (Some(Err(e)), _) | (_, Err(e)) => e,
+                    _ => "not read before the load".into(),
+                };
+                crate::result::CapacityResult {
+                    orders,
+                    figures: capacity::not_reported(&self.ctx.server),
+                    notes: vec![format!(
+                        "cassandra: system_views.local_write_latency could not be read: {why}"
+                    )],
+                }
+            }
+        }
     }
 
     async fn bare_client(&self, writes: u8) -> Option<Arc<dyn Writer>> {

@@ -32,6 +32,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::capacity::{CapacityCounter, CapacityInterceptor};
 use super::faults::{FaultInterceptor, SideFaults};
 use crate::scenario::{AWS_ENDPOINT, Connection, Scenario, Side, SideEndpoint, host_of};
 use crate::store::tunnel::{Protocol, Tunnel};
@@ -101,22 +102,41 @@ impl DynamoConn {
 
     /// A DynamoDB client, with the side's SDK fault source installed.
     pub fn client(&self, op_timeout: Duration, faults: Option<&Arc<SideFaults>>) -> Client {
+        self.counted_client(op_timeout, faults, None)
+    }
+
+    /// A DynamoDB client that also counts its capacity (the workload's and the
+    /// relay's clients, `capacity.rs`).
+    pub(crate) fn counted_client(
+        &self,
+        op_timeout: Duration,
+        faults: Option<&Arc<SideFaults>>,
+        capacity: Option<(&Arc<CapacityCounter>, Side)>,
+    ) -> Client {
         let mut config = aws_sdk_dynamodb::config::Builder::from(&self.tuned(op_timeout));
         if let Some(f) = faults {
             config = config.interceptor(FaultInterceptor::new(f.clone()));
         }
+        if let Some((c, side)) = capacity {
+            config = config.interceptor(CapacityInterceptor::new(c.clone(), side));
+        }
         Client::from_conf(config.build())
     }
 
-    /// A DynamoDB Streams client (moto serves Streams on the same endpoint).
-    pub fn streams_client(
+    /// A DynamoDB Streams client (moto serves Streams on the same endpoint),
+    /// counting its GetRecords calls when given a counter.
+    pub(crate) fn streams_client(
         &self,
         op_timeout: Duration,
         faults: Option<&Arc<SideFaults>>,
+        capacity: Option<(&Arc<CapacityCounter>, Side)>,
     ) -> aws_sdk_dynamodbstreams::Client {
         let mut config = aws_sdk_dynamodbstreams::config::Builder::from(&self.tuned(op_timeout));
         if let Some(f) = faults {
             config = config.interceptor(FaultInterceptor::new(f.clone()));
+        }
+        if let Some((c, side)) = capacity {
+            config = config.interceptor(CapacityInterceptor::new(c.clone(), side));
         }
         aws_sdk_dynamodbstreams::Client::from_conf(config.build())
     }

@@ -7,6 +7,7 @@
 //! `side.rs`, the atomic writes in `writes.rs`, the Streams relay source in
 //! `relay.rs`, the SDK-side fault source in `faults.rs`.
 
+mod capacity;
 mod conn;
 mod faults;
 mod relay;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use self::capacity::CapacityCounter;
 pub use self::conn::DynamoConn;
 use self::faults::SideFaults;
 use self::relay::{Feed, StreamsSource};
@@ -155,6 +157,8 @@ pub struct DynamoStore {
     admin: BTreeMap<Side, Client>,
     /// SDK-side fault state per connection, shared with its interceptors.
     faults: BTreeMap<Side, Arc<SideFaults>>,
+    /// Capacity used by the workload's and the relay's clients (`capacity.rs`).
+    capacity: Arc<CapacityCounter>,
     /// The run's tables that existed before it (never deleted).
     before: std::sync::Mutex<Vec<String>>,
     info: ServerInfo,
@@ -178,9 +182,24 @@ impl DynamoStore {
             let conn = DynamoConn::new(ctx.endpoint(*side), *side, &ctx.scenario).await?;
             conns.insert(*side, conn);
         }
+        let (_, events) = tables(&ctx.namespace);
+        let indexes = if order_index(&ctx.scenario) {
+            vec![(events, "order_id".to_string())]
+        } else {
+            Vec::new()
+        };
+        // moto's ConsumedCapacity is constants, not DynamoDB's accounting.
+        let capacity = CapacityCounter::new(indexes, ctx.server != "moto");
         let clients = sides
             .iter()
-            .map(|side| (*side, conns[side].client(op_timeout, Some(&faults[side]))))
+            .map(|side| {
+                let client = conns[side].counted_client(
+                    op_timeout,
+                    Some(&faults[side]),
+                    Some((&capacity, *side)),
+                );
+                (*side, client)
+            })
             .collect();
         let admin = sides
             .iter()
@@ -192,6 +211,7 @@ impl DynamoStore {
             clients,
             admin,
             faults,
+            capacity,
             before: Default::default(),
             info: ServerInfo::default(),
         })
@@ -223,6 +243,13 @@ impl DynamoStore {
             .next()
             .expect("a store serves at least one connection")
     }
+}
+
+/// Whether the events table gets an index on the order id: readers find events
+/// with fresh ids through it.
+fn order_index(scenario: &crate::scenario::Scenario) -> bool {
+    scenario.readers.is_some()
+        && scenario.pattern.secondary_key_policy() == crate::pattern::KeyPolicy::Fresh
 }
 
 /// Bound on one administrative call (probe, create/delete table, plant).
@@ -375,10 +402,7 @@ impl Store for DynamoStore {
     async fn prepare(&self) -> anyhow::Result<()> {
         let (orders, events) = tables(&self.ctx.namespace);
         let stream = self.ctx.scenario.pattern.kind.is_async();
-        // Readers find events with fresh ids through an index on the order id.
-        let scenario = &self.ctx.scenario;
-        let order_index = scenario.readers.is_some()
-            && scenario.pattern.secondary_key_policy() == crate::pattern::KeyPolicy::Fresh;
+        let order_index = order_index(&self.ctx.scenario);
         if self.ctx.serves(Side::Primary) {
             create_table(self.admin(), &orders, "order_id", stream, false).await?;
         }
@@ -438,9 +462,10 @@ impl Store for DynamoStore {
             .conns
             .get(&Side::Relay)
             .ok_or_else(|| anyhow::anyhow!("this dynamodb store does not serve the relay"))?;
+        let capacity = Some((&self.capacity, Side::Relay));
         Ok(Arc::new(StreamsSource::new(
-            conn.streams_client(limit, Some(faults)),
-            conn.client(limit, Some(faults)),
+            conn.streams_client(limit, Some(faults), capacity),
+            conn.counted_client(limit, Some(faults), capacity),
             tables(&self.ctx.namespace).0,
             source,
         )))
@@ -475,6 +500,31 @@ impl Store for DynamoStore {
             })
             .filter(|(_, n)| *n > 0)
             .collect()
+    }
+
+    async fn capacity(&self, orders: u64) -> crate::result::CapacityResult {
+        let figures = self.capacity.figures(orders);
+        let mut notes = Vec::new();
+        for f in &figures {
+            if let (Some(total), Some(server)) = (f.total, f.reported_total)
+                && f.source == crate::result::CapacitySource::Modelled
+            {
+                notes.push(format!(
+                    "dynamodb {}: modelled from DynamoDB's sizing rules ({total} {}); {} answered ConsumedCapacity on {} of {} calls, {server} {} in all, constants rather than DynamoDB's accounting",
+                    f.name,
+                    f.unit,
+                    self.ctx.server,
+                    f.reported_attempts.unwrap_or(0),
+                    f.attempts.unwrap_or(0),
+                    f.unit
+                ));
+            }
+        }
+        crate::result::CapacityResult {
+            orders,
+            figures,
+            notes,
+        }
     }
 
     async fn bare_client(&self, writes: u8) -> Option<Arc<dyn Writer>> {

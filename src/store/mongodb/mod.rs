@@ -17,6 +17,7 @@
 //! `relay.rs`, the wire helpers (error classification, bounded calls, find/count
 //! commands, documents) in `wire.rs`.
 
+mod capacity;
 mod conn;
 mod fail_point;
 mod relay;
@@ -189,6 +190,8 @@ pub struct MongoStore {
     /// The run database's collections before the run (`None`: not read yet);
     /// a database that had any is never dropped, only what the run created.
     before: std::sync::Mutex<Option<Vec<String>>>,
+    /// `serverStatus` counters read before the load (`capacity.rs`).
+    capacity_before: std::sync::Mutex<Option<capacity::Counters>>,
 }
 
 impl MongoStore {
@@ -208,6 +211,7 @@ impl MongoStore {
             clients,
             info: ServerInfo::default(),
             before: Default::default(),
+            capacity_before: Default::default(),
         })
     }
 
@@ -226,6 +230,18 @@ impl MongoStore {
     fn app_db(&self, side: Side, layout: &Layout) -> Database {
         self.client(side)
             .database(layout.database.as_deref().unwrap_or(&self.ctx.namespace))
+    }
+
+    /// The capacity counters of `serverStatus` (none when it fails).
+    async fn server_counters(&self) -> Option<capacity::Counters> {
+        let admin = self.client(self.admin_side()).database("admin");
+        bounded(
+            self.op_timeout().max(Duration::from_secs(3)),
+            admin.run_command(doc! {"serverStatus": 1}).into_future(),
+        )
+        .await
+        .ok()
+        .map(|status| capacity::read(&status))
     }
 
     /// The side whose client set-up and probes use: the primary when served.
@@ -571,6 +587,30 @@ impl Store for MongoStore {
         .await
         .map_err(|f| anyhow::anyhow!("configureFailPoint failCommand: {}", f.detail))?;
         Ok(())
+    }
+
+    async fn capacity_start(&self) {
+        *self.capacity_before.lock().expect("not poisoned") = self.server_counters().await;
+    }
+
+    async fn capacity(&self, orders: u64) -> crate::result::CapacityResult {
+        let before = self.capacity_before.lock().expect("not poisoned").clone();
+        let after = self.server_counters().await;
+        let (figures, notes) = match (before, after) {
+            (Some(b), Some(a)) => capacity::figures(&b, &a, &self.ctx.server, orders),
+            // serverStatus did not answer: nothing is known, nothing is claimed.
+            _ => capacity::figures(
+                &Default::default(),
+                &Default::default(),
+                &format!("{} (serverStatus did not answer)", self.ctx.server),
+                orders,
+            ),
+        };
+        crate::result::CapacityResult {
+            orders,
+            figures,
+            notes,
+        }
     }
 
     async fn bare_client(&self, writes: u8) -> Option<Arc<dyn Writer>> {
