@@ -4,10 +4,14 @@
 //! report; they never assert wall-clock times in the test suite.
 //!
 //! `--json FILE` keeps the figures ([`figures`]); `--baseline FILE` judges this
-//! run's harness figures against an earlier file's ([`baseline`]).
+//! run's harness figures against an earlier file's ([`baseline`]). The
+//! pattern-overhead table is [`patterns`], the seed's claims beside it [`claims`].
 
 mod baseline;
+mod claims;
 mod figures;
+mod patterns;
+mod proxies;
 
 use async_trait::async_trait;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -18,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-use self::figures::{BenchResult, PatternFigures, StoreFigures};
+use self::figures::{BenchResult, StoreFigures};
 use crate::checker::{self, CollectedScan};
 use crate::driver::{self, DriveSpec, LiveCounters};
 use crate::history::{History, HistoryWriter, OpReport, OpSummary, Outcome, SideOutcome};
@@ -88,9 +92,36 @@ pub struct BenchArgs {
     /// core kept busy by another process once moved this figure by 20%.
     #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
     pub tolerance_overhead: f64,
+    /// Pattern-overhead table: the rate of each row's latency run, after every
+    /// row's maximum is measured: `own` (each row at --latency-fraction of its own
+    /// maximum) or `slowest` (every row at that fraction of the slowest row's).
+    #[arg(long, value_enum, default_value_t = patterns::LatencyRule::Own)]
+    pub latency_rule: patterns::LatencyRule,
+    /// The fraction of the maximum for --latency-rule, above 0 and at most 1.
+    #[arg(long, default_value_t = 0.5, value_name = "FRACTION")]
+    pub latency_fraction: f64,
+    /// The stores' runs go through Toxiproxy proxies of the bench's own (same
+    /// upstreams, deleted after), so a test holding the stack's proxies does not
+    /// make the bench skip a store.
+    #[arg(long)]
+    pub own_proxies: bool,
 }
 
 impl BenchArgs {
+    fn latency_at(&self) -> Result<patterns::LatencyAt, String> {
+        let f = self.latency_fraction;
+        if f > 0.0 && f <= 1.0 {
+            Ok(patterns::LatencyAt {
+                rule: self.latency_rule,
+                fraction: f,
+            })
+        } else {
+            Err(format!(
+                "--latency-fraction {f} is out of range; use a fraction above 0 and at most 1 (0.5: half of each maximum)"
+            ))
+        }
+    }
+
     fn tolerances(&self) -> Result<baseline::Tolerances, String> {
         let check = |flag: &str, v: f64, max: f64| {
             if (0.0..=max).contains(&v) {
@@ -176,7 +207,8 @@ fn met(ok: bool) -> &'static str {
 
 pub async fn main(args: BenchArgs) -> i32 {
     // Everything that can be wrong with the flags is found before minutes of load.
-    let tolerances = match args.tolerances() {
+    let (tolerances, latency_at) = match args.tolerances().and_then(|t| Ok((t, args.latency_at()?)))
+    {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
@@ -215,6 +247,9 @@ pub async fn main(args: BenchArgs) -> i32 {
         json: args.json.clone(),
         unsaved: None,
     };
+    if !args.harness_only {
+        summary.figures.latency_rule = Some(latency_at.describe());
+    }
     summary.save();
     if summary.unsaved.is_some() {
         eprintln!("nothing was measured");
@@ -224,6 +259,16 @@ pub async fn main(args: BenchArgs) -> i32 {
     let ceiling = driver_ceiling(args.sink_ops, &mut summary).await;
     checker_memory(args.checker_records, &mut summary);
     summary.save();
+    let mut own_proxies = None;
+    if args.own_proxies {
+        match proxies::OwnProxies::create(&stores).await {
+            Ok(p) => own_proxies = Some(p),
+            Err(e) => {
+                eprintln!("error: --own-proxies: {e:#}");
+                return crate::exit::INFRA;
+            }
+        }
+    }
     let mut fastest_store: f64 = 0.0;
     for store in stores {
         match store_figures(store, &args, &mut summary).await {
@@ -234,6 +279,9 @@ pub async fn main(args: BenchArgs) -> i32 {
             }
         }
         summary.save();
+    }
+    if let Some(mut p) = own_proxies {
+        p.remove().await;
     }
     if kafka && !args.harness_only {
         match kafka_rows::figures(&args, &mut summary).await {
@@ -255,6 +303,18 @@ pub async fn main(args: BenchArgs) -> i32 {
             Ok(lines) => lines.into_iter().for_each(|l| summary.add(l)),
             Err(e) => summary.add(format!("cassandra cluster: skipped ({e:#})")),
         }
+    }
+    if !args.harness_only && !summary.figures.stores.is_empty() {
+        // The runs' orders: 2000 at most per run, 64-byte payloads.
+        let wcu = claims::Wcu::of_orders(2000, 64);
+        let rows = claims::rows(&summary.figures.stores, &wcu);
+        println!(
+            "\n## The seed's claims next to this run (latency from the pattern-overhead tables, {})\n{}",
+            latency_at.describe(),
+            claims::table(&rows)
+        );
+        summary.figures.claims = rows;
+        summary.save();
     }
     if fastest_store > 0.0 && ceiling > 0.0 {
         let ratio = ceiling / fastest_store;
@@ -418,7 +478,11 @@ fn scenario_text(
     concurrency: usize,
     extra: &str,
 ) -> String {
-    let server = format!("server = \"{}\"\n", store.spec().bench.server);
+    let server = format!(
+        "server = \"{}\"\n{}",
+        store.spec().bench.server,
+        proxies::sides_text(store)
+    );
     format!(
         "name = \"bench-{store}-{pattern}\"\n[target]\nstore = \"{store}\"\n{server}[pattern]\nname = \"{pattern}\"\n{extra}[workload]\nrate = {rate}\n{limit}\nconcurrency = {concurrency}\nop_timeout = \"5s\"\n[check]\nsettle = \"10s\"\n[expect]\ndivergence = \"any\"\norphans = \"any\"\nlost_acks = \"any\"\nduplicates = \"any\"\nghosts = \"any\"\n"
     )
@@ -553,6 +617,7 @@ async fn store_figures(
     ));
     let max_tps = mean(&dw_tps).max(mean(&bare_tps));
     let figures = summary.store(store);
+    figures.server = Some(store.spec().bench.server.to_string());
     figures.dualwrite_ops_s = Some(mean(&dw_tps));
     figures.bare_ops_s = Some(mean(&bare_tps));
     figures.dualwrite_vs_bare = Some(tps_ratio);
@@ -632,112 +697,15 @@ async fn store_figures(
         met(worst_below >= 0.99)
     ));
 
-    // Pattern-overhead table against the single-write baseline, same rate, no faults.
-    let rate = (max_tps * 0.3 / 10.0).round().max(1.0) * 10.0;
-    let single = bare_store_single(store, probe.clone(), rate, secs).await?;
-    summary.store(store).single_write_max_ops_s = Some(single.2);
-    summary.store(store).patterns.push(PatternFigures {
-        pattern: "single write (baseline)".into(),
-        p50_ms: Some(single.0),
-        p99_ms: Some(single.1),
-        max_ops_s: Some(single.2),
-        not_run: None,
-    });
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "pattern",
-        "p50 ms",
-        "p99 ms",
-        "p50 / single",
-        "p99 / single",
-        "max ops/s",
-        "max / single",
-    ]);
-    table.add_row(vec![
-        "single write (baseline)".to_string(),
-        format!("{:.2}", single.0),
-        format!("{:.2}", single.1),
-        "1.00".into(),
-        "1.00".into(),
-        format!("{:.0}", single.2),
-        "1.00".into(),
-    ]);
-    for kind in PatternKind::ALL
-        .into_iter()
-        .filter(|k| k.on(store.spec()).is_ok())
-    {
-        let variants = variants(store, kind);
-        for (label, extra) in variants {
-            let name = if label.is_empty() {
-                kind.name().to_string()
-            } else {
-                format!("{kind} ({label})")
-            };
-            let at_rate = run_one(
-                &scenario_text(
-                    store,
-                    kind.name(),
-                    rate,
-                    &format!("duration = \"{secs}s\""),
-                    64,
-                    extra,
-                ),
-                args,
-            )
-            .await;
-            let max = run_one(
-                &scenario_text(
-                    store,
-                    kind.name(),
-                    100_000.0,
-                    &format!("ops = {sat_ops}"),
-                    concurrency,
-                    extra,
-                ),
-                args,
-            )
-            .await;
-            let row = PatternFigures {
-                pattern: name.clone(),
-                ..PatternFigures::default()
-            };
-            summary.store(store).patterns.push(match (&at_rate, &max) {
-                (Ok(a), Ok(m)) => PatternFigures {
-                    p50_ms: Some(a.latency_ms.p50),
-                    p99_ms: Some(a.latency_ms.p99),
-                    max_ops_s: Some(m.workload.achieved_tps),
-                    ..row
-                },
-                (Err(e), _) | (_, Err(e)) => PatternFigures {
-                    not_run: Some(first_line(e)),
-                    ..row
-                },
-            });
-            match (at_rate, max) {
-                (Ok(a), Ok(m)) => table.add_row(vec![
-                    name,
-                    format!("{:.2}", a.latency_ms.p50),
-                    format!("{:.2}", a.latency_ms.p99),
-                    format!("{:.2}", a.latency_ms.p50 / single.0),
-                    format!("{:.2}", a.latency_ms.p99 / single.1),
-                    format!("{:.0}", m.workload.achieved_tps),
-                    format!("{:.2}", m.workload.achieved_tps / single.2),
-                ]),
-                (Err(e), _) | (_, Err(e)) => {
-                    table.add_row(vec![name, format!("not run: {}", first_line(&e))])
-                }
-            };
-        }
-    }
-    println!(
-        "pattern overhead ({store}, {rate}/s for {secs}s for latency; {sat_ops} ops at concurrency {concurrency} for max):\n{table}"
-    );
+    // Pattern-overhead table: every pattern's maximum, then its latency below it.
+    let at = args.latency_at().map_err(anyhow::Error::msg)?;
+    let single_max = patterns::table(store, probe.clone(), args, at, summary).await?;
 
     // Checker cost on the real store: scan + compare versus a bare scan.
     checker_on_store(store, probe, checker_records(args.quick, store), summary).await?;
     // The store's rate here is the fastest anything reached on it, the single-write
     // baseline included: the driver ceiling is judged against that.
-    Ok(max_tps.max(single.2))
+    Ok(max_tps.max(single_max))
 }
 
 /// The readers' cost on the writers: `naive` with and without `[readers]`, A B B A,
@@ -809,7 +777,8 @@ pub(crate) fn variants(store: StoreKind, kind: PatternKind) -> Vec<(&'static str
     if honours("partitioning") {
         v.push(("same", "partitioning = \"same\"\n"));
         v.push(("cross", "partitioning = \"cross\"\n"));
-    } else if honours("relay.mode") {
+    } else if honours("relay.mode") && kind == PatternKind::Outbox {
+        // `streams` takes relay.mode only to refuse "poll": nothing to poll.
         v.push(("poll", "[pattern.relay]\nmode = \"poll\"\n"));
     } else {
         v.push(("", ""));

@@ -22,10 +22,32 @@ pub struct BenchResult {
     pub quick: bool,
     pub harness_only: bool,
     pub harness: HarnessFigures,
+    /// The rule that chose each pattern row's latency rate (`--latency-rule`,
+    /// `--latency-fraction`), e.g. "each row at 50% of its own maximum".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_rule: Option<String>,
     /// By store name; a store that could not be measured has `skipped` set.
     pub stores: BTreeMap<String, StoreFigures>,
+    /// The seed's claims next to this run's figures (src/bench/claims.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimFigures>,
     /// The summary lines as printed.
     pub summary: Vec<String>,
+}
+
+/// One claim of the seed beside what this run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClaimFigures {
+    /// The store the claim is about.
+    pub store: String,
+    pub claim: String,
+    /// This run's figure, in words, or why it was not measured.
+    pub measured: String,
+    /// Why the figure differs here (server, topology, workload).
+    pub why: String,
+    /// The numbers behind `measured`, by name (ms, ratios, units).
+    #[serde(default)]
+    pub figures: BTreeMap<String, f64>,
 }
 
 /// The harness's own figures, measured without any store.
@@ -47,6 +69,9 @@ pub struct HarnessFigures {
 pub struct StoreFigures {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// The server measured (the store's bench server, e.g. moto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     /// Naive through dualwrite vs a bare loop of the same writes.
     pub dualwrite_ops_s: Option<f64>,
     pub bare_ops_s: Option<f64>,
@@ -71,6 +96,15 @@ pub struct PatternFigures {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ops_s: Option<f64>,
+    /// The rate p50 and p99 were measured at (below `max_ops_s`, by the rule).
+    #[serde(default)]
+    pub latency_rate_ops_s: Option<f64>,
+    /// Operations of the latency run started late (0: it was below capacity).
+    #[serde(default)]
+    pub late_ops: Option<u64>,
+    /// The relay's time to consistency p50 in the latency run (relay patterns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttc_p50_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_run: Option<String>,
 }
@@ -87,7 +121,9 @@ impl BenchResult {
             quick,
             harness_only,
             harness: HarnessFigures::default(),
+            latency_rule: None,
             stores: BTreeMap::new(),
+            claims: Vec::new(),
             summary: Vec::new(),
         }
     }
