@@ -7,11 +7,14 @@
 //! run's harness figures against an earlier file's ([`baseline`]). The
 //! pattern-overhead table is [`patterns`], the seed's claims beside it [`claims`].
 
+mod app;
 mod baseline;
 mod claims;
 mod figures;
+mod kafka;
 mod patterns;
 mod proxies;
+mod readers;
 
 use async_trait::async_trait;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -284,7 +287,7 @@ pub async fn main(args: BenchArgs) -> i32 {
         p.remove().await;
     }
     if kafka && !args.harness_only {
-        match kafka_rows::figures(&args, &mut summary).await {
+        match kafka::figures(&args, &mut summary).await {
             Ok(max) => fastest_store = fastest_store.max(max),
             Err(e) => summary.add(format!("kafka: skipped ({e:#})")),
         }
@@ -294,7 +297,7 @@ pub async fn main(args: BenchArgs) -> i32 {
             eprintln!("error: unknown store `{name}` for --app; use dynamodb, cassandra, mongodb");
             return crate::exit::BAD_INPUT;
         };
-        if let Err(e) = app_overhead(store, &args, &mut summary).await {
+        if let Err(e) = app::app_overhead(store, &args, &mut summary).await {
             summary.add(format!("app ({store}): skipped ({e:#})"));
         }
     }
@@ -643,7 +646,7 @@ async fn store_figures(
         return Ok(max_tps.max(single_max));
     }
 
-    readers_cost(store, args, max_tps, summary).await?;
+    readers::readers_cost(store, args, max_tps, summary).await?;
 
     // Rate accuracy up to (and past) what the store absorbs.
     let mut table = Table::new();
@@ -706,64 +709,6 @@ async fn store_figures(
     // The store's rate here is the fastest anything reached on it, the single-write
     // baseline included: the driver ceiling is judged against that.
     Ok(max_tps.max(single_max))
-}
-
-/// The readers' cost on the writers: `naive` with and without `[readers]`, A B B A,
-/// at saturation (throughput) and at 30% of it (write p50 from the intended start).
-/// The readers follow every order and read both sides of it at two delays: per
-/// order, two writes and four point reads.
-async fn readers_cost(
-    store: StoreKind,
-    args: &BenchArgs,
-    max_tps: f64,
-    summary: &mut Summary,
-) -> anyhow::Result<()> {
-    let secs = if args.quick { 3 } else { 6 };
-    let sat_ops: u64 = if args.quick { 600 } else { 2000 };
-    let rate = (max_tps * 0.3 / 10.0).round().max(1.0) * 10.0;
-    let readers = "[readers]\nconcurrency = 16\ndelays = [\"0ms\", \"100ms\"]\n";
-    let (mut tps, mut p50) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
-    for round in 0..2 {
-        for with in [round == 0, round != 0] {
-            let extra = if with { readers } else { "" };
-            let at_max = run_one(
-                &(scenario_text(
-                    store,
-                    "naive",
-                    100_000.0,
-                    &format!("ops = {sat_ops}"),
-                    16,
-                    "",
-                ) + extra),
-                args,
-            )
-            .await?;
-            let at_rate = run_one(
-                &(scenario_text(
-                    store,
-                    "naive",
-                    rate,
-                    &format!("duration = \"{secs}s\""),
-                    64,
-                    "",
-                ) + extra),
-                args,
-            )
-            .await?;
-            tps[usize::from(with)].push(at_max.workload.achieved_tps);
-            p50[usize::from(with)].push(at_rate.latency_ms.p50);
-        }
-    }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (tps_ratio, p50_ratio) = (mean(&tps[1]) / mean(&tps[0]), mean(&p50[1]) / mean(&p50[0]));
-    summary.add(format!(
-        "SUMMARY readers' cost ({store} naive; readers of every order, both sides at 0ms and 100ms, A B B A): max throughput {:.0} ops/s with readers vs {:.0} without = {tps_ratio:.3}; write p50 at {rate}/s {:.2} ms vs {:.2} ms = {p50_ratio:.3}",
-        mean(&tps[1]),
-        mean(&tps[0]),
-        mean(&p50[1]),
-        mean(&p50[0]),
-    ));
-    Ok(())
 }
 
 /// The variants of a pattern worth a row, from the options the store honours:
@@ -914,376 +859,4 @@ async fn checker_on_store(
         met(ratio >= 0.9)
     ));
     Ok(())
-}
-
-/// The pattern-overhead table's Kafka rows (`--stores kafka`): a topic as the
-/// secondary side behind each primary store, against a single produce to the same
-/// topic through the same driver (p50 and p99 at one rate; ops/s at saturation).
-/// For relay patterns the operation is the primary write alone; the relay's
-/// figure is its time to consistency (intended start until the event is on the
-/// topic), shown beside it.
-mod kafka_rows {
-    use super::*;
-    use crate::pattern::KeyPolicy;
-    use crate::pattern::outcome::Attempt;
-    use crate::scenario::Side;
-    use crate::store::SideStore;
-
-    const CASSANDRA: &str = "[target.primary]\nstore = \"cassandra\"\n";
-    const DYNAMODB: &str = "[target.primary]\nstore = \"dynamodb\"\n";
-    const MONGOECO: &str = "[target.primary]\nstore = \"mongodb\"\nserver = \"mongoeco\"\n";
-    const RELAY: &str = "[pattern.relay]\npoll_interval = \"20ms\"\n";
-
-    /// (row label, primary, pattern table).
-    fn rows() -> Vec<(&'static str, &'static str, String)> {
-        let relay = |head: &str, extra: &str| format!("{head}{RELAY}{extra}");
-        vec![
-            (
-                "naive, dynamodb primary",
-                DYNAMODB,
-                "name = \"naive\"\n".into(),
-            ),
-            (
-                "naive, cassandra primary",
-                CASSANDRA,
-                "name = \"naive\"\n".into(),
-            ),
-            (
-                "naive, mongodb (mongoeco) primary",
-                MONGOECO,
-                "name = \"naive\"\n".into(),
-            ),
-            (
-                "naive, idempotent producer, cassandra primary",
-                CASSANDRA,
-                "name = \"naive\"\nidempotence = true\n".into(),
-            ),
-            (
-                "outbox cassandra, at-least-once",
-                CASSANDRA,
-                relay("name = \"outbox\"\n", ""),
-            ),
-            (
-                "outbox cassandra, exactly-once",
-                CASSANDRA,
-                relay("name = \"outbox\"\n", "delivery = \"exactly-once\"\n"),
-            ),
-            (
-                "outbox mongodb poll (mongoeco), exactly-once",
-                MONGOECO,
-                relay(
-                    "name = \"outbox\"\n",
-                    "mode = \"poll\"\ndelivery = \"exactly-once\"\n",
-                ),
-            ),
-            (
-                "streams dynamodb, exactly-once",
-                DYNAMODB,
-                relay("name = \"streams\"\n", "delivery = \"exactly-once\"\n"),
-            ),
-        ]
-    }
-
-    fn text(primary: &str, pattern: &str, rate: f64, limit: &str, concurrency: usize) -> String {
-        // A relay drains within the settle (the run stops waiting when it has);
-        // a synchronous pattern sleeps through all of it.
-        let settle = if pattern.contains("[pattern.relay]") {
-            "60s"
-        } else {
-            "1s"
-        };
-        format!(
-            "name = \"bench-kafka\"\n{primary}[target.secondary]\nstore = \"kafka\"\n[pattern]\n{pattern}[workload]\nrate = {rate}\n{limit}\nconcurrency = {concurrency}\nop_timeout = \"5s\"\n[check]\nsettle = \"{settle}\"\n[expect]\ndivergence = \"any\"\norphans = \"any\"\nlost_acks = \"any\"\nduplicates = \"any\"\nghosts = \"any\"\n"
-        )
-    }
-
-    /// One produce per operation through dualwrite's own Kafka side.
-    struct Produce(Arc<dyn SideStore>);
-
-    #[async_trait]
-    impl PatternClient for Produce {
-        async fn write(&self, order: &Order) -> OpReport {
-            let a = self
-                .0
-                .write_event(&Record::of(order), KeyPolicy::Stable, 0)
-                .await;
-            OpReport::bare(a == Attempt::Applied)
-        }
-    }
-
-    /// The single-produce baseline: (p50, p99) at `rate`, and max ops/s.
-    async fn single_produce(rate: f64, secs: u64) -> anyhow::Result<(f64, f64, f64)> {
-        let probe = Arc::new(parse(&text(
-            DYNAMODB,
-            "name = \"naive\"\n",
-            10.0,
-            "ops = 1",
-            16,
-        ))?);
-        let (stores, _) = store::connect_fresh(probe).await?;
-        let client: Arc<dyn PatternClient> =
-            Arc::new(Produce(stores.secondary.side(Side::Secondary).await?));
-        let spec = DriveSpec {
-            seed: 3,
-            rate,
-            ops: (rate * secs as f64) as u64,
-            concurrency: 64,
-            customers: 1000,
-            payload_bytes: 64,
-            op_deadline: Duration::from_secs(10),
-        };
-        let (_tx, stop) = watch::channel(false);
-        let (stats, _, _) = driver::drive(
-            client.clone(),
-            spec,
-            Instant::now(),
-            None,
-            stop,
-            Arc::default(),
-        )
-        .await?;
-        let (max, _) = bare_loop(client, 2000, 16).await;
-        let _ = stores.drop_namespace().await;
-        Ok((
-            stats.latency_us.value_at_quantile(0.5) as f64 / 1000.0,
-            stats.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
-            max,
-        ))
-    }
-
-    pub(super) async fn figures(args: &BenchArgs, summary: &mut Summary) -> anyhow::Result<f64> {
-        println!("\n## kafka (a topic as the secondary side)");
-        let secs = if args.quick { 3 } else { 6 };
-        let sat_ops: u64 = if args.quick { 300 } else { 1000 };
-        // Below every primary's capacity here (moto ~150 ops/s), so the rows
-        // compare the pattern's cost, not a saturated primary.
-        let rate = 50.0;
-        let single = single_produce(rate, secs).await?;
-        let mut table = Table::new();
-        table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-            "pattern (secondary: kafka topic)",
-            "p50 ms",
-            "p99 ms",
-            "p50 / single",
-            "p99 / single",
-            "max ops/s",
-            "max / single",
-            "ttc p50 / p99 ms",
-        ]);
-        table.add_row(vec![
-            "single produce (baseline)".to_string(),
-            format!("{:.2}", single.0),
-            format!("{:.2}", single.1),
-            "1.00".into(),
-            "1.00".into(),
-            format!("{:.0}", single.2),
-            "1.00".into(),
-            String::new(),
-        ]);
-        for (label, primary, pattern) in rows() {
-            let limit = format!("duration = \"{secs}s\"");
-            let at_rate = run_one(&text(primary, &pattern, rate, &limit, 64), args).await;
-            let saturate = format!("ops = {sat_ops}");
-            let max = run_one(&text(primary, &pattern, 100_000.0, &saturate, 16), args).await;
-            match (at_rate, max) {
-                (Ok(a), Ok(m)) => {
-                    let ttc = a.relay.as_ref().map_or_else(String::new, |r| {
-                        format!(
-                            "{:.1} / {:.1}",
-                            r.time_to_consistency_ms.p50, r.time_to_consistency_ms.p99
-                        )
-                    });
-                    table.add_row(vec![
-                        label.to_string(),
-                        format!("{:.2}", a.latency_ms.p50),
-                        format!("{:.2}", a.latency_ms.p99),
-                        format!("{:.2}", a.latency_ms.p50 / single.0),
-                        format!("{:.2}", a.latency_ms.p99 / single.1),
-                        format!("{:.0}", m.workload.achieved_tps),
-                        format!("{:.2}", m.workload.achieved_tps / single.2),
-                        ttc,
-                    ])
-                }
-                (Err(e), _) | (_, Err(e)) => table.add_row(vec![
-                    label.to_string(),
-                    format!("not run: {}", first_line(&e)),
-                ]),
-            };
-        }
-        println!(
-            "pattern overhead (kafka, {rate}/s for {secs}s for latency; {sat_ops} ops at concurrency 16 for max):\n{table}"
-        );
-        summary.add(format!(
-            "SUMMARY kafka single produce: p50 {:.2} ms, p99 {:.2} ms, max {:.0} ops/s (rows in the table above)",
-            single.0, single.1, single.2
-        ));
-        Ok(single.2)
-    }
-}
-
-/// The example naive service (examples/apps/order_service.py) on one store, as
-/// an `[app]` scenario: fresh tables per run (its namespace), no faults.
-fn app_scenario_text(store: StoreKind, ops: u64, concurrency: usize) -> anyhow::Result<String> {
-    let (env, primary, secondary) = match store.name() {
-        "dynamodb" => (
-            "ORDERS_ENDPOINT = \"http://{primary}\"\nEVENTS_ENDPOINT = \"http://{secondary}\"\nAWS_ACCESS_KEY_ID = \"test\"\nAWS_SECRET_ACCESS_KEY = \"test\"",
-            "table = \"{namespace}_orders\"",
-            "table = \"{namespace}_order_events\"\nkey = \"eventId\"",
-        ),
-        "mongodb" => (
-            "MONGODB_DATABASE = \"{namespace}\"\nMONGODB_ORDERS_URL = \"mongodb://{primary}/?directConnection=true\"\nMONGODB_EVENTS_URL = \"mongodb://{secondary}/?directConnection=true\"",
-            "database = \"{namespace}\"\ncollection = \"{namespace}_orders\"",
-            "database = \"{namespace}\"\ncollection = \"{namespace}_order_events\"",
-        ),
-        "cassandra" => (
-            "CASSANDRA_KEYSPACE = \"{namespace}\"\nCASSANDRA_ORDERS_HOST = \"{primary}\"\nCASSANDRA_EVENTS_HOST = \"{secondary}\"",
-            "keyspace = \"{namespace}\"\ntable = \"{namespace}_orders\"",
-            "keyspace = \"{namespace}\"\ntable = \"{namespace}_order_events\"\nkey = \"event_id\"",
-        ),
-        other => anyhow::bail!("no example service for {other}"),
-    };
-    let (order_id, customer, amount) = match store.name() {
-        "cassandra" => ("order_id", "customer_id", "total_cents"),
-        "mongodb" => ("orderId", "customerId", "totalCents"),
-        _ => ("orderId", "customerId", "totalCents"),
-    };
-    let primary_id = if store.name() == "mongodb" {
-        "_id"
-    } else {
-        order_id
-    };
-    let server = store.spec().bench.server;
-    Ok(format!(
-        "name = \"bench-app-{store}\"\n[target]\nstore = \"{store}\"\nserver = \"{server}\"\n[workload]\nrate = 100000\nops = {ops}\nconcurrency = {concurrency}\n[app]\nurl = \"http://127.0.0.1:{{port}}/orders\"\ntimeout = \"10s\"\n[app.service]\ncommand = [\"examples/apps/run\", \"order_service.py\"]\nready = \"http://127.0.0.1:{{port}}/health\"\n[app.service.env]\nSTORE = \"{store}\"\nPORT = \"{{port}}\"\nTABLE_PREFIX = \"{{namespace}}\"\nCREATE_TABLES = \"true\"\n{env}\n[app.primary]\n{primary}\norder_id = \"{primary_id}\"\nfields = {{ customer_id = \"{customer}\", amount_cents = \"{amount}\" }}\n[app.secondary]\n{secondary}\norder_id = \"{order_id}\"\nfields = {{ customer_id = \"{customer}\", amount_cents = \"{amount}\" }}\n[expect]\ndivergence = \"any\"\norphans = \"any\"\nlost_acks = \"any\"\n"
-    ))
-}
-
-/// The HTTP hop's cost: dualwrite driving the example naive service (`[app]`:
-/// open-loop driver at a rate above capacity, concurrency cap, history, the HTTP
-/// writer) versus a plain closed loop of HTTP requests against the same service,
-/// same concurrency and orders, a fresh service and fresh tables per turn, A B B
-/// A. The ratio is what dualwrite itself costs on top of the service.
-async fn app_overhead(
-    store: StoreKind,
-    args: &BenchArgs,
-    summary: &mut Summary,
-) -> anyhow::Result<()> {
-    println!("\n## app: the example naive service on {store}");
-    let ops: u64 = if args.quick { 300 } else { 1000 };
-    let concurrency = 16;
-    let text = app_scenario_text(store, ops, concurrency)?;
-    let (mut dw, mut plain) = (Vec::new(), Vec::new());
-    for round in 0..2 {
-        for dualwrite_turn in [round == 0, round != 0] {
-            if dualwrite_turn {
-                let r = run_one(&text, args).await?;
-                if r.workload.ops.ok < ops * 9 / 10 {
-                    anyhow::bail!(
-                        "the service acknowledged {} of {ops} orders ({:?})",
-                        r.workload.ops.ok,
-                        r.workload.errors
-                    );
-                }
-                println!(
-                    "  dualwrite:        {:.1} orders/s",
-                    r.workload.achieved_tps
-                );
-                dw.push(r.workload.achieved_tps);
-            } else {
-                let tps = plain_http_loop(&text, ops, concurrency, args).await?;
-                println!("  plain HTTP loop:  {tps:.1} orders/s");
-                plain.push(tps);
-            }
-        }
-    }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let ratio = mean(&dw) / mean(&plain);
-    summary.add(format!(
-        "SUMMARY app HTTP hop ({store}, example naive service, concurrency {concurrency}, {ops} orders x2, A B B A): dualwrite {:.0} orders/s vs a plain HTTP loop {:.0} orders/s = {ratio:.3}; goal >= 0.95: {}",
-        mean(&dw),
-        mean(&plain),
-        met(ratio >= 0.95)
-    ));
-    Ok(())
-}
-
-/// The same service started the same way, driven by `concurrency` tasks posting
-/// the same orders back to back; returns orders per second.
-async fn plain_http_loop(
-    text: &str,
-    ops: u64,
-    concurrency: usize,
-    args: &BenchArgs,
-) -> anyhow::Result<f64> {
-    let scenario = Arc::new(parse(text)?);
-    let app_spec = scenario.app.as_ref().expect("an [app] scenario");
-    let toxiproxy = crate::fault::toxiproxy::Toxiproxy::new(&scenario.target.toxiproxy);
-    let endpoints = store::resolve_endpoints(&scenario.target, &toxiproxy).await?;
-    let (_, namespace) = run::new_run_id(&scenario.namespace.prefix);
-    let stores =
-        store::Stores::connect(&scenario, &namespace, &endpoints, &store::stack_state_dir())
-            .await?;
-    stores.prepare().await?;
-    let logs = args.results_dir.join("plain-http-loop");
-    std::fs::create_dir_all(&logs)?;
-    let app = crate::app::AppRun::prepare(app_spec, &endpoints, &namespace, &logs)?;
-    let measured = async {
-        app.start().await?;
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(concurrency)
-            .build()?;
-        let prefix = crate::store::layout::run_prefix(&namespace);
-        let next = Arc::new(AtomicU64::new(0));
-        let acked = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let (client, next, acked, url) =
-                (client.clone(), next.clone(), acked.clone(), app.url.clone());
-            let prefix = prefix.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let id = next.fetch_add(1, Ordering::Relaxed);
-                    if id >= ops {
-                        return;
-                    }
-                    let o = Order::generate(1, id, 1000, 64);
-                    let body = format!(
-                        r#"{{"order_id": "{prefix}{}", "customer_id": {}, "amount_cents": {}, "payload": "{}"}}"#,
-                        o.key(),
-                        o.customer_id,
-                        o.amount_cents,
-                        o.payload
-                    );
-                    let sent = client
-                        .post(&url)
-                        .header("Content-Type", "application/json")
-                        .body(body)
-                        .send()
-                        .await;
-                    if let Ok(r) = sent {
-                        if r.status().is_success() {
-                            acked.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let _ = r.bytes().await;
-                    }
-                }
-            }));
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let acked = acked.load(Ordering::Relaxed);
-        if acked < ops * 9 / 10 {
-            anyhow::bail!("the service acknowledged {acked} of {ops} orders in the plain loop");
-        }
-        anyhow::Ok(ops as f64 / elapsed)
-    }
-    .await;
-    app.stop().await;
-    let _ = stores.drop_namespace().await;
-    measured
 }
