@@ -338,11 +338,26 @@ impl Replicas for ClusterReplicas {
         let tracing_id = r
             .tracing_id()
             .context("the traced read has no tracing id")?;
-        let info = self
-            .session
-            .get_tracing_info(&tracing_id)
-            .await
-            .with_context(|| format!("tracing of the read of {table} on {id}"))?;
+        // Each node writes its trace events asynchronously: on a loaded machine
+        // they take seconds to appear, past the driver's own few retries. Poll
+        // until some are there, then once more after a pause, so a replica's
+        // late events are not missing from the proof.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut seen_once = false;
+        let info = loop {
+            match self.session.get_tracing_info(&tracing_id).await {
+                Ok(info) if !info.events.is_empty() && seen_once => break info,
+                Ok(info) if !info.events.is_empty() => seen_once = true,
+                // None yet at the deadline: the proof fails, saying so.
+                Ok(info) if Instant::now() >= deadline => break info,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(e)
+                        .with_context(|| format!("tracing of the read of {table} on {id}"));
+                }
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(if seen_once { 500 } else { 250 })).await;
+        };
         let mut sources: Vec<String> = info
             .events
             .iter()
