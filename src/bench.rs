@@ -768,6 +768,20 @@ pub(crate) async fn bare_store_single(
         .bare_client(1)
         .await
         .ok_or_else(|| anyhow::anyhow!("no bare client for {store}"))?;
+    let figures = single_write_figures(client, rate, secs, 1000).await;
+    let _ = s.drop_namespace().await;
+    figures
+}
+
+/// One write per operation through `client`: (p50, p99) in ms at `rate` for
+/// `secs` through the driver, then the maximum ops/s of `max_ops` in a closed
+/// loop at concurrency 16.
+pub(crate) async fn single_write_figures(
+    client: Arc<dyn PatternClient>,
+    rate: f64,
+    secs: u64,
+    max_ops: u64,
+) -> anyhow::Result<(f64, f64, f64)> {
     let spec = DriveSpec {
         seed: 3,
         rate,
@@ -787,8 +801,7 @@ pub(crate) async fn bare_store_single(
         Arc::default(),
     )
     .await?;
-    let (max, _) = bare_loop(client, 1000, 16).await;
-    let _ = s.drop_namespace().await;
+    let (max, _) = bare_loop(client, max_ops, 16).await;
     Ok((
         stats.latency_us.value_at_quantile(0.5) as f64 / 1000.0,
         stats.latency_us.value_at_quantile(0.99) as f64 / 1000.0,

@@ -105,32 +105,9 @@ async fn single_produce(rate: f64, secs: u64) -> anyhow::Result<(f64, f64, f64)>
     let (stores, _) = store::connect_fresh(probe).await?;
     let client: Arc<dyn PatternClient> =
         Arc::new(Produce(stores.secondary.side(Side::Secondary).await?));
-    let spec = DriveSpec {
-        seed: 3,
-        rate,
-        ops: (rate * secs as f64) as u64,
-        concurrency: 64,
-        customers: 1000,
-        payload_bytes: 64,
-        op_deadline: Duration::from_secs(10),
-    };
-    let (_tx, stop) = watch::channel(false);
-    let (stats, _, _) = driver::drive(
-        client.clone(),
-        spec,
-        Instant::now(),
-        None,
-        stop,
-        Arc::default(),
-    )
-    .await?;
-    let (max, _) = bare_loop(client, 2000, 16).await;
+    let figures = single_write_figures(client, rate, secs, 2000).await;
     let _ = stores.drop_namespace().await;
-    Ok((
-        stats.latency_us.value_at_quantile(0.5) as f64 / 1000.0,
-        stats.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
-        max,
-    ))
+    figures
 }
 
 pub(super) async fn figures(args: &BenchArgs, summary: &mut Summary) -> anyhow::Result<f64> {

@@ -215,6 +215,16 @@ impl MongoStore {
         })
     }
 
+    /// The side's connection (a store serving only some sides answers for the
+    /// others with one it has).
+    fn conn(&self, side: Side) -> Arc<MongoConn> {
+        self.conns
+            .get(&side)
+            .or_else(|| self.conns.values().next())
+            .expect("a store serves at least one connection")
+            .clone()
+    }
+
     fn client(&self, side: Side) -> &Client {
         self.clients
             .get(&side)
@@ -453,12 +463,7 @@ impl Store for MongoStore {
     }
 
     async fn side(&self, side: Side) -> anyhow::Result<Arc<dyn SideStore>> {
-        let conn = self
-            .conns
-            .get(&side)
-            .or_else(|| self.conns.values().next())
-            .expect("a store serves at least one connection")
-            .clone();
+        let conn = self.conn(side);
         Ok(Arc::new(MongoSide {
             client: self.client(side).clone(),
             conn,
@@ -474,12 +479,7 @@ impl Store for MongoStore {
         side: Side,
         layout: Arc<Layout>,
     ) -> anyhow::Result<Arc<dyn SideStore>> {
-        let conn = self
-            .conns
-            .get(&side)
-            .or_else(|| self.conns.values().next())
-            .expect("a store serves at least one connection")
-            .clone();
+        let conn = self.conn(side);
         Ok(Arc::new(MongoSide {
             client: self.client(side).clone(),
             conn,
