@@ -26,73 +26,6 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Three proxies of this test's own (primary, secondary, relay) in front of one
-/// server; deleted when dropped.
-struct OwnProxies {
-    names: [String; 3],
-}
-
-impl OwnProxies {
-    fn new(tag: &str, upstream: &str) -> Self {
-        let base = format!(
-            "dwapp_{tag}_{}_{:04x}",
-            std::process::id(),
-            rand::random::<u16>()
-        );
-        let names = ["primary", "secondary", "relay"].map(|s| format!("{base}_{s}"));
-        let client = reqwest::Client::new();
-        rt().block_on(async {
-            for name in &names {
-                let r = client
-                    .post(format!("{TOXIPROXY}/proxies"))
-                    .json(&serde_json::json!({
-                        "name": name, "listen": "127.0.0.1:0", "upstream": upstream, "enabled": true
-                    }))
-                    .send()
-                    .await
-                    .expect("Toxiproxy up (scripts/stack up)");
-                assert!(r.status().is_success(), "creating {name}: {}", r.status());
-            }
-        });
-        Self { names }
-    }
-
-    /// `[target]` lines routing each connection through these proxies.
-    fn target(&self, store: &str, server: &str) -> String {
-        let [p, s, r] = &self.names;
-        let server = if server.is_empty() {
-            String::new()
-        } else {
-            format!("server = \"{server}\"\n")
-        };
-        format!(
-            "[target]\nstore = \"{store}\"\n{server}[target.primary]\nproxy = \"{p}\"\n[target.secondary]\nproxy = \"{s}\"\n[target.relay]\nproxy = \"{r}\"\n"
-        )
-    }
-
-    fn name(&self, side: Side) -> &str {
-        match side {
-            Side::Primary => &self.names[0],
-            Side::Secondary => &self.names[1],
-            Side::Relay => &self.names[2],
-        }
-    }
-}
-
-impl Drop for OwnProxies {
-    fn drop(&mut self) {
-        let client = reqwest::Client::new();
-        rt().block_on(async {
-            for name in &self.names {
-                let _ = client
-                    .delete(format!("{TOXIPROXY}/proxies/{name}"))
-                    .send()
-                    .await;
-            }
-        });
-    }
-}
-
 /// The example services' Python (its venv has boto3, pymongo, the Cassandra driver).
 fn python() -> PathBuf {
     let cache = std::env::var_os("DUALWRITE_CACHE")
@@ -332,7 +265,7 @@ fn naive_service_with_the_events_proxy_down_counts_what_the_history_and_a_direct
         "stopped",
         "{app:?}"
     );
-    assert_eq!(proxy_state(proxies.name(Side::Secondary)), (true, vec![]));
+    assert_eq!(proxy_state(&proxies.name(Side::Secondary)), (true, vec![]));
 }
 
 /// The example outbox service and its relay on mongoeco; the relay is killed

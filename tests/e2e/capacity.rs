@@ -15,75 +15,9 @@ use dualwrite::result::{CapacityFigure, CapacitySource};
 
 use crate::common::*;
 
-const TOXIPROXY: &str = "http://127.0.0.1:8474";
 const MOTO: &str = "127.0.0.1:5000";
 const CASSANDRA: &str = "127.0.0.1:9042";
 const FERRETDB: &str = "127.0.0.1:27017";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Three proxies of this test's own in front of one server; deleted when dropped.
-struct OwnProxies {
-    names: [String; 3],
-    store: &'static str,
-}
-
-impl OwnProxies {
-    fn new(tag: &str) -> Self {
-        Self::to("dynamodb", MOTO, tag)
-    }
-
-    fn to(store: &'static str, upstream: &str, tag: &str) -> Self {
-        let base = format!(
-            "dwcap_{tag}_{}_{:04x}",
-            std::process::id(),
-            rand::random::<u16>()
-        );
-        let names = ["primary", "secondary", "relay"].map(|s| format!("{base}_{s}"));
-        let client = reqwest::Client::new();
-        rt().block_on(async {
-            for name in &names {
-                let r = client
-                    .post(format!("{TOXIPROXY}/proxies"))
-                    .json(&serde_json::json!({
-                        "name": name, "listen": "127.0.0.1:0", "upstream": upstream, "enabled": true
-                    }))
-                    .send()
-                    .await
-                    .expect("Toxiproxy up (scripts/stack up)");
-                assert!(r.status().is_success(), "creating {name}: {}", r.status());
-            }
-        });
-        Self { names, store }
-    }
-
-    fn target(&self) -> String {
-        let [p, s, r] = &self.names;
-        format!(
-            "[target]\nstore = \"{}\"\n[target.primary]\nproxy = \"{p}\"\n[target.secondary]\nproxy = \"{s}\"\n[target.relay]\nproxy = \"{r}\"\n",
-            self.store
-        )
-    }
-}
-
-impl Drop for OwnProxies {
-    fn drop(&mut self) {
-        let client = reqwest::Client::new();
-        rt().block_on(async {
-            for name in &self.names {
-                let _ = client
-                    .delete(format!("{TOXIPROXY}/proxies/{name}"))
-                    .send()
-                    .await;
-            }
-        });
-    }
-}
 
 fn write_units(run: &Run) -> &CapacityFigure {
     run.result
@@ -95,11 +29,11 @@ fn write_units(run: &Run) -> &CapacityFigure {
 
 /// Runs `pattern` lines with a 2,100-byte payload and no faults.
 fn run_without_faults(tag: &str, pattern: &str) -> Run {
-    let proxies = OwnProxies::new(tag);
+    let proxies = OwnProxies::new(tag, MOTO);
     let s = Scratch::new();
     let text = format!(
         "name = \"capacity-{tag}\"\nseed = 7\n{}\n[pattern]\n{pattern}\n[workload]\nrate = 20\nduration = \"2s\"\nconcurrency = 4\nop_timeout = \"5s\"\npayload_bytes = 2100\n",
-        proxies.target()
+        proxies.target("dynamodb", "")
     );
     let path = s.write("capacity.toml", &text);
     s.run(&path)
@@ -159,13 +93,13 @@ fn naive_costs_the_model_of_its_two_items_and_a_transaction_twice_that() {
 #[test]
 fn every_retry_of_a_transaction_is_paid_for() {
     let _guard = lock("dynamodb");
-    let proxies = OwnProxies::new("retry");
+    let proxies = OwnProxies::new("retry", MOTO);
     let s = Scratch::new();
     // Token misuse: a fresh token per retry, answers delayed past the timeout
     // for 2 s, so attempts whose answer was lost are retried (and applied again).
     let text = format!(
         "name = \"capacity-retries\"\nseed = 7\n{}\n[pattern]\nname = \"transaction\"\nconditions = false\nidempotency_token = \"fresh\"\nsecondary_key = \"fresh\"\nretries = 3\nbackoff = \"20ms\"\n[workload]\nrate = 20\nduration = \"4s\"\nconcurrency = 16\nop_timeout = \"500ms\"\n[[faults]]\nkind = \"latency\"\nside = \"primary\"\ndirection = \"downstream\"\nlatency = \"1500ms\"\nstart = \"1s\"\nduration = \"2s\"\n",
-        proxies.target()
+        proxies.target("dynamodb", "")
     );
     let path = s.write("retries.toml", &text);
     let run = s.run(&path);
@@ -191,11 +125,11 @@ fn every_retry_of_a_transaction_is_paid_for() {
 #[test]
 fn a_cross_partition_logged_batch_writes_its_two_rows_and_its_batchlog() {
     let _guard = lock("cassandra");
-    let proxies = OwnProxies::to("cassandra", CASSANDRA, "batch");
+    let proxies = OwnProxies::new("batch", CASSANDRA);
     let s = Scratch::new();
     let text = format!(
         "name = \"capacity-batch\"\nseed = 7\n{}\n[pattern]\nname = \"logged-batch\"\npartitioning = \"cross\"\n[workload]\nrate = 20\nduration = \"2s\"\nconcurrency = 4\nop_timeout = \"5s\"\n",
-        proxies.target()
+        proxies.target("cassandra", "")
     );
     let path = s.write("batch.toml", &text);
     let run = s.run(&path);
@@ -236,9 +170,9 @@ fn a_cross_partition_logged_batch_writes_its_two_rows_and_its_batchlog() {
 #[test]
 fn ferretdb_counts_write_commands_and_reports_no_documents_or_transactions() {
     let _guard = lock("mongodb");
-    let proxies = OwnProxies::to("mongodb", FERRETDB, "mongo");
+    let proxies = OwnProxies::new("mongo", FERRETDB);
     let s = Scratch::new();
-    let target = proxies.target().replace(
+    let target = proxies.target("mongodb", "").replace(
         "store = \"mongodb\"\n",
         "store = \"mongodb\"\nserver = \"ferretdb\"\n",
     );

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use dualwrite::checker::{self, CheckerReport, CollectedScan};
 use dualwrite::history::{History, HistoryEntry};
 use dualwrite::result::RunResult;
-use dualwrite::scenario::{self, Scenario};
+use dualwrite::scenario::{self, Scenario, Side};
 use dualwrite::store::{self, Stores};
 
 pub fn bin() -> &'static str {
@@ -198,6 +198,95 @@ pub fn lock(store: &str) -> std::sync::MutexGuard<'static, ()> {
         .find(|(name, _)| *name == store)
         .unwrap_or_else(|| panic!("no store `{store}` in the registry"));
     lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Toxiproxy proxies of one test alone, `<prefix>_primary`, `_secondary` and
+/// `_relay`, in front of one server and listening on ports Toxiproxy picks;
+/// deleted when dropped. Runs of other tests (or engineers) on the default
+/// proxies neither block this test nor are disturbed by its faults.
+pub struct OwnProxies {
+    pub prefix: String,
+}
+
+impl OwnProxies {
+    pub fn new(tag: &str, upstream: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let proxies = Self {
+            prefix: format!("dw{tag}_{}x{n}", std::process::id()),
+        };
+        let prefix = proxies.prefix.clone();
+        let upstream = upstream.to_string();
+        toxiproxy_blocking(|client| async move {
+            for side in Side::ALL {
+                let name = proxies_name(&prefix, side);
+                let r = client
+                    .post("http://127.0.0.1:8474/proxies")
+                    .json(&serde_json::json!({
+                        "name": name, "listen": "127.0.0.1:0", "upstream": upstream, "enabled": true
+                    }))
+                    .send()
+                    .await
+                    .expect("Toxiproxy up (scripts/stack up)");
+                assert!(r.status().is_success(), "creating {name}: {}", r.status());
+            }
+        });
+        proxies
+    }
+
+    pub fn name(&self, side: Side) -> String {
+        proxies_name(&self.prefix, side)
+    }
+
+    /// The `[target]` table routing every connection through these proxies (no
+    /// `server` line when `server` is empty: the store's default).
+    pub fn target(&self, store: &str, server: &str) -> String {
+        let server = if server.is_empty() {
+            String::new()
+        } else {
+            format!("server = \"{server}\"\n")
+        };
+        let (p, s, r) = (
+            self.name(Side::Primary),
+            self.name(Side::Secondary),
+            self.name(Side::Relay),
+        );
+        format!(
+            "[target]\nstore = \"{store}\"\n{server}[target.primary]\nproxy = \"{p}\"\n[target.secondary]\nproxy = \"{s}\"\n[target.relay]\nproxy = \"{r}\"\n"
+        )
+    }
+}
+
+impl Drop for OwnProxies {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        toxiproxy_blocking(|client| async move {
+            for side in Side::ALL {
+                let name = proxies_name(&prefix, side);
+                let _ = client
+                    .delete(format!("http://127.0.0.1:8474/proxies/{name}"))
+                    .send()
+                    .await;
+            }
+        });
+    }
+}
+
+fn proxies_name(prefix: &str, side: Side) -> String {
+    format!("{prefix}_{side}")
+}
+
+/// Runs `f` with an HTTP client on a runtime of its own (tests are synchronous).
+fn toxiproxy_blocking<F, Fut>(f: F)
+where
+    F: FnOnce(reqwest::Client) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f(reqwest::Client::new()));
 }
 
 /// The state of a Toxiproxy proxy: (enabled, names of its toxics).

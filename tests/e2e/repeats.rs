@@ -6,69 +6,6 @@ use dualwrite::result::RunResult;
 
 use crate::common::*;
 
-/// Proxies of this test alone (deleted on drop), so runs of other tests or
-/// engineers on the default proxies neither block nor disturb it.
-struct OwnProxies {
-    prefix: String,
-}
-
-fn toxiproxy(method: reqwest::Method, path: &str, body: Option<serde_json::Value>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::new();
-        let mut req = client.request(method.clone(), format!("http://127.0.0.1:8474{path}"));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let status = req
-            .send()
-            .await
-            .expect("Toxiproxy answers (scripts/stack up)")
-            .status();
-        assert!(
-            status.is_success() || method == reqwest::Method::DELETE,
-            "{method} {path}: {status}"
-        );
-    });
-}
-
-const SIDES: [&str; 2] = ["primary", "secondary"];
-
-impl OwnProxies {
-    fn new() -> Self {
-        let prefix = format!("repeats{}_dynamodb", std::process::id());
-        for side in SIDES {
-            toxiproxy(
-                reqwest::Method::POST,
-                "/proxies",
-                Some(serde_json::json!({
-                    "name": format!("{prefix}_{side}"),
-                    "listen": "127.0.0.1:0",
-                    // moto (scripts/PORTS.md)
-                    "upstream": "127.0.0.1:5000",
-                    "enabled": true,
-                })),
-            );
-        }
-        Self { prefix }
-    }
-}
-
-impl Drop for OwnProxies {
-    fn drop(&mut self) {
-        for side in SIDES {
-            toxiproxy(
-                reqwest::Method::DELETE,
-                &format!("/proxies/{}_{side}", self.prefix),
-                None,
-            );
-        }
-    }
-}
-
 /// Naive writes with log-and-continue while the secondary is down for 1 s:
 /// orphans in every run, their number varying with the timing.
 fn scenario(name: &str, proxies: &OwnProxies) -> String {
@@ -106,7 +43,7 @@ fn mean(values: &[f64]) -> f64 {
 
 #[test]
 fn three_repeats_make_three_runs_with_consecutive_seeds_and_one_compare_row() {
-    let proxies = OwnProxies::new();
+    let proxies = OwnProxies::new("repeats", "127.0.0.1:5000");
     let s = Scratch::new();
     let name = "e2e-repeats";
     let file = s.write("repeats.toml", &scenario(name, &proxies));
