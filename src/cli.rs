@@ -444,6 +444,9 @@ pub fn list() -> String {
         if !r.read_preference.is_empty() {
             options.push(format!("read_preference {}", r.read_preference.join("/")));
         }
+        for server in r.coordinator_servers {
+            options.push(format!("coordinator (a node) on {server}"));
+        }
         let options = if options.is_empty() {
             String::new()
         } else {

@@ -126,16 +126,24 @@ fn read_reasons(r: &ReadersResult, expect: &Expect) -> Vec<String> {
     if let Some(max) = expect.partial_reads {
         let n = r.partial_reads();
         if n > max {
-            let at: Vec<String> = r
-                .by_delay
-                .iter()
-                .chain(&r.unacknowledged_by_delay)
-                .filter(|d| d.primary_only + d.secondary_only > 0)
-                .map(|d| format!("{} at {} ms", d.primary_only + d.secondary_only, d.delay_ms))
-                .collect();
+            let at = |by: &[crate::result::DelayReads], of: &str| {
+                let at: Vec<String> = by
+                    .iter()
+                    .filter(|d| d.primary_only + d.secondary_only > 0)
+                    .map(|d| format!("{} at {} ms", d.primary_only + d.secondary_only, d.delay_ms))
+                    .collect();
+                (!at.is_empty()).then(|| format!("{} {of}", at.join(", ")))
+            };
+            let parts: Vec<String> = [
+                at(&r.by_delay, "of acknowledged orders"),
+                at(&r.unacknowledged_by_delay, "of failed or unknown ones"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             reasons.push(format!(
                 "partial_reads: {n} > allowed {max} ({})",
-                at.join(", ")
+                parts.join("; ")
             ));
         }
     }
@@ -387,7 +395,7 @@ mod tests {
         assert_eq!(
             reasons,
             [
-                "partial_reads: 2 > allowed 0 (2 at 10 ms)",
+                "partial_reads: 2 > allowed 0 (2 at 10 ms of acknowledged orders)",
                 "read_anomalies: 1 > allowed 0: visible_ghost 1 (e.g. o000000000007)"
             ]
         );

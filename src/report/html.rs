@@ -354,23 +354,6 @@ fn readers(r: &RunResult) -> String {
     };
     let mut s = String::from("<h2>What readers saw</h2>\n");
     let p = &x.plan;
-    let consistency = |c: &crate::scenario::ReadConsistency| {
-        let parts: Vec<String> = [
-            c.consistency.as_ref().map(|v| format!("consistency {v}")),
-            c.read_concern.as_ref().map(|v| format!("read concern {v}")),
-            c.read_preference
-                .as_ref()
-                .map(|v| format!("read preference {v}")),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        if parts.is_empty() {
-            "the store's default".to_string()
-        } else {
-            parts.join(", ")
-        }
-    };
     let delays: Vec<String> = p.delays_ms.iter().map(|d| format!("{d} ms")).collect();
     let f = &x.followed;
     let o = &x.reads;
@@ -390,8 +373,8 @@ fn readers(r: &RunResult) -> String {
             "read with",
             escape(&format!(
                 "primary: {}; secondary: {}",
-                consistency(&p.primary),
-                consistency(&p.secondary)
+                p.primary.describe(),
+                p.secondary.describe()
             )),
         ),
         (

@@ -753,6 +753,36 @@ pub struct ReadConsistency {
     /// MongoDB read preference (`primary`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_preference: Option<String>,
+    /// The Cassandra cluster: the node that coordinates this side's reads
+    /// (otherwise the side's own coordinator, as its writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator: Option<NodeId>,
+}
+
+impl ReadConsistency {
+    /// `consistency one, coordinator c3`, or the store's default.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = [
+            self.consistency
+                .as_ref()
+                .map(|v| format!("consistency {v}")),
+            self.read_concern
+                .as_ref()
+                .map(|v| format!("read concern {v}")),
+            self.read_preference
+                .as_ref()
+                .map(|v| format!("read preference {v}")),
+            self.coordinator.map(|n| format!("coordinator {n}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            "the store's default".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 fn durations_ms<S: serde::Serializer>(d: &[Duration], s: S) -> Result<S::Ok, S::Error> {

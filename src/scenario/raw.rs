@@ -216,6 +216,7 @@ pub(crate) struct RawReadSide {
     pub consistency: Option<String>,
     pub read_concern: Option<String>,
     pub read_preference: Option<String>,
+    pub coordinator: Option<String>,
 }
 
 /// A threshold: a maximum count, or the word `"any"`.

@@ -642,6 +642,40 @@ fn read_options_a_store_does_not_honour_are_rejected_with_the_reason() {
 }
 
 #[test]
+fn a_reader_chooses_its_coordinator_on_the_cluster_only() {
+    let on_cluster = with_readers(
+        &cluster("naive", ""),
+        "[readers.primary]\nconsistency = \"one\"\ncoordinator = \"c3\"\n",
+    );
+    let s = parse(Path::new("c.toml"), &on_cluster).unwrap();
+    let r = s.readers.unwrap();
+    assert_eq!(
+        r.primary.coordinator.map(|n| n.to_string()).as_deref(),
+        Some("c3")
+    );
+    assert_eq!(r.secondary.coordinator, None);
+    assert_eq!(r.primary.describe(), "consistency one, coordinator c3");
+    // The writes keep their own coordinator (the contact point c1).
+    assert_eq!(s.target.cql(Side::Primary).coordinator, None);
+    // A single server has no node to choose.
+    let single = on_cluster.replace("server = \"cassandra-cluster\"", "server = \"cassandra\"");
+    let e = err(&single);
+    assert_eq!(e.field, "readers.primary.coordinator");
+    assert!(e.fix.contains("cassandra-cluster"), "{e}");
+    // Nor do stores without nodes to choose.
+    let e = err(&with_readers(
+        GOOD,
+        "[readers.secondary]\ncoordinator = \"c1\"\n",
+    ));
+    assert_eq!(e.field, "readers.secondary.coordinator");
+    assert!(e.fix.contains("no such choice"), "{e}");
+    // No such node.
+    let e = err(&on_cluster.replace("\"c3\"", "\"c4\""));
+    assert_eq!(e.field, "readers.primary.coordinator");
+    assert!(e.fix.contains("c1, c2 or c3"), "{e}");
+}
+
+#[test]
 fn bad_readers_and_read_limits_without_readers_are_rejected() {
     for (readers, field) in [
         ("rate = 0", "readers.rate"),

@@ -82,6 +82,9 @@ pub struct ReadSupport {
     pub read_concern: &'static [(&'static str, &'static [&'static str])],
     /// Read preferences honoured.
     pub read_preference: &'static [&'static str],
+    /// The servers on which a side's reads can be sent to a chosen node
+    /// (`[readers.<side>] coordinator`): the ones with several nodes.
+    pub coordinator_servers: &'static [&'static str],
 }
 
 /// What `dualwrite bench` uses for a store.

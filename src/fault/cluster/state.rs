@@ -38,6 +38,13 @@ impl serde::Serialize for NodeId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for NodeId {
     type Err = String;
 

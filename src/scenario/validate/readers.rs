@@ -10,6 +10,7 @@ use super::super::raw::{RawReadSide, RawReaders};
 use super::super::*;
 use super::{Res, duration};
 use crate::pattern::{KeyPolicy, Pattern};
+use crate::store::cassandra::CLUSTER_NODES;
 
 /// The delays used when `delays` is not given.
 pub(crate) const DEFAULT_DELAYS: [&str; 4] = ["0ms", "10ms", "100ms", "1s"];
@@ -191,6 +192,36 @@ fn side(
             ));
         }
         out.read_preference = Some(v.clone());
+    }
+    if let Some(v) = &raw.coordinator {
+        if !reads.coordinator_servers.contains(&server) {
+            return Err(at.error(
+                &path("coordinator"),
+                format!(
+                    "choosing the node that coordinates the {side} side's reads needs several nodes, and the {side} side is on `{server}`"
+                ),
+                if reads.coordinator_servers.is_empty() {
+                    format!("remove it ({store} has no such choice)")
+                } else {
+                    format!(
+                        "remove it, or use a server with several nodes: [target] server = \"{}\"",
+                        reads.coordinator_servers.join("\" or \"")
+                    )
+                },
+            ));
+        }
+        let node = v
+            .parse::<NodeId>()
+            .ok()
+            .filter(|n| n.index() <= CLUSTER_NODES);
+        let Some(node) = node else {
+            return Err(at.error(
+                &path("coordinator"),
+                format!("`{v}` is not a node of the cluster"),
+                "use c1, c2 or c3",
+            ));
+        };
+        out.coordinator = Some(node);
     }
     Ok(out)
 }

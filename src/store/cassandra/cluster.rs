@@ -183,6 +183,31 @@ impl ClusterLink {
         )
     }
 
+    /// One profile per node for a side's reader (`[readers.<side>] coordinator`):
+    /// the side's own level and timeout, coordinated by that node through the
+    /// side's proxy in front of it, no retry.
+    pub(crate) fn reader_profiles(
+        &self,
+        side: Side,
+        level: Consistency,
+        op_timeout: Duration,
+    ) -> anyhow::Result<Vec<(NodeId, ExecutionProfileHandle)>> {
+        self.state
+            .nodes
+            .iter()
+            .map(|n| {
+                let profile = ExecutionProfile::builder()
+                    .consistency(level)
+                    .request_timeout(Some(op_timeout))
+                    .load_balancing_policy(self.pinned(side, n.id)?)
+                    .retry_policy(Arc::new(FallthroughRetryPolicy::new()))
+                    .build()
+                    .into_handle();
+                Ok((n.id, profile))
+            })
+            .collect()
+    }
+
     /// A profile that reads at ONE on `node` alone.
     fn replica_profile(&self, side: Side, node: NodeId) -> anyhow::Result<ExecutionProfileHandle> {
         Ok(ExecutionProfile::builder()

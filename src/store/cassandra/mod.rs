@@ -30,7 +30,7 @@ pub use cluster::{CLUSTER_NODES, CLUSTER_SERVER, cluster_proxies, cluster_proxy}
 use anyhow::Context;
 use async_trait::async_trait;
 use futures::FutureExt;
-use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::execution_profile::{ExecutionProfile, ExecutionProfileHandle};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError, TranslationError};
@@ -47,6 +47,7 @@ use self::side::{CassandraSide, Table};
 use self::writes::{BareClient, BatchWrite};
 use super::spec::{BenchSpec, Footprint, LocalServer, ReadSupport, ServerSpec, StoreSpec, Support};
 use super::{Layout, ServerInfo, SideStore, Store, StoreContext};
+use crate::fault::cluster::NodeId;
 use crate::pattern::PatternKind;
 use crate::pattern::atomic::AtomicWrite;
 use crate::pattern::outcome::{Attempt, Failure};
@@ -123,6 +124,7 @@ pub static SPEC: StoreSpec = StoreSpec {
         not_through_index: &[],
         read_concern: &[],
         read_preference: &[],
+        coordinator_servers: &[CLUSTER_SERVER],
     }),
     connection_options: &[
         "username",
@@ -501,6 +503,27 @@ impl CassandraStore {
         Tables::of(&self.ctx.namespace)
     }
 
+    /// The cluster: one profile per node for a reader of `side` that chooses its
+    /// coordinator; empty elsewhere.
+    fn reader_coordinators(
+        &self,
+        side: Side,
+    ) -> anyhow::Result<Vec<(NodeId, ExecutionProfileHandle)>> {
+        let Some(link) = &self.cluster else {
+            return Ok(Vec::new());
+        };
+        let settings = self.ctx.scenario.target.cql(side);
+        let level = settings
+            .consistency
+            .as_deref()
+            .unwrap_or(&self.ctx.scenario.pattern.consistency);
+        link.reader_profiles(
+            side,
+            consistency(level),
+            self.ctx.scenario.workload.op_timeout,
+        )
+    }
+
     fn session(&self, side: Side) -> &Arc<Session> {
         self.sessions
             .get(&side)
@@ -728,6 +751,7 @@ impl Store for CassandraStore {
             // The checker's scan is the eventual truth: every replica, merged.
             s.scan_consistency = Some(Consistency::All);
         }
+        s.read_coordinators = self.reader_coordinators(side)?;
         Ok(Arc::new(s))
     }
 
@@ -822,9 +846,9 @@ impl Store for CassandraStore {
         side: Side,
         layout: Arc<Layout>,
     ) -> anyhow::Result<Arc<dyn SideStore>> {
-        Ok(Arc::new(
-            CassandraSide::app(self.session(side).clone(), layout).await?,
-        ))
+        let mut s = CassandraSide::app(self.session(side).clone(), layout).await?;
+        s.read_coordinators = self.reader_coordinators(side)?;
+        Ok(Arc::new(s))
     }
 
     async fn drop_location(&self, _side: Side, layout: &Layout) -> anyhow::Result<()> {

@@ -12,12 +12,14 @@
 use anyhow::Context;
 use async_trait::async_trait;
 use futures::TryStreamExt;
+use scylla::client::execution_profile::ExecutionProfileHandle;
 use scylla::client::session::Session;
 use scylla::statement::Statement;
 use scylla::statement::prepared::PreparedStatement;
 use std::sync::Arc;
 
 use super::{DDL_TIMEOUT, Tables, classify, consistency};
+use crate::fault::cluster::NodeId;
 use crate::order::{Order, order_key, parse_order_key};
 use crate::pattern::outcome::Attempt;
 use crate::pattern::{KeyPolicy, Partitioning, Pattern, PatternKind};
@@ -72,6 +74,8 @@ pub(crate) struct CassandraSide {
     /// A reader's point read, prepared on first use (runs without readers
     /// never prepare it).
     pub(crate) read: tokio::sync::OnceCell<PreparedStatement>,
+    /// The cluster: how a reader sends its reads to a chosen node.
+    pub(crate) read_coordinators: Vec<(NodeId, ExecutionProfileHandle)>,
 }
 
 impl CassandraSide {
@@ -118,6 +122,7 @@ impl CassandraSide {
             app: None,
             scan_consistency: None,
             read: tokio::sync::OnceCell::new(),
+            read_coordinators: Vec::new(),
         })
     }
 
@@ -143,6 +148,7 @@ impl CassandraSide {
             app: Some(layout),
             scan_consistency: None,
             read: tokio::sync::OnceCell::new(),
+            read_coordinators: Vec::new(),
         })
     }
 
@@ -249,6 +255,17 @@ impl SideStore for CassandraSide {
         let mut statement = prepared.clone();
         if let Some(level) = &how.consistency.consistency {
             statement.set_consistency(consistency(level));
+        }
+        if let Some(node) = how.consistency.coordinator {
+            let Some((_, profile)) = self.read_coordinators.iter().find(|(n, _)| *n == node) else {
+                // Validation admits a coordinator only on the cluster, whose sides
+                // all have these profiles: never sent.
+                return ReadOutcome::Fail(crate::pattern::outcome::Failure::new(
+                    "no-coordinator",
+                    format!("{} has no connection to {node}", self.name),
+                ));
+            };
+            statement.set_execution_profile_handle(Some(profile.clone()));
         }
         let key = order_key(record.order_id);
         let result = match self.table {

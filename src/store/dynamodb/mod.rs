@@ -112,6 +112,7 @@ pub static SPEC: StoreSpec = StoreSpec {
         not_through_index: &["strong"],
         read_concern: &[],
         read_preference: &[],
+        coordinator_servers: &[],
     }),
     connection_options: &["region", "profile", "tls", "tls_ca_file", "tls_server_name"],
     footprint: |scenario, ns, sides| {

@@ -79,6 +79,7 @@ pub static SPEC: StoreSpec = StoreSpec {
         not_through_index: &[],
         read_concern: &[],
         read_preference: &[],
+        coordinator_servers: &[],
     }),
     connection_options: &[],
     footprint: |_, ns, _| super::spec::Footprint {

@@ -129,6 +129,7 @@ pub static SPEC: StoreSpec = StoreSpec {
         ],
         // Each side reaches one server through its own proxy (directConnection).
         read_preference: &["primary"],
+        coordinator_servers: &[],
     }),
     connection_options: &[
         "uri",

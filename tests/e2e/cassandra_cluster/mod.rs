@@ -24,6 +24,7 @@ use scylla::statement::{Consistency, Statement};
 
 use super::common::{bin, repo};
 
+mod readers;
 mod runs;
 
 /// One cluster test at a time: each faults the whole cluster.

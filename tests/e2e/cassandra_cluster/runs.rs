@@ -16,12 +16,12 @@ use dualwrite::store::Record;
 use super::{lock, nemesis, nft_tables, node, reset, rt, state_dir, within};
 use crate::common::*;
 
-fn scenario(name: &str) -> PathBuf {
+pub(super) fn scenario(name: &str) -> PathBuf {
     repo().join("scenarios").join(format!("{name}.toml"))
 }
 
 /// The applied window of a fault kind.
-fn window<'a>(r: &'a RunResult, kind: &str) -> &'a FaultWindow {
+pub(super) fn window<'a>(r: &'a RunResult, kind: &str) -> &'a FaultWindow {
     r.faults
         .iter()
         .find(|w| w.kind == kind && w.start_s.is_some())
