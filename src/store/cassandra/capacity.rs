@@ -13,10 +13,13 @@
 //!
 //! The `system` tables are the whole node's: other runs' batches and LWTs on a
 //! shared server in the same window are included (the figure says
-//! `server_wide`). The counts are the node the query reached: on a cluster,
-//! one node's local writes, not the replicas'.
+//! `server_wide`). On the cluster each node is read on its own (the tables are
+//! node-local) and the nodes' differences are summed: every replica's local
+//! writes, so a write at replication factor 3 counts three times.
 
+use scylla::client::execution_profile::ExecutionProfileHandle;
 use scylla::client::session::Session;
+use scylla::statement::Statement;
 use std::collections::BTreeMap;
 
 use crate::result::{CapacityFigure, CapacitySource};
@@ -31,12 +34,17 @@ pub struct Counters {
 }
 
 /// Local write counts of every table of one keyspace.
-async fn counts(session: &Session, keyspace: &str) -> anyhow::Result<BTreeMap<String, i64>> {
+async fn counts(
+    session: &Session,
+    keyspace: &str,
+    node: Option<&ExecutionProfileHandle>,
+) -> anyhow::Result<BTreeMap<String, i64>> {
+    let mut s = Statement::new(
+        "SELECT table_name, count FROM system_views.local_write_latency WHERE keyspace_name = ?",
+    );
+    s.set_execution_profile_handle(node.cloned());
     let rows = session
-        .query_unpaged(
-            "SELECT table_name, count FROM system_views.local_write_latency WHERE keyspace_name = ?",
-            (keyspace,),
-        )
+        .query_unpaged(s, (keyspace,))
         .await?
         .into_rows_result()?;
     Ok(rows
@@ -45,14 +53,50 @@ async fn counts(session: &Session, keyspace: &str) -> anyhow::Result<BTreeMap<St
         .collect())
 }
 
-/// Reads the counters (an error: the server has no such virtual table).
-pub async fn read(session: &Session, keyspace: &str) -> anyhow::Result<Counters> {
-    let system = counts(session, "system").await?;
+/// Reads the counters of the node `node` routes to, or of the node the session
+/// picks (an error: the server has no such virtual table).
+pub async fn read(
+    session: &Session,
+    keyspace: &str,
+    node: Option<&ExecutionProfileHandle>,
+) -> anyhow::Result<Counters> {
+    let system = counts(session, "system", node).await?;
     Ok(Counters {
-        keyspace: counts(session, keyspace).await?,
+        keyspace: counts(session, keyspace, node).await?,
         batches: system.get("batches").copied().unwrap_or(0),
         paxos: system.get("paxos").copied().unwrap_or(0),
     })
+}
+
+impl Counters {
+    /// What one node wrote between two readings; a counter that went backwards
+    /// (the node restarted) counts from zero.
+    pub fn since(&self, before: &Counters) -> Counters {
+        let d = |a: i64, b: i64| if a >= b { a - b } else { a };
+        Counters {
+            keyspace: self
+                .keyspace
+                .iter()
+                .map(|(t, n)| {
+                    (
+                        t.clone(),
+                        d(*n, before.keyspace.get(t).copied().unwrap_or(0)),
+                    )
+                })
+                .collect(),
+            batches: d(self.batches, before.batches),
+            paxos: d(self.paxos, before.paxos),
+        }
+    }
+
+    /// Several nodes' counts, added up.
+    pub fn add(&mut self, other: &Counters) {
+        for (t, n) in &other.keyspace {
+            *self.keyspace.entry(t.clone()).or_default() += n;
+        }
+        self.batches += other.batches;
+        self.paxos += other.paxos;
+    }
 }
 
 fn round(x: f64) -> f64 {
@@ -134,10 +178,10 @@ pub fn not_reported(server: &str) -> Vec<CapacityFigure> {
 /// What the figures cannot say, for the result's notes.
 pub fn notes(cluster: bool) -> Vec<String> {
     let mut n = vec![
-        "cassandra: counts of system_views.local_write_latency read before and after the load; batchlog and Paxos writes are the whole node's (system.batches, system.paxos), so other runs' batches and LWTs on a shared server in the same window are included; Paxos is counted as writes of Paxos state (prepare, propose, commit), not as rounds".to_string(),
+        "cassandra: counts of system_views.local_write_latency read before and after the load; batchlog and Paxos writes are the whole node's (system.batches, system.paxos), so other runs' batches and LWTs on a shared server in the same window are included; Paxos is counted as writes of Paxos state (prepare, propose, commit), not as rounds; a server restarted during the run counts from its restart".to_string(),
     ];
     if cluster {
-        n.push("cassandra: on the cluster the counters are one node's (the one the query reached): its local writes, not every replica's".into());
+        n.push("cassandra: on the cluster every node's counters are read and their differences summed: each replica's local writes count (a write at replication factor 3 counts three times; system.batches is written on the nodes holding the batchlog, not on the coordinator)".into());
     }
     n
 }
@@ -174,5 +218,25 @@ mod tests {
         // A counter that went backwards (a restarted node) is no negative cost.
         let f = figures(&after, &before, 10);
         assert_eq!(f[1].total, Some(0.0));
+    }
+
+    #[test]
+    fn the_nodes_differences_add_up_and_a_restarted_node_counts_from_zero() {
+        let node = |orders: i64, batches: i64| Counters {
+            keyspace: BTreeMap::from([("orders".into(), orders)]),
+            batches,
+            paxos: 0,
+        };
+        let mut sum = Counters::default();
+        // c1 wrote 10 orders and no batchlog; c2 10 orders and 5 batchlog rows;
+        // c3 restarted: its counters read 4 after 50 before, so 4 since.
+        sum.add(&node(110, 7).since(&node(100, 7)));
+        sum.add(&node(10, 5).since(&node(0, 0)));
+        sum.add(&node(4, 0).since(&node(50, 9)));
+        assert_eq!(sum.keyspace["orders"], 24);
+        assert_eq!(sum.batches, 5);
+        let f = figures(&Counters::default(), &sum, 4);
+        assert_eq!(f[0].per_order, Some(6.0));
+        assert_eq!(f[1].total, Some(5.0));
     }
 }

@@ -209,7 +209,11 @@ impl ClusterLink {
     }
 
     /// A profile that reads at ONE on `node` alone.
-    fn replica_profile(&self, side: Side, node: NodeId) -> anyhow::Result<ExecutionProfileHandle> {
+    pub(crate) fn replica_profile(
+        &self,
+        side: Side,
+        node: NodeId,
+    ) -> anyhow::Result<ExecutionProfileHandle> {
         Ok(ExecutionProfile::builder()
             .consistency(Consistency::One)
             .load_balancing_policy(self.pinned(side, node)?)

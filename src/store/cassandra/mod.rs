@@ -183,7 +183,7 @@ pub struct CassandraStore {
     /// What of the namespace existed before the run (never dropped).
     before: std::sync::Mutex<Before>,
     /// The server's write counters before the load, or why they cannot be read.
-    capacity_before: std::sync::Mutex<Option<Result<capacity::Counters, String>>>,
+    capacity_before: std::sync::Mutex<Option<Result<Vec<capacity::Counters>, String>>>,
 }
 
 /// The keyspace and tables of the run that existed before it.
@@ -524,6 +524,29 @@ impl CassandraStore {
         )
     }
 
+    /// The capacity counters: the single server's, or each node's of the cluster
+    /// (in the state file's order).
+    async fn capacity_counters(&self) -> Result<Vec<capacity::Counters>, String> {
+        let (side, session) = self.admin();
+        let keyspace = &self.tables().keyspace;
+        let read = async {
+            let Some(link) = &self.cluster else {
+                return Ok(vec![capacity::read(session, keyspace, None).await?]);
+            };
+            let mut nodes = Vec::new();
+            for node in &link.state.nodes {
+                let profile = link.replica_profile(side, node.id)?;
+                nodes.push(
+                    capacity::read(session, keyspace, Some(&profile))
+                        .await
+                        .with_context(|| format!("reading {}", node.id))?,
+                );
+            }
+            Ok(nodes)
+        };
+        read.await.map_err(|e: anyhow::Error| format!("{e:#}"))
+    }
+
     fn session(&self, side: Side) -> &Arc<Session> {
         self.sessions
             .get(&side)
@@ -787,21 +810,24 @@ impl Store for CassandraStore {
     }
 
     async fn capacity_start(&self) {
-        let read = capacity::read(self.admin().1, &self.tables().keyspace)
-            .await
-            .map_err(|e| format!("{e:#}"));
+        let read = self.capacity_counters().await;
         *self.capacity_before.lock().expect("not poisoned") = Some(read);
     }
 
     async fn capacity(&self, orders: u64) -> crate::result::CapacityResult {
         let before = self.capacity_before.lock().expect("not poisoned").clone();
-        let after = capacity::read(self.admin().1, &self.tables().keyspace)
-            .await
-            .map_err(|e| format!("{e:#}"));
+        let after = self.capacity_counters().await;
         match (before, after) {
             (Some(Ok(b)), Ok(a)) => crate::result::CapacityResult {
                 orders,
-                figures: capacity::figures(&b, &a, orders),
+                figures: {
+                    // Per node, then added up (one node's counters on a single server).
+                    let mut sum = capacity::Counters::default();
+                    for (before, after) in b.iter().zip(&a) {
+                        sum.add(&after.since(before));
+                    }
+                    capacity::figures(&capacity::Counters::default(), &sum, orders)
+                },
                 notes: capacity::notes(self.cluster.is_some()),
             },
             (before, after) => {

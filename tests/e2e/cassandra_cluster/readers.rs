@@ -131,6 +131,28 @@ fn reads_at_one_on_a_cut_replica_miss_every_order_written_after_the_cut() {
         one.explain()
     );
     one.agrees_with_the_history();
+    // The cost counts every replica: each of the two writes lands on the three
+    // nodes (on c3 by hints after the healing), 6 local writes per order.
+    let capacity = one.run.result.capacity.as_ref().expect("capacity");
+    let mutations = capacity
+        .figures
+        .iter()
+        .find(|f| f.name == "mutations")
+        .and_then(|f| f.total)
+        .expect("mutations counted on every node");
+    let ok = one.run.count(|e| e.outcome == Outcome::Ok);
+    let agreed = one
+        .run
+        .result
+        .replicas
+        .as_ref()
+        .and_then(|r| r.agreed_after_ms);
+    // Exact when every write was acknowledged at once and the hints had arrived
+    // before the final read at ALL (which would otherwise repair c3 itself).
+    let w = &one.run.result.workload;
+    if ok == w.ops.total && w.retries == 0 && agreed.is_some() {
+        assert_eq!(mutations, 6.0 * ok as f64, "{capacity:?}");
+    }
     let behind = one.behind_the_cut();
     let answered: Vec<&&ReadEntry> = behind.iter().filter(|r| r.outcome == Outcome::Ok).collect();
     assert!(
