@@ -132,7 +132,7 @@ fn reads_at_one_on_a_cut_replica_miss_every_order_written_after_the_cut() {
     );
     one.agrees_with_the_history();
     // The cost counts every replica: each of the two writes lands on the three
-    // nodes (on c3 by hints after the healing), 6 local writes per order.
+    // nodes (on c3 by hints after the healing).
     let capacity = one.run.result.capacity.as_ref().expect("capacity");
     let mutations = capacity
         .figures
@@ -147,12 +147,13 @@ fn reads_at_one_on_a_cut_replica_miss_every_order_written_after_the_cut() {
         .replicas
         .as_ref()
         .and_then(|r| r.agreed_after_ms);
-    // Exact when every write was acknowledged at once and the hints had arrived
-    // before the final read at ALL (which would otherwise repair c3 itself).
-    let w = &one.run.result.workload;
-    if ok == w.ops.total && w.retries == 0 && agreed.is_some() {
-        assert_eq!(mutations, 6.0 * ok as f64, "{capacity:?}");
+    // Once the replicas agreed, each acknowledged write is on all three: at
+    // least 6 per order (more where a replica applied a write whose answer timed
+    // out and then got its hint too; one node's count would be 2).
+    if agreed.is_some() {
+        assert!(mutations >= 6.0 * ok as f64, "{ok} ok: {capacity:?}");
     }
+    eprintln!("mutations {mutations} for {ok} acknowledged orders (agreed: {agreed:?})");
     let behind = one.behind_the_cut();
     let answered: Vec<&&ReadEntry> = behind.iter().filter(|r| r.outcome == Outcome::Ok).collect();
     assert!(
