@@ -21,24 +21,26 @@
 
 mod capacity;
 mod cluster;
+mod errors;
 mod relay;
+mod session;
 mod side;
 mod writes;
+
+pub(crate) use self::errors::classify;
+pub use self::session::ThroughProxy;
+use self::session::{Wiring, open_session};
+pub(crate) use self::session::{consistency, serial_consistency};
 
 pub use cluster::{CLUSTER_NODES, CLUSTER_SERVER, cluster_proxies, cluster_proxy};
 
 use anyhow::Context;
 use async_trait::async_trait;
 use futures::FutureExt;
-use scylla::client::execution_profile::{ExecutionProfile, ExecutionProfileHandle};
+use scylla::client::execution_profile::ExecutionProfileHandle;
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
-use scylla::errors::{DbError, ExecutionError, RequestAttemptError, TranslationError};
-use scylla::policies::address_translator::{AddressTranslator, UntranslatedPeer};
-use scylla::policies::retry::FallthroughRetryPolicy;
-use scylla::statement::{Consistency, SerialConsistency, Statement};
+use scylla::statement::{Consistency, Statement};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,9 +52,8 @@ use super::{Layout, ServerInfo, SideStore, Store, StoreContext};
 use crate::fault::cluster::NodeId;
 use crate::pattern::PatternKind;
 use crate::pattern::atomic::AtomicWrite;
-use crate::pattern::outcome::{Attempt, Failure};
 use crate::relay::RelaySource;
-use crate::scenario::{Connection, Side};
+use crate::scenario::Side;
 use crate::writer::Writer;
 
 pub static SPEC: StoreSpec = StoreSpec {
@@ -158,21 +159,6 @@ pub static SPEC: StoreSpec = StoreSpec {
 /// Schema changes and scans are slower than a write: their own timeout.
 const DDL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Maps every node address the driver learns to the side's proxy address, so that
-/// all traffic of a session goes through its proxy (one node behind each proxy).
-#[derive(Debug)]
-pub struct ThroughProxy(pub SocketAddr);
-
-#[async_trait]
-impl AddressTranslator for ThroughProxy {
-    async fn translate_address(
-        &self,
-        _peer: &UntranslatedPeer,
-    ) -> Result<SocketAddr, TranslationError> {
-        Ok(self.0)
-    }
-}
-
 pub struct CassandraStore {
     ctx: StoreContext,
     sessions: BTreeMap<Side, Arc<Session>>,
@@ -224,205 +210,6 @@ impl Tables {
             events: format!("{keyspace}.events"),
         }
     }
-}
-
-/// A validated consistency name (crate::scenario::CONSISTENCY_LEVELS).
-pub(crate) fn consistency(name: &str) -> Consistency {
-    match name {
-        "any" => Consistency::Any,
-        "one" => Consistency::One,
-        "two" => Consistency::Two,
-        "three" => Consistency::Three,
-        "all" => Consistency::All,
-        "local_quorum" => Consistency::LocalQuorum,
-        "each_quorum" => Consistency::EachQuorum,
-        "local_one" => Consistency::LocalOne,
-        _ => Consistency::Quorum,
-    }
-}
-
-/// A validated serial consistency name (crate::scenario::SERIAL_LEVELS).
-pub(crate) fn serial_consistency(name: &str) -> SerialConsistency {
-    match name {
-        "serial" => SerialConsistency::Serial,
-        _ => SerialConsistency::LocalSerial,
-    }
-}
-
-/// How one connection is set up: its levels, and on the cluster how it reaches
-/// each node and which node coordinates.
-struct Wiring {
-    level: Consistency,
-    serial: Option<SerialConsistency>,
-    per_node: Option<cluster::PerNodeProxies>,
-    pinned: Option<Arc<cluster::Pinned>>,
-}
-
-/// Opens a session through one proxy (`host:port`), logging in and encrypting as
-/// the side's connection says.
-async fn open_session(
-    side: Side,
-    endpoint: &str,
-    connection: &Connection,
-    op_timeout: Duration,
-    wiring: Wiring,
-) -> anyhow::Result<Session> {
-    let addr = tokio::net::lookup_host(endpoint)
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .with_context(|| format!("cannot resolve the {side} endpoint `{endpoint}`"))?;
-    let mut profile = ExecutionProfile::builder()
-        .request_timeout(Some(op_timeout))
-        .consistency(wiring.level)
-        .retry_policy(Arc::new(FallthroughRetryPolicy::new()));
-    if let Some(serial) = wiring.serial {
-        profile = profile.serial_consistency(Some(serial));
-    }
-    if let Some(pinned) = wiring.pinned {
-        profile = profile.load_balancing_policy(pinned);
-    }
-    let profile = profile.build();
-    let translator: Arc<dyn AddressTranslator> = match wiring.per_node {
-        Some(per_node) => Arc::new(per_node),
-        None => Arc::new(ThroughProxy(addr)),
-    };
-    let mut builder = SessionBuilder::new();
-    let mut login = None;
-    if let Some(user) = connection.user(SPEC.name) {
-        let password = connection.password(SPEC.name, &user)?;
-        builder = builder.user(user.clone(), password);
-        login = Some((user, connection.password_var(SPEC.name)));
-    }
-    if let Some(tls) = &connection.tls {
-        // The driver connects by address and sends no SNI: the certificate is
-        // checked against the configured name, else the endpoint's host name.
-        let host = crate::scenario::host_of(endpoint);
-        let name = tls.server_name.clone().or_else(|| {
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            bare.parse::<std::net::IpAddr>()
-                .is_err()
-                .then(|| bare.to_string())
-        });
-        let config = crate::store::tls::client_config(tls, name.as_deref())
-            .with_context(|| format!("TLS for the Cassandra {side} side"))?;
-        builder = builder.tls_context(Some(config));
-    }
-    let builder = builder
-        .known_node_addr(addr)
-        .address_translator(translator)
-        .connection_timeout(Duration::from_secs(2))
-        // Schema metadata is not needed (prepared statements carry their partition
-        // key), and refreshing it after DDL fails when another run drops its
-        // keyspace at the same moment.
-        .fetch_schema_metadata(false)
-        .refresh_metadata_on_auto_schema_agreement(false)
-        .default_execution_profile_handle(profile.into_handle());
-    let build = builder.build();
-    let hint = "hint: is the local stack up (scripts/stack up) and the proxy enabled? see scripts/PORTS.md";
-    match tokio::time::timeout(Duration::from_secs(10), build).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => {
-            let text = e.to_string();
-            let hint = if text.contains("uthenticat") {
-                match &login {
-                    Some((user, var)) => format!(
-                        "hint: check the user `{user}` and the password in {var} (PasswordAuthenticator)"
-                    ),
-                    None => "hint: the server requires a login: set [target] username and export its password (DUALWRITE_CASSANDRA_PASSWORD, or the variable named by password_env)".to_string(),
-                }
-            } else if text.to_ascii_lowercase().contains("certificate")
-                || text.to_ascii_lowercase().contains("tls")
-            {
-                "hint: check tls_ca_file, tls_server_name (the name on the server's certificate) and the client certificate".to_string()
-            } else {
-                hint.to_string()
-            };
-            anyhow::bail!("Cassandra at {endpoint} ({side} side): {text}\n  {hint}")
-        }
-        Err(_) => {
-            anyhow::bail!("Cassandra at {endpoint} ({side} side): no session within 10s\n  {hint}")
-        }
-    }
-}
-
-/// How a failed request is seen by the application, by the outcome rule: certainly
-/// not applied when the driver never sent it (no connection, no node, no stream
-/// id, a request it could not serialize or prepare) or the coordinator refused it
-/// before writing (Unavailable, Overloaded, IsBootstrapping, rate limit, invalid);
-/// indeterminate when it may have applied (timeouts, a connection closed with the
-/// request on it, write timeouts and failures, server errors). Every failure is
-/// retryable: each write carries the operation's timestamp, so a replay is the
-/// same write.
-pub(crate) fn classify(err: &ExecutionError) -> Attempt {
-    let (applied_maybe, class) = if schema_disagreement(err) {
-        // A node without the table yet (schema not agreed): the write may have
-        // reached replicas that have it, so it is never a certain `fail`.
-        (true, "schema-disagreement".to_string())
-    } else {
-        class_of(err)
-    };
-    let failure = Failure::new(class, err.to_string()).retryable(true);
-    if applied_maybe {
-        Attempt::Indeterminate(failure)
-    } else {
-        Attempt::NotApplied(failure)
-    }
-}
-
-/// (may have applied, error class).
-fn class_of(err: &ExecutionError) -> (bool, String) {
-    const SENT: bool = true;
-    const NOT_SENT: bool = false;
-    match err {
-        // Nothing was sent: no connection to send it on, or it never got that far.
-        ExecutionError::ConnectionPoolError(_) => (NOT_SENT, "no-connection".into()),
-        ExecutionError::EmptyPlan => (NOT_SENT, "no-node".into()),
-        ExecutionError::BadQuery(_) => (NOT_SENT, "bad-query".into()),
-        ExecutionError::PrepareError(_) => (NOT_SENT, "prepare".into()),
-        ExecutionError::RequestTimeout(_) => (SENT, "timeout".into()),
-        ExecutionError::LastAttemptError(e) => match e {
-            RequestAttemptError::UnableToAllocStreamId => (NOT_SENT, "no-stream-id".into()),
-            RequestAttemptError::SerializationError(_)
-            | RequestAttemptError::CqlRequestSerialization(_) => (NOT_SENT, "serialization".into()),
-            // The connection died with this request on it: sent or not, we cannot tell.
-            RequestAttemptError::BrokenConnectionError(_) => (SENT, "connection-closed".into()),
-            RequestAttemptError::DbError(db, _) => match db {
-                // Batch, Cas, BatchLog...: which step timed out, kept in the class.
-                DbError::WriteTimeout { write_type, .. } => {
-                    (SENT, format!("WriteTimeout-{write_type:?}"))
-                }
-                DbError::ReadTimeout { .. } => (SENT, "ReadTimeout".into()),
-                DbError::WriteFailure { .. } => (SENT, "WriteFailure".into()),
-                DbError::ServerError => (SENT, "ServerError".into()),
-                DbError::Unavailable { .. } => (NOT_SENT, "Unavailable".into()),
-                DbError::Overloaded => (NOT_SENT, "Overloaded".into()),
-                DbError::IsBootstrapping => (NOT_SENT, "IsBootstrapping".into()),
-                DbError::RateLimitReached { .. } => (NOT_SENT, "RateLimitReached".into()),
-                other => (NOT_SENT, db_error_name(other)),
-            },
-            _ => (SENT, "response".into()),
-        },
-        _ => (SENT, "other".into()),
-    }
-}
-
-/// An error a node without the run's table (or keyspace) gives: its schema has
-/// not caught up with the others'.
-fn schema_disagreement(err: &ExecutionError) -> bool {
-    let text = err.to_string().to_ascii_lowercase();
-    text.contains("unconfigured table")
-        || text.contains("unknown table")
-        || text.contains("keyspace") && text.contains("does not exist")
-}
-
-fn db_error_name(e: &DbError) -> String {
-    let debug = format!("{e:?}");
-    debug
-        .split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or("DbError")
-        .to_string()
 }
 
 impl CassandraStore {
@@ -915,54 +702,6 @@ pub(crate) fn applied(result: scylla::response::query_result::QueryResult) -> an
 mod tests {
     use super::*;
     use crate::pattern::{Partitioning, Pattern};
-    use scylla::errors::{ConnectionPoolError, WriteType};
-
-    fn class(a: Attempt) -> (bool, String) {
-        match a {
-            Attempt::Indeterminate(f) => (true, f.class),
-            Attempt::NotApplied(f) => (false, f.class),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn errors_are_not_applied_when_nothing_was_sent_and_indeterminate_when_it_may_have_applied() {
-        let pool = ExecutionError::ConnectionPoolError(ConnectionPoolError::Initializing);
-        assert!(!class(classify(&pool)).0);
-        let timeout = ExecutionError::RequestTimeout(Duration::from_secs(1));
-        assert_eq!(class(classify(&timeout)), (true, "timeout".into()));
-        let db = |e: DbError| {
-            class(classify(&ExecutionError::LastAttemptError(
-                RequestAttemptError::DbError(e, String::new()),
-            )))
-        };
-        assert_eq!(
-            db(DbError::WriteTimeout {
-                consistency: Consistency::Quorum,
-                received: 0,
-                required: 1,
-                write_type: WriteType::Cas,
-            }),
-            (true, "WriteTimeout-Cas".into())
-        );
-        let unavailable = DbError::Unavailable {
-            consistency: Consistency::Quorum,
-            required: 2,
-            alive: 1,
-        };
-        assert_eq!(db(unavailable), (false, "Unavailable".into()));
-        assert_eq!(db(DbError::Overloaded), (false, "Overloaded".into()));
-        assert_eq!(db(DbError::Invalid), (false, "Invalid".into()));
-        // A node without the table yet: it may have reached replicas that have it.
-        let unconfigured = ExecutionError::LastAttemptError(RequestAttemptError::DbError(
-            DbError::Invalid,
-            "unconfigured table orders".into(),
-        ));
-        assert_eq!(
-            class(classify(&unconfigured)),
-            (true, "schema-disagreement".into())
-        );
-    }
 
     #[test]
     fn the_secondary_side_is_the_table_the_pattern_writes_second() {
