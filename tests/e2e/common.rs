@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use dualwrite::checker::{self, CheckerReport, CollectedScan};
 use dualwrite::history::{History, HistoryEntry};
-use dualwrite::result::RunResult;
+use dualwrite::reader::entry::ReadEntry;
+use dualwrite::result::{ReadersResult, RunResult};
 use dualwrite::scenario::{self, Scenario, Side};
 use dualwrite::store::{self, Stores};
 
@@ -147,6 +148,55 @@ impl Run {
             self.result.client_counts,
             self.result.notes,
             self.stderr
+        )
+    }
+}
+
+/// A run with readers: its reads (`reads.jsonl`) beside its result and history.
+pub struct ReadRun {
+    pub run: Run,
+    pub reads: Vec<ReadEntry>,
+}
+
+impl ReadRun {
+    /// Runs `file`; every read the result counts is in `reads.jsonl`.
+    pub fn new(s: &Scratch, file: &Path) -> Self {
+        let run = s.run(file);
+        let name = scenario::load(file).expect("valid scenario").name;
+        let dir = s.results().join(name).join("latest");
+        let reads = dualwrite::reader::entry::read_jsonl(&dir.join("reads.jsonl"))
+            .unwrap_or_else(|e| panic!("no reads.jsonl ({e}): {}", run.explain()));
+        let r = Self { run, reads };
+        assert_eq!(
+            r.reads.len() as u64,
+            r.readers().reads.total,
+            "{}",
+            r.explain()
+        );
+        r
+    }
+
+    pub fn readers(&self) -> &ReadersResult {
+        self.run
+            .result
+            .readers
+            .as_ref()
+            .unwrap_or_else(|| panic!("no readers' result: {}", self.run.explain()))
+    }
+
+    pub fn op(&self, id: u64) -> &HistoryEntry {
+        self.run
+            .history
+            .iter()
+            .find(|e| e.id == id)
+            .expect("every read order is in the history")
+    }
+
+    pub fn explain(&self) -> String {
+        format!(
+            "{}\nreaders: {:?}",
+            self.run.explain(),
+            self.run.result.readers
         )
     }
 }

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use dualwrite::history::{HistoryEntry, Outcome, SideOutcome};
 use dualwrite::reader::entry::{ReadEntry, Seen};
-use dualwrite::result::ReadersResult;
 
 use crate::common::*;
 
@@ -22,38 +21,6 @@ fn upstream(server: &str) -> &'static str {
     }
 }
 
-/// One run with readers, its reads, and what the readers' result says.
-struct ReadRun {
-    run: Run,
-    reads: Vec<ReadEntry>,
-}
-
-impl ReadRun {
-    fn readers(&self) -> &ReadersResult {
-        self.run
-            .result
-            .readers
-            .as_ref()
-            .unwrap_or_else(|| panic!("no readers' result: {}", self.run.explain()))
-    }
-
-    fn op(&self, id: u64) -> &HistoryEntry {
-        self.run
-            .history
-            .iter()
-            .find(|e| e.id == id)
-            .expect("every read order is in the history")
-    }
-
-    fn explain(&self) -> String {
-        format!(
-            "{}\nreaders: {:?}",
-            self.run.explain(),
-            self.run.result.readers
-        )
-    }
-}
-
 /// Runs `body` (pattern, workload, faults, readers...) on `store`/`server`
 /// through proxies of its own.
 fn run(name: &str, store: &str, server: &str, body: &str) -> ReadRun {
@@ -63,18 +30,8 @@ fn run(name: &str, store: &str, server: &str, body: &str) -> ReadRun {
         proxies.target(store, server)
     );
     let s = Scratch::new();
-    let run = s.run(&s.write(&format!("{name}.toml"), &text));
-    let dir = s.results().join(name).join("latest");
-    let reads = dualwrite::reader::entry::read_jsonl(&dir.join("reads.jsonl"))
-        .unwrap_or_else(|e| panic!("no reads.jsonl ({e}): {}", run.explain()));
+    let r = ReadRun::new(&s, &s.write(&format!("{name}.toml"), &text));
     drop(proxies);
-    let r = ReadRun { run, reads };
-    assert_eq!(
-        r.reads.len() as u64,
-        r.readers().reads.total,
-        "{}",
-        r.explain()
-    );
     r
 }
 

@@ -4,55 +4,14 @@
 //! nodes. Every assertion is what the cut proves: while it holds, no packet of
 //! c1 or c2 reaches c3, so c3 cannot show an order written after it began.
 
-use std::path::Path;
-
-use dualwrite::history::{HistoryEntry, Outcome};
-use dualwrite::reader::entry::{ReadEntry, Seen, read_jsonl};
-use dualwrite::result::ReadersResult;
+use dualwrite::history::Outcome;
+use dualwrite::reader::entry::{ReadEntry, Seen};
 
 use super::lock;
 use super::runs::{scenario, window};
 use crate::common::*;
 
-/// A run and its reads.
-struct ReadRun {
-    run: Run,
-    reads: Vec<ReadEntry>,
-}
-
 impl ReadRun {
-    fn new(s: &Scratch, file: &Path) -> Self {
-        let run = s.run(file);
-        let name = dualwrite::scenario::load(file).expect("valid").name;
-        let dir = s.results().join(name).join("latest");
-        let reads = read_jsonl(&dir.join("reads.jsonl"))
-            .unwrap_or_else(|e| panic!("no reads.jsonl ({e}): {}", run.explain()));
-        let r = Self { run, reads };
-        assert_eq!(
-            r.reads.len() as u64,
-            r.readers().reads.total,
-            "{}",
-            r.explain()
-        );
-        r
-    }
-
-    fn readers(&self) -> &ReadersResult {
-        self.run
-            .result
-            .readers
-            .as_ref()
-            .unwrap_or_else(|| panic!("no readers' result: {}", self.run.explain()))
-    }
-
-    fn op(&self, id: u64) -> &HistoryEntry {
-        self.run
-            .history
-            .iter()
-            .find(|e| e.id == id)
-            .expect("every read order is in the history")
-    }
-
     /// The cut, in microseconds since the load began: from when it was surely in
     /// force (1 s after it was applied) to its healing.
     fn cut_us(&self) -> (u64, u64) {
@@ -80,14 +39,6 @@ impl ReadRun {
             .iter()
             .map(|d| d.primary_only + d.secondary_only)
             .sum()
-    }
-
-    fn explain(&self) -> String {
-        format!(
-            "{}\nreaders: {:?}",
-            self.run.explain(),
-            self.run.result.readers
-        )
     }
 
     /// Each read agrees with the history: its write's outcome is the history's,
