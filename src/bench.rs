@@ -630,14 +630,10 @@ async fn store_figures(
     if args.harness_only {
         // The single write's maximum (the driver ceiling is judged against it) and
         // the checker against a bare scan; no tables.
-        let (s, _) = store::connect_fresh(probe.clone()).await?;
-        let client = s
-            .primary
-            .bare_client(1)
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no bare client for {store}"))?;
-        let (single_max, _) = bare_loop(client, 1000, 16).await;
-        let _ = s.drop_namespace().await;
+        let (single_max, _) = with_bare_client(probe.clone(), store.name(), |client| {
+            bare_loop(client, 1000, 16)
+        })
+        .await?;
         summary.store(store).single_write_max_ops_s = Some(single_max);
         summary.add(format!(
             "single write maximum ({store}, 1000 ops at concurrency 16): {single_max:.0} ops/s"
@@ -755,6 +751,27 @@ pub(crate) fn first_line(e: &anyhow::Error) -> String {
         .collect()
 }
 
+/// Runs `f` with the store's bare client (one plain write per operation) in a
+/// fresh namespace of `probe`'s store, dropped after.
+pub(crate) async fn with_bare_client<T, Fut>(
+    probe: Arc<Scenario>,
+    what: &str,
+    f: impl FnOnce(Arc<dyn PatternClient>) -> Fut,
+) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let (s, _) = store::connect_fresh(probe).await?;
+    let client = s
+        .primary
+        .bare_client(1)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no bare client for {what}"))?;
+    let out = f(client).await;
+    let _ = s.drop_namespace().await;
+    Ok(out)
+}
+
 /// The single-write baseline through the same driver: p50, p99 at `rate`, and max.
 pub(crate) async fn bare_store_single(
     store: StoreKind,
@@ -762,15 +779,10 @@ pub(crate) async fn bare_store_single(
     rate: f64,
     secs: u64,
 ) -> anyhow::Result<(f64, f64, f64)> {
-    let (s, _) = store::connect_fresh(probe).await?;
-    let client = s
-        .primary
-        .bare_client(1)
-        .await
-        .ok_or_else(|| anyhow::anyhow!("no bare client for {store}"))?;
-    let figures = single_write_figures(client, rate, secs, 1000).await;
-    let _ = s.drop_namespace().await;
-    figures
+    with_bare_client(probe, store.name(), |client| {
+        single_write_figures(client, rate, secs, 1000)
+    })
+    .await?
 }
 
 /// One write per operation through `client`: (p50, p99) in ms at `rate` for

@@ -89,14 +89,10 @@ pub async fn pattern_tables(args: &BenchArgs) -> anyhow::Result<Vec<String>> {
     let mut ceiling = f64::INFINITY;
     for server in SERVERS {
         let probe = Arc::new(parse(&text(server, "naive", 10.0, "ops = 1", 16, ""))?);
-        let (s, _) = crate::store::connect_fresh(probe.clone()).await?;
-        let bare = s
-            .primary
-            .bare_client(1)
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no bare client for {server}"))?;
-        let (max, _) = bare_loop(bare, ops / 2, 16).await;
-        let _ = s.drop_namespace().await;
+        let (max, _) = crate::bench::with_bare_client(probe.clone(), server, |bare| {
+            bare_loop(bare, ops / 2, 16)
+        })
+        .await?;
         ceiling = ceiling.min(max);
         probes.push(probe);
     }

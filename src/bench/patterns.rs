@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::figures::PatternFigures;
-use super::{BenchArgs, Summary, first_line, run_one, scenario_text, variants};
+use super::{BenchArgs, Summary, first_line, run_one, scenario_text, variants, with_bare_client};
 use crate::driver::{self, DELAYED_MS, DriveSpec};
 use crate::pattern::PatternKind;
 use crate::scenario::{Scenario, StoreKind};
-use crate::store;
 
 /// The baseline row's name (the claims find it by it).
 pub const SINGLE: &str = "single write (baseline)";
@@ -150,12 +149,6 @@ async fn single_drive(
     ops: u64,
     concurrency: usize,
 ) -> anyhow::Result<crate::driver::DriverStats> {
-    let (s, _) = store::connect_fresh(probe).await?;
-    let client = s
-        .primary
-        .bare_client(1)
-        .await
-        .ok_or_else(|| anyhow::anyhow!("no bare client for {store}"))?;
     let spec = DriveSpec {
         seed: 3,
         rate,
@@ -166,8 +159,10 @@ async fn single_drive(
         op_deadline: Duration::from_secs(10),
     };
     let (_tx, stop) = watch::channel(false);
-    let result = driver::drive(client, spec, Instant::now(), None, stop, Arc::default()).await;
-    let _ = s.drop_namespace().await;
+    let result = with_bare_client(probe, store.name(), |client| {
+        driver::drive(client, spec, Instant::now(), None, stop, Arc::default())
+    })
+    .await?;
     Ok(result?.0)
 }
 
